@@ -1,0 +1,33 @@
+// ArtifactStore: the builder node's artifact directory and the stable HTTP URLs it is served under (FR-9/FR-10).
+import * as pulumi from "@pulumi/pulumi";
+import * as path from "node:path";
+import { StoreRoot } from "../providers/storeRoot";
+
+export interface ArtifactStoreArgs {
+    /** Absolute directory that holds images/<name>/<version>/... */
+    root: string;
+    /** Base URL the store is served under, e.g. http://127.0.0.1:8089 (no trailing slash needed). */
+    baseUrl: string;
+}
+
+export class ArtifactStore extends pulumi.ComponentResource {
+    readonly root: pulumi.Output<string>;
+    readonly baseUrl: pulumi.Output<string>;
+    readonly layout: pulumi.Output<string>;
+    /** Kept for children that publish into the store. */
+    readonly rootPath: string;
+    readonly baseUrlValue: string;
+    private readonly storeRoot: StoreRoot;
+
+    constructor(name: string, args: ArtifactStoreArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("image-factory:store:ArtifactStore", name, {}, opts);
+        if (!path.isAbsolute(args.root)) throw new Error(`ArtifactStore ${name}: root must be absolute, got ${args.root}`);
+        this.rootPath = args.root;
+        this.baseUrlValue = args.baseUrl.replace(/\/+$/, "");
+        this.storeRoot = new StoreRoot(`${name}-root`, { root: args.root }, { parent: this });
+        this.root = this.storeRoot.root;
+        this.layout = this.storeRoot.layout;
+        this.baseUrl = pulumi.output(this.baseUrlValue);
+        this.registerOutputs({ root: this.root, baseUrl: this.baseUrl, layout: this.layout });
+    }
+}

@@ -1,0 +1,49 @@
+// Atomic file writes: every file we publish appears whole or not at all (<file>.partial, fsync, rename).
+import * as fs from "node:fs";
+import * as path from "node:path";
+
+export async function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+    await fs.promises.mkdir(path.dirname(file), { recursive: true });
+    const partial = `${file}.partial`;
+    try {
+        const fh = await fs.promises.open(partial, "w", mode);
+        try {
+            await fh.writeFile(data);
+            await fh.sync();
+        } finally {
+            await fh.close();
+        }
+        await fs.promises.rename(partial, file);
+    } catch (err) {
+        await fs.promises.rm(partial, { force: true });
+        throw explainFsError(err, file);
+    }
+}
+
+/** Writes the file only when its content differs, so unchanged metadata keeps its mtime and git stays quiet. */
+export async function writeFileIfChanged(file: string, data: string): Promise<boolean> {
+    try {
+        if ((await fs.promises.readFile(file, "utf8")) === data) return false;
+    } catch {
+        /* missing: write it */
+    }
+    await writeFileAtomic(file, data);
+    return true;
+}
+
+/** Turns the errno of a failed write into a message that names the fix. */
+export function explainFsError(err: unknown, file: string): Error {
+    const e = err as NodeJS.ErrnoException;
+    switch (e?.code) {
+        case "ENOSPC":
+            return new Error(`no space left on the device holding ${file}: free space (or point factory:workDir / ` +
+                `factory:artifactStore.root at a larger disk) and run again; nothing was published`);
+        case "EACCES":
+        case "EPERM":
+            return new Error(`permission denied writing ${file}: make the directory writable by this user`);
+        case "EROFS":
+            return new Error(`${file} is on a read-only file system: choose a writable directory`);
+        default:
+            return e instanceof Error ? e : new Error(String(err));
+    }
+}

@@ -1,0 +1,216 @@
+// Stack configuration: one schema, validated once at the top of the program, so a bad value fails the preview
+// before any resource is touched, with a message naming the key, the value and what is allowed.
+import { z } from "zod";
+
+export const CONFIG_NAMESPACE = "factory";
+
+const hostPort = z
+    .string()
+    .refine(isHostPort, { message: "must be a registry host with optional port, without scheme or path (e.g. ghcr.io or 127.0.0.1:5000)" });
+
+export function isHostPort(value: string): boolean {
+    if (!value || /[\s/@?#]/.test(value) || value.includes("://")) return false;
+    try {
+        const u = new URL(`https://${value}`);
+        const [hostPart, portPart] = value.startsWith("[") ? [value, undefined] : value.split(":");
+        return u.host.length > 0 && hostPart.length > 0 && (portPart === undefined || /^\d{1,5}$/.test(portPart));
+    } catch {
+        return false;
+    }
+}
+
+const httpUrl = z
+    .string()
+    .refine((v) => {
+        try {
+            const u = new URL(v);
+            return u.protocol === "http:" || u.protocol === "https:";
+        } catch {
+            return false;
+        }
+    }, { message: "must be an absolute http(s) URL" });
+
+const vendor = z.string().regex(/^[a-z0-9][a-z0-9.-]*$/, "must be lower-case letters, digits, dots or dashes (it becomes application/vnd.<vendor>.qcow2)");
+export const VERSION_PATTERN = /^v\d{4}\.\d{2}\.\d{2}(\.\d+)?$/;
+const version = z.string().regex(VERSION_PATTERN, "must look like vYYYY.MM.DD or vYYYY.MM.DD.N");
+const sshKey = z.string().regex(/^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com) [A-Za-z0-9+/=]+( .*)?$/, "must be one OpenSSH public key line (ssh-ed25519 AAAA... comment)");
+const userName = z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, "must be a POSIX user name (lower case, starts with a letter or _, at most 32 characters)");
+const mediaType = z.string().regex(/^[a-z0-9][a-z0-9!#$&^_.+-]*\/[a-z0-9][a-z0-9!#$&^_.+-]*$/, "must be a media type such as application/vnd.example.qcow2");
+
+export const passSchema = z.union([z.literal(1), z.literal(2), z.literal(3)], { message: "must be 1, 2 or 3" });
+
+const artifactStoreSchema = z.object({
+    root: z.string().min(1).default(".artifacts"),
+    host: z.string().min(1).default("127.0.0.1"),
+    port: z.number().int().min(1).max(65535).default(8089),
+    /** What consumers (Proxmox, Packer) use to reach the store when it is not the loopback address. */
+    publicBaseUrl: httpUrl.optional(),
+}).strict();
+
+const ociSchema = z.object({
+    enabled: z.boolean().default(true),
+    registry: hostPort,
+    repository: z.string().regex(/^[a-z0-9]+([._-][a-z0-9]+)*(\/[a-z0-9]+([._-][a-z0-9]+)*)*$/, "must be an OCI repository path (lower case, e.g. owner/images)"),
+    /** Extra moving tags pushed besides the version, e.g. latest or a channel name. */
+    tags: z.array(z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/, "must be an OCI tag")).default([]),
+    /** Plain HTTP, for a loopback registry only. */
+    plainHttp: z.boolean().default(false),
+    username: z.string().optional(),
+    mediaType: mediaType.optional(),
+    artifactType: mediaType.optional(),
+    /** Destroy removes the tags it pushed; off by default so consumers never lose a published artifact. */
+    deleteOnDestroy: z.boolean().default(false),
+    /** Attach an in-toto provenance statement as an OCI referrer. */
+    provenance: z.boolean().default(true),
+}).strict();
+
+const releaseSchema = z.object({
+    enabled: z.boolean().default(true),
+    owner: z.string().regex(/^[A-Za-z0-9-]+$/, "must be a GitHub owner (user or organization)"),
+    repo: z.string().regex(/^[A-Za-z0-9._-]+$/, "must be a GitHub repository name"),
+    apiUrl: httpUrl.default("https://api.github.com"),
+    /** Which location manifests/tools.json points `qcow2` at. */
+    manifestSource: z.enum(["asset", "oci"]).default("asset"),
+    /** Where release metadata (releases/, docs/releases.md, manifests/tools.json) is written; default the checkout. */
+    metadataDir: z.string().optional(),
+    deleteOnDestroy: z.boolean().default(false),
+}).strict();
+
+const proxmoxSchema = z.object({
+    enabled: z.boolean().default(true),
+    endpoint: httpUrl,
+    insecure: z.boolean().default(false),
+    node: z.string().min(1),
+    imageStorage: z.string().min(1).default("local"),
+    diskStorage: z.string().min(1).default("local-lvm"),
+    bridge: z.string().min(1).default("vmbr0"),
+    vmidRange: z.tuple([z.number().int().min(100), z.number().int().max(999999999)]).default([9000, 9099]),
+    /** Fixed VM ids per image name; images not listed get an id from vmidRange. */
+    vmids: z.record(z.string(), z.number().int().min(100)).default({}),
+    namePattern: z.string().regex(/\{image\}/, "must contain {image}").default("tpl-{image}-{version}"),
+    keepLast: z.number().int().min(1).max(50).default(3),
+}).strict();
+
+const debianSchema = z.object({
+    suite: z.enum(["bookworm"]).default("bookworm"),
+    mirror: httpUrl.default("http://deb.debian.org/debian"),
+    /** snapshot.debian.org timestamp; when set, builds use that frozen mirror (reproducibility). */
+    snapshot: z.string().regex(/^\d{8}T\d{6}Z$/, "must be a snapshot timestamp like 20250520T000000Z").optional(),
+}).strict();
+
+export const configSchema = z.object({
+    lab: z.enum(["local", "dvnt", "dvntm"]),
+    domain: z.string().regex(/^[a-z0-9.-]+$/, "must be a DNS domain").default("localdomain"),
+    maxPass: passSchema.default(3),
+    vendor: vendor.default("deevnet"),
+    /** Image names (folders under images/) built by this stack. */
+    images: z.array(z.string().regex(/^[a-z0-9][a-z0-9-]*$/, "must be an image folder name")).default([]),
+    version: version.optional(),
+    workDir: z.string().min(1).default(".cache"),
+    artifactStore: artifactStoreSchema.default({ root: ".artifacts", host: "127.0.0.1", port: 8089 }),
+    bootstrapUser: z.object({
+        name: userName.default("ansible"),
+        sshAuthorizedKeys: z.array(sshKey).default([]),
+        /** Files holding public keys (relative to the project), e.g. the key scripts/setup.sh makes for `local`. */
+        sshAuthorizedKeyFiles: z.array(z.string().min(1)).default([]),
+    }).strict().refine((u) => u.sshAuthorizedKeys.length + u.sshAuthorizedKeyFiles.length > 0, {
+        message: "needs at least one SSH key (sshAuthorizedKeys or sshAuthorizedKeyFiles): images have no password login",
+    }).default({ name: "ansible", sshAuthorizedKeys: [], sshAuthorizedKeyFiles: [] }),
+    debian: debianSchema.default({ suite: "bookworm", mirror: "http://deb.debian.org/debian" }),
+    oci: ociSchema.optional(),
+    release: releaseSchema.optional(),
+    proxmox: proxmoxSchema.optional(),
+    /** Reuse artifacts of another stack (e.g. organization/image-factory/dvnt) instead of rebuilding them. */
+    reuseFromStack: z.string().regex(/^[^/\s]+\/[^/\s]+\/[^/\s]+$/, "must be org/project/stack").optional(),
+    evidence: z.object({
+        dir: z.string().min(1).default("evidence"),
+    }).strict().default({ dir: "evidence" }),
+}).strict();
+
+export type FactoryConfig = z.infer<typeof configSchema>;
+export type OciConfig = z.infer<typeof ociSchema>;
+export type ReleaseConfig = z.infer<typeof releaseSchema>;
+export type ProxmoxConfig = z.infer<typeof proxmoxSchema>;
+export type Pass = z.infer<typeof passSchema>;
+
+/** Keys whose values are credentials: read with getSecret only, never part of the validated plain object. */
+export const SECRET_KEYS = ["githubToken", "ghcrToken", "proxmoxApiToken", "gpgPassphrase"] as const;
+export type SecretKey = (typeof SECRET_KEYS)[number];
+
+export class ConfigError extends Error {
+    constructor(readonly problems: string[]) {
+        super(`invalid stack configuration:\n${problems.map((p) => `  - ${p}`).join("\n")}\n` +
+            `Fix the value in Pulumi.<stack>.yaml (or with \`pulumi config set --path ${CONFIG_NAMESPACE}:<key> <value>\`) and run again.`);
+        this.name = "ConfigError";
+    }
+}
+
+function describeValue(raw: unknown, path: PropertyKey[]): string {
+    let v: unknown = raw;
+    for (const p of path) {
+        if (v === null || typeof v !== "object") return "<missing>";
+        v = (v as Record<PropertyKey, unknown>)[p];
+    }
+    if (v === undefined) return "<missing>";
+    const s = JSON.stringify(v);
+    return s.length > 80 ? `${s.slice(0, 77)}...` : s;
+}
+
+function keyName(path: PropertyKey[]): string {
+    const [head, ...rest] = path.map(String);
+    let key = `${CONFIG_NAMESPACE}:${head ?? ""}`;
+    for (const p of rest) key += /^\d+$/.test(p) ? `[${p}]` : `.${p}`;
+    return key;
+}
+
+/**
+ * Validates raw config values (as read from the stack, objects already parsed from JSON) and applies
+ * defaults. Throws ConfigError listing every problem as `key = value: what is allowed`.
+ */
+export function parseConfig(raw: Record<string, unknown>): FactoryConfig {
+    for (const k of SECRET_KEYS) {
+        if (k in raw) delete raw[k];
+    }
+    const result = configSchema.safeParse(raw);
+    if (result.success) return result.data;
+    const problems = result.error.issues.map((issue) => {
+        if (issue.code === "unrecognized_keys") {
+            return `${keyName(issue.path)}: unknown key(s) ${issue.keys.join(", ")}; see the config reference in README.md`;
+        }
+        const allowed = issue.code === "invalid_value" && "values" in issue
+            ? `must be one of ${(issue.values as unknown[]).map((v) => JSON.stringify(v)).join(", ")}`
+            : issue.message;
+        return `${keyName(issue.path)} = ${describeValue(raw, issue.path)}: ${allowed}`;
+    });
+    throw new ConfigError(problems);
+}
+
+/** The keys the program reads from the stack (everything in the schema). */
+export const CONFIG_KEYS = Object.keys(configSchema.shape);
+
+/**
+ * Picks this namespace's keys out of the stack's full config map ("factory:maxPass" -> "3") and decodes
+ * values: Pulumi keeps structured values and numbers as JSON text, so JSON is parsed where it parses.
+ */
+export function readNamespace(all: Record<string, string>, namespace = CONFIG_NAMESPACE): Record<string, unknown> {
+    const out: Record<string, unknown> = {};
+    const prefix = `${namespace}:`;
+    for (const [key, value] of Object.entries(all)) {
+        if (!key.startsWith(prefix)) continue;
+        const name = key.slice(prefix.length);
+        out[name] = decodeValue(value);
+    }
+    return out;
+}
+
+function decodeValue(value: string): unknown {
+    const t = value.trim();
+    if (/^[[{]/.test(t) || /^-?\d+(\.\d+)?$/.test(t) || t === "true" || t === "false" || t === "null") {
+        try {
+            return JSON.parse(t);
+        } catch {
+            return value;
+        }
+    }
+    return value;
+}

@@ -1,0 +1,89 @@
+// The artifact store's filesystem layout (FR-10): predictable paths that map 1:1 onto stable URLs.
+//   <root>/images/<name>/<version>/<name>-<version>.qcow2
+//   <root>/images/<name>/<version>/<name>-<version>.qcow2.sha256   (sha256sum format)
+//   <root>/images/<name>/<version>/build.json
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { writeFileAtomic } from "./atomic";
+
+export const STORE_SCHEMA_VERSION = 1;
+export const STORE_MARKER = "store.json";
+
+export interface ArtifactPaths {
+    /** Directory of one image version. */
+    dir: string;
+    qcow2: string;
+    sha256File: string;
+    buildJson: string;
+    /** Path relative to the store root, with forward slashes: also the URL path. */
+    relQcow2: string;
+    fileName: string;
+}
+
+const SAFE_SEGMENT = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+
+export function artifactPaths(root: string, name: string, version: string, ext = "qcow2"): ArtifactPaths {
+    for (const [what, v] of [["image name", name], ["version", version]] as const) {
+        if (!SAFE_SEGMENT.test(v) || v.includes("..")) throw new Error(`unsafe ${what} for a store path: ${JSON.stringify(v)}`);
+    }
+    const fileName = `${name}-${version}.${ext}`;
+    const rel = `images/${name}/${version}`;
+    const dir = path.join(root, rel);
+    return {
+        dir,
+        qcow2: path.join(dir, fileName),
+        sha256File: path.join(dir, `${fileName}.sha256`),
+        buildJson: path.join(dir, "build.json"),
+        relQcow2: `${rel}/${fileName}`,
+        fileName,
+    };
+}
+
+export function artifactUrl(baseUrl: string, relPath: string): string {
+    return `${baseUrl.replace(/\/+$/, "")}/${relPath.split("/").map(encodeURIComponent).join("/")}`;
+}
+
+export interface StoreMarker {
+    schemaVersion: number;
+    layout: string;
+}
+
+/** Creates the store root (idempotent) and its marker file. */
+export async function ensureStoreRoot(root: string): Promise<StoreMarker> {
+    if (!path.isAbsolute(root)) throw new Error(`artifact store root must be an absolute path, got ${root}`);
+    await fs.promises.mkdir(path.join(root, "images"), { recursive: true });
+    const marker: StoreMarker = { schemaVersion: STORE_SCHEMA_VERSION, layout: "images/<name>/<version>/<name>-<version>.qcow2" };
+    const markerPath = path.join(root, STORE_MARKER);
+    const body = `${JSON.stringify(marker, null, 2)}\n`;
+    let current: string | undefined;
+    try {
+        current = await fs.promises.readFile(markerPath, "utf8");
+    } catch {
+        current = undefined;
+    }
+    if (current !== body) await writeFileAtomic(markerPath, body);
+    return marker;
+}
+
+/** Removes the marker and the directories left empty; never deletes artifacts someone else put there. */
+export async function removeStoreRootIfEmpty(root: string): Promise<void> {
+    await fs.promises.rm(path.join(root, STORE_MARKER), { force: true });
+    await removeEmptyDirs(path.join(root, "images"));
+    await fs.promises.rmdir(root).catch(() => undefined);
+}
+
+export async function removeEmptyDirs(dir: string): Promise<boolean> {
+    let entries: fs.Dirent[];
+    try {
+        entries = await fs.promises.readdir(dir, { withFileTypes: true });
+    } catch {
+        return true;
+    }
+    let empty = true;
+    for (const e of entries) {
+        if (e.isDirectory() && (await removeEmptyDirs(path.join(dir, e.name)))) continue;
+        empty = false;
+    }
+    if (empty) await fs.promises.rmdir(dir).catch(() => undefined);
+    return empty;
+}
