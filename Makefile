@@ -1,0 +1,54 @@
+# image-factory operator interface (FR-12). It lists targets, reports dependencies and runs the factory; it
+# never installs anything and never runs a package manager. First-time setup is `bash scripts/setup.sh`
+# (or either quickstart command in README.md, which run it for you).
+SHELL := /bin/bash
+.ONESHELL:
+.DEFAULT_GOAL := list
+ROOT := $(CURDIR)
+ENV := source $(ROOT)/scripts/env.sh
+STACK ?= local
+TARGET ?= all
+
+.PHONY: list help deps preview up refresh destroy outputs validate evidence verify-evidence \
+        services-start services-stop services-status test test-unit lint-workflows bench typecheck
+
+list help: ## List every target and every image with its type
+	@echo "targets:"
+	@grep -hE '^[a-zA-Z0-9 _-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([^:]+):.*## (.*)/  \1|\2/' | column -t -s '|'
+	@if [ -x node_modules/.bin/ts-node ] && [ -f bin/list-images.ts ]; then echo "images:"; node_modules/.bin/ts-node --transpile-only bin/list-images.ts --make; fi
+
+deps: ## Check required tools with versions (TARGET=engine|qcow2|validate|oci|...|all); non-zero if one is missing
+	@bash scripts/deps.sh $(TARGET)
+
+typecheck: ## Type-check the whole program (tsc --noEmit, strict)
+	@$(ENV); tsc -p tsconfig.json --noEmit
+
+preview: ## pulumi preview of STACK (default local)
+	@$(ENV); bash scripts/deps.sh engine >/dev/null && pulumi preview --stack $(STACK) --diff
+
+up: ## pulumi up of STACK (default local); the local stack needs `make services-start`
+	@$(ENV); bash scripts/deps.sh engine >/dev/null && pulumi up --stack $(STACK) --yes
+
+refresh: ## pulumi refresh of STACK
+	@$(ENV); pulumi refresh --stack $(STACK) --yes
+
+destroy: ## pulumi destroy of STACK (published OCI tags and release assets stay unless configured otherwise)
+	@$(ENV); pulumi destroy --stack $(STACK) --yes
+
+outputs: ## Stack outputs as JSON (the contract Terraform and Ansible read)
+	@$(ENV); pulumi stack output --stack $(STACK) --json --show-secrets=false
+
+services-start: ## Start the loopback services of the local stack (artifact HTTP server, OCI registry)
+	@bash scripts/services.sh start
+
+services-stop: ## Stop the loopback services
+	@bash scripts/services.sh stop
+
+services-status: ## Show the loopback services
+	@bash scripts/services.sh status
+
+test: ## Run the test suite (needs setup; `npm test` does setup and then this)
+	@$(ENV); bash scripts/deps.sh engine >/dev/null || { echo "run npm test (it sets up first)"; exit 1; }; mocha
+
+test-unit: ## Fast tests only (no image build, no VM)
+	@$(ENV); mocha --grep @slow --invert

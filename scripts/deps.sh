@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Reports the tools each build target needs, with versions (FR-12). Read-only: never installs anything.
+# Usage: scripts/deps.sh [target...]   targets: engine qcow2 validate oci release proxmox evidence services
+#                                               boot-test packer iso pi bench workflows all (default: all)
+# Exit status: 0 when every required tool of the requested targets is present, 1 otherwise (naming them).
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+export PATH="$root/.tools/bin:$root/node_modules/.bin:$PATH:/usr/sbin:/sbin"
+
+# target: required tools | optional tools
+declare -A REQUIRED=(
+  [engine]="node npm pulumi pulumi-language-nodejs pulumi-resource-pulumi-nodejs"
+  [qcow2]="qemu-img debootstrap mkfs.ext4 grub-mkimage sfdisk ansible-playbook"
+  [validate]="qemu-img debugfs"
+  [oci]="oras"
+  [release]="node"
+  [proxmox]="node"
+  [evidence]="sha256sum"
+  [services]="node docker-registry"
+  [boot-test]="qemu-system-x86_64 cloud-localds ssh ssh-keygen"
+  [packer]="packer qemu-system-x86_64 ansible-playbook"
+  [iso]="xorriso"
+  [pi]="qemu-img sfdisk mkfs.ext4 mcopy mkfs.vfat debugfs"
+  [bench]="sha256sum curl"
+  [workflows]="actionlint"
+)
+declare -A OPTIONAL=(
+  [engine]="go"
+  [qcow2]="qemu-system-x86_64"
+  [validate]=""
+  [oci]=""
+  [release]=""
+  [proxmox]=""
+  [evidence]="gpg"
+  [services]="htpasswd"
+  [boot-test]=""
+  [packer]=""
+  [iso]="genisoimage"
+  [pi]="qemu-aarch64-static"
+  [bench]="hyperfine"
+  [workflows]=""
+)
+ORDER=(engine qcow2 validate oci release proxmox evidence services boot-test packer iso pi bench workflows)
+
+version_of() {
+  local t=$1 out
+  case "$t" in
+    pulumi) out=$(pulumi version 2>/dev/null) ;;
+    pulumi-language-nodejs) out=$(pulumi-language-nodejs -version 2>/dev/null) ;;
+    pulumi-resource-pulumi-nodejs) out="(shim for @pulumi/pulumi/cmd/dynamic-provider)" ;;
+    oras) out=$(oras version 2>/dev/null | head -1) ;;
+    go) out=$(go version 2>/dev/null) ;;
+    debootstrap) out=$(dpkg-query -W -f='${Version}' debootstrap 2>/dev/null) ;;
+    mkfs.ext4|debugfs) out=$(dpkg-query -W -f='e2fsprogs ${Version}' e2fsprogs 2>/dev/null) ;;
+    grub-mkimage) out=$(grub-mkimage --version 2>/dev/null) ;;
+    sfdisk) out=$(sfdisk --version 2>/dev/null) ;;
+    ansible-playbook) out=$(ansible-playbook --version 2>/dev/null | head -1) ;;
+    docker-registry) out=$(dpkg-query -W -f='${Version}' docker-registry 2>/dev/null) ;;
+    htpasswd) out=$(dpkg-query -W -f='apache2-utils ${Version}' apache2-utils 2>/dev/null) ;;
+    cloud-localds) out=$(dpkg-query -W -f='cloud-image-utils ${Version}' cloud-image-utils 2>/dev/null) ;;
+    ssh|ssh-keygen) out=$(ssh -V 2>&1) ;;
+    gpg) out=$(gpg --version 2>/dev/null | head -1) ;;
+    xorriso) out=$(xorriso -version 2>/dev/null | head -1) ;;
+    mcopy) out=$(mcopy --version 2>/dev/null | head -1) ;;
+    mkfs.vfat) out=$(dpkg-query -W -f='dosfstools ${Version}' dosfstools 2>/dev/null) ;;
+    qemu-aarch64-static) out=$(qemu-aarch64-static --version 2>/dev/null | head -1) ;;
+    actionlint) out=$(actionlint -version 2>/dev/null | head -1) ;;
+    packer) out=$(packer version 2>/dev/null | head -1) ;;
+    *) out=$("$t" --version 2>/dev/null | head -1) ;;
+  esac
+  printf '%s' "${out:-present}"
+}
+
+targets=("$@")
+if ((${#targets[@]} == 0)) || [[ " ${targets[*]} " == *" all "* ]]; then targets=("${ORDER[@]}"); fi
+
+missing=()
+for target in "${targets[@]}"; do
+  if [[ -z "${REQUIRED[$target]+x}" ]]; then
+    echo "deps: unknown target '$target' (known: ${ORDER[*]} all)" >&2
+    exit 2
+  fi
+  printf '%s:\n' "$target"
+  for t in ${REQUIRED[$target]}; do
+    if command -v "$t" >/dev/null 2>&1; then
+      printf '  ok       %-30s %s\n' "$t" "$(version_of "$t")"
+    else
+      printf '  MISSING  %-30s (required)\n' "$t"
+      missing+=("$t")
+    fi
+  done
+  for t in ${OPTIONAL[$target]}; do
+    if command -v "$t" >/dev/null 2>&1; then
+      printf '  ok       %-30s %s (optional)\n' "$t" "$(version_of "$t")"
+    else
+      printf '  absent   %-30s (optional)\n' "$t"
+    fi
+  done
+done
+
+if [[ " ${targets[*]} " == *" qcow2 "* || " ${targets[*]} " == *" packer "* || " ${targets[*]} " == *" boot-test "* ]]; then
+  # FR-11: say how VMs will run, never fail silently.
+  if [[ -r /dev/kvm && -w /dev/kvm ]]; then
+    echo "virtualisation: /dev/kvm usable: qemu runs with KVM acceleration"
+  else
+    echo "virtualisation: /dev/kvm not usable here: qemu falls back to TCG (software), roughly 5-10x slower;" \
+      "enable VT-x/AMD-V (and nested virtualisation in a VM) to speed up boots and Packer builds"
+  fi
+fi
+
+if ((${#missing[@]})); then
+  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+  echo "deps: missing required tools: ${missing[*]}" >&2
+  echo "deps: `bash scripts/setup.sh` sets them up (Debian packages, npm packages, tools built from Go modules)" >&2
+  exit 1
+fi
+echo "deps: all required tools present"

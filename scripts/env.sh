@@ -1,0 +1,14 @@
+# shellcheck shell=bash
+# Offline settings for the Pulumi engine and our tools; sourced by the scripts, the Makefile and the tests.
+_if_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export IMAGE_FACTORY_ROOT="$_if_root"
+export PATH="$_if_root/.tools/bin:$_if_root/node_modules/.bin:$PATH"
+export PULUMI_BACKEND_URL="${PULUMI_BACKEND_URL:-file://$_if_root/.pulumi-state}"
+export PULUMI_SKIP_UPDATE_CHECK=true
+export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
+# Type checking happens in the tests; at deploy time ts-node only transpiles.
+export PULUMI_NODEJS_TRANSPILE_ONLY=true
+# Keep the CLI's own state (plugins, credentials, workspace files) inside the checkout.
+export PULUMI_HOME="${PULUMI_HOME:-$_if_root/.cache/pulumi-home}"
+mkdir -p "$_if_root/.pulumi-state" "$PULUMI_HOME"
+unset _if_root

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# One-time (and idempotent) setup used by both quickstart commands: OS packages, npm packages, the engine and
+# tools built from Go modules, and the SSH key the local stack bakes into its image.
+# The Makefile never calls this: it only reports (FR-12). Re-running costs a few seconds when nothing changed.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+say() { printf 'setup: %s\n' "$*"; }
+
+# --- OS packages (Debian) ---------------------------------------------------------------------------------
+missing=()
+while read -r cmd pkg _; do
+  [[ -z "$cmd" || "$cmd" == \#* ]] && continue
+  command -v "$cmd" >/dev/null 2>&1 || [[ -x "/usr/sbin/$cmd" || -x "/sbin/$cmd" ]] || missing+=("$pkg")
+done < scripts/os-packages.txt
+if ((${#missing[@]})); then
+  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+  install_cmd=(apt-get install -y -q --no-install-recommends "${missing[@]}")
+  if [[ $(id -u) -eq 0 ]]; then
+    say "installing OS packages: ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get update -q
+    DEBIAN_FRONTEND=noninteractive "${install_cmd[@]}"
+  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+    say "installing OS packages with sudo: ${missing[*]}"
+    sudo DEBIAN_FRONTEND=noninteractive apt-get update -q
+    sudo DEBIAN_FRONTEND=noninteractive "${install_cmd[@]}"
+  else
+    say "missing OS packages: ${missing[*]}"
+    say "run this as root, then re-run: sudo apt-get update && sudo ${install_cmd[*]}"
+    exit 1
+  fi
+  # debian's docker-registry package starts a system service on :5000; ours run on demand, on loopback.
+  if command -v systemctl >/dev/null && systemctl is-active --quiet docker-registry 2>/dev/null; then
+    systemctl stop docker-registry 2>/dev/null || sudo -n systemctl stop docker-registry 2>/dev/null || true
+  fi
+fi
+
+# --- npm packages -----------------------------------------------------------------------------------------
+# npm ci only when the lockfile changed since the last install; the npm cache stays under .cache for CI.
+lock_sum=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [[ ! -f node_modules/.image-factory-lock || "$(cat node_modules/.image-factory-lock)" != "$lock_sum" ]]; then
+  say "npm ci"
+  npm ci --no-audit --no-fund --cache "$root/.cache/npm" --prefer-offline
+  echo "$lock_sum" > node_modules/.image-factory-lock
+fi
+if [[ -f policy/package-lock.json ]]; then
+  plock=$(sha256sum policy/package-lock.json | cut -d' ' -f1)
+  if [[ ! -f policy/node_modules/.image-factory-lock || "$(cat policy/node_modules/.image-factory-lock)" != "$plock" ]]; then
+    say "npm ci (policy pack)"
+    (cd policy && npm ci --no-audit --no-fund --cache "$root/.cache/npm" --prefer-offline)
+    echo "$plock" > policy/node_modules/.image-factory-lock
+  fi
+fi
+
+# --- engine and tools from Go modules ---------------------------------------------------------------------
+bash tools/build.sh
+
+# --- bootstrap key for the local stack --------------------------------------------------------------------
+if [[ ! -f .cache/local-ssh/id_ed25519 ]]; then
+  mkdir -p .cache/local-ssh
+  ssh-keygen -q -t ed25519 -N "" -C "image-factory-local" -f .cache/local-ssh/id_ed25519
+  say "made the local stack's bootstrap key .cache/local-ssh/id_ed25519"
+fi
+say "ready"

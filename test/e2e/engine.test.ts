@@ -1,0 +1,106 @@
+// The real engine, offline: our pinned CLI, our Node.js language host and dynamic-provider shim, the file
+// backend, and the project's own program.
+import { strict as assert } from "node:assert";
+import execa from "execa";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { TestProject } from "../helpers/project";
+import { REPO_ROOT } from "../helpers/setup";
+
+describe("engine: pinned Pulumi CLI and language host", function () {
+    this.timeout(300_000);
+
+    it("pulumi version prints the pin from tools/build.sh", async () => {
+        const { stdout } = await execa("pulumi", ["version"]);
+        const pin = /PULUMI_VERSION=(v[\d.]+)/.exec(fs.readFileSync(path.join(REPO_ROOT, "tools", "build.sh"), "utf8"))?.[1];
+        assert.equal(stdout.trim(), pin);
+        assert.equal(stdout.trim(), "v3.259.0");
+    });
+
+    it("the language host reports the same engine version, marked as ours", async () => {
+        const { stdout } = await execa("pulumi-language-nodejs", ["-version"]);
+        assert.equal(stdout.trim(), "v3.259.0+image-factory");
+    });
+
+    describe("the local stack through the real engine", () => {
+        let project: TestProject;
+        before(async () => {
+            project = TestProject.create();
+            await project.initStack("local");
+        });
+        after(() => project.remove());
+
+        it("preview plans the artifact store without touching the disk", async () => {
+            const summary = await project.previewSummary("local");
+            assert.ok((summary.create ?? 0) >= 3, `expected creates, got ${JSON.stringify(summary)}`);
+            assert.equal(fs.existsSync(path.join(project.dir, ".artifacts", "store.json")), false);
+        });
+
+        it("up creates the store root, a second up reports no changes, destroy cleans up", async () => {
+            await project.pulumi(["up", "--stack", "local", "--yes"]);
+            const marker = JSON.parse(fs.readFileSync(path.join(project.dir, ".artifacts", "store.json"), "utf8"));
+            assert.deepEqual(marker, { schemaVersion: 1, layout: "images/<name>/<version>/<name>-<version>.qcow2" });
+            const outputs = await project.outputs("local");
+            assert.equal((outputs.artifactStore as { root: string }).root, path.join(project.dir, ".artifacts"));
+            assert.equal(outputs.schemaVersion, 1);
+
+            const state = await project.exportState("local");
+            const types = (state.deployment.resources ?? []).map((r) => r.type);
+            assert.ok(types.includes("pulumi-nodejs:dynamic/image-factory:StoreRoot"), types.join(","));
+            assert.ok(types.includes("image-factory:store:ArtifactStore"));
+
+            const second = await project.upEvents("local");
+            assert.deepEqual(Object.keys(second.changes), ["same"], `second up changed something: ${JSON.stringify(second.changes)}`);
+            await project.pulumi(["preview", "--stack", "local", "--expect-no-changes"]);
+
+            await project.pulumi(["destroy", "--stack", "local", "--yes"]);
+            assert.equal(fs.existsSync(path.join(project.dir, ".artifacts")), false, "destroy left the store behind");
+            const after = await project.exportState("local");
+            assert.equal((after.deployment.resources ?? []).length, 0);
+        });
+
+        it("bad config fails the preview naming the key, the value and what is allowed", async () => {
+            await project.setConfig("local", "factory:maxPass", "7");
+            await project.setConfig("local", "factory:oci.registry", "not a url!", { path: true });
+            await project.setConfig("local", "factory:oci.repository", "lab/images", { path: true });
+            const r = await project.pulumi(["preview", "--stack", "local"], { reject: false });
+            assert.notEqual(r.exitCode, 0);
+            assert.match(r.all, /factory:maxPass = 7: must be 1, 2 or 3/);
+            assert.match(r.all, /factory:oci\.registry = "not a url!": must be a registry host with optional port/);
+            assert.doesNotMatch(r.all, /at Object\.|\.ts:\d+:\d+/, "a config error must not print a stack trace");
+            await project.pulumi(["config", "rm", "factory:maxPass", "--stack", "local"]);
+            await project.pulumi(["config", "rm", "factory:oci", "--stack", "local"]);
+        });
+    });
+
+    describe("a dynamic provider under the real engine", () => {
+        let project: TestProject;
+        let target: string;
+        before(async () => {
+            project = TestProject.create({ from: path.join(REPO_ROOT, "test", "fixtures", "dynamic-provider"), entries: ["Pulumi.yaml", "index.ts", "tsconfig.json", "package.json"] });
+            await project.initStack("dev");
+            target = path.join(project.dir, "owned.txt");
+            await project.setConfig("dev", "fixture:path", target);
+        });
+        after(() => project.remove());
+
+        it("creates, updates on an input change, then deletes", async () => {
+            await project.setConfig("dev", "fixture:content", "one");
+            await project.pulumi(["up", "--stack", "dev", "--yes"]);
+            assert.equal(fs.readFileSync(target, "utf8"), "one");
+            assert.equal((await project.outputs("dev")).writes, 1);
+
+            await project.setConfig("dev", "fixture:content", "two");
+            const up = await project.upEvents("dev");
+            assert.deepEqual(up.changes, { same: 1, update: 1 });
+            assert.equal(fs.readFileSync(target, "utf8"), "two");
+            assert.equal((await project.outputs("dev")).writes, 2);
+
+            const state = await project.exportState("dev");
+            assert.ok((state.deployment.resources ?? []).some((r) => r.type === "pulumi-nodejs:dynamic/fixture:OwnedFile"));
+
+            await project.pulumi(["destroy", "--stack", "dev", "--yes"]);
+            assert.equal(fs.existsSync(target), false);
+        });
+    });
+});

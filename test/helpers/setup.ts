@@ -1,0 +1,9 @@
+// Loaded by mocha before every test file: the same offline engine settings scripts/env.sh exports.
+import * as path from "node:path";
+
+export const REPO_ROOT = path.resolve(__dirname, "..", "..");
+process.env.PATH = [path.join(REPO_ROOT, ".tools", "bin"), path.join(REPO_ROOT, "node_modules", ".bin"), process.env.PATH].join(path.delimiter);
+process.env.PULUMI_SKIP_UPDATE_CHECK = "true";
+process.env.PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION = "true";
+process.env.PULUMI_NODEJS_TRANSPILE_ONLY = "true";
+process.env.PULUMI_HOME ??= path.join(REPO_ROOT, ".cache", "pulumi-home");
