@@ -16,50 +16,53 @@ export const SHA256_HEX = /^[0-9a-f]{64}$/;
 
 /** Hashes a file by streaming it once. */
 export async function hashFile(path: string, onBytes?: (done: number) => void): Promise<Digest> {
-    const hasher = new HashingStream(onBytes);
-    await pipeline(fs.createReadStream(path, { highWaterMark: HASH_CHUNK }), hasher, async function* (src) {
+    const hasher = hashingStream(onBytes);
+    await pipeline(fs.createReadStream(path, { highWaterMark: HASH_CHUNK }), hasher.stream, async function* (src) {
         for await (const _chunk of src) { /* drain: the bytes only pass through the hash */ }
     });
     return hasher.digest();
 }
 
+export interface HashingStream {
+    /** Pass-through stream: pipe the bytes through it on their way somewhere else. */
+    stream: Transform;
+    /** Valid once the stream has ended. */
+    digest(): Digest;
+}
+
 /**
  * A pass-through stream that hashes and counts what flows through it, so one read of the bytes both copies
- * (or uploads, or downloads) them and yields their digest.
+ * (or uploads, or downloads) them and yields their digest. A factory rather than a Transform subclass: dynamic
+ * providers serialize their code, and a subclass of a Node.js built-in class cannot be serialized.
  */
-export class HashingStream extends Transform {
-    private readonly hash = crypto.createHash("sha256");
-    private bytes = 0;
-    private result?: Digest;
-
-    constructor(private readonly onBytes?: (done: number) => void, initial?: { hash: crypto.Hash; bytes: number }) {
-        super({ highWaterMark: HASH_CHUNK });
-        if (initial) {
-            this.hash = initial.hash;
-            this.bytes = initial.bytes;
-        }
-    }
-
-    override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-        this.hash.update(chunk);
-        this.bytes += chunk.length;
-        this.onBytes?.(this.bytes);
-        cb(null, chunk);
-    }
-
-    /** Valid once the stream has ended. */
-    digest(): Digest {
-        this.result ??= { sha256: this.hash.digest("hex"), size: this.bytes };
-        return this.result;
-    }
+export function hashingStream(onBytes?: (done: number) => void, initial?: { hash: crypto.Hash; bytes: number }): HashingStream {
+    const hash = initial?.hash ?? crypto.createHash("sha256");
+    let bytes = initial?.bytes ?? 0;
+    let result: Digest | undefined;
+    const stream = new Transform({
+        highWaterMark: HASH_CHUNK,
+        transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback) {
+            hash.update(chunk);
+            bytes += chunk.length;
+            onBytes?.(bytes);
+            cb(null, chunk);
+        },
+    });
+    return {
+        stream,
+        digest() {
+            result ??= { sha256: hash.digest("hex"), size: bytes };
+            return result;
+        },
+    };
 }
 
 /** Copies src to dst (through dst.partial, then rename) and returns the digest of the bytes written. */
 export async function copyFileHashed(src: string, dst: string): Promise<Digest> {
     const partial = `${dst}.partial`;
-    const hasher = new HashingStream();
+    const hasher = hashingStream();
     try {
-        await pipeline(fs.createReadStream(src, { highWaterMark: HASH_CHUNK }), hasher, fs.createWriteStream(partial));
+        await pipeline(fs.createReadStream(src, { highWaterMark: HASH_CHUNK }), hasher.stream, fs.createWriteStream(partial));
         await fsyncPath(partial);
         await fs.promises.rename(partial, dst);
     } catch (err) {

@@ -1,0 +1,108 @@
+// Subprocesses through execa, with errors that carry the command, the exit code and the tail of stderr, and a
+// missing tool reported with the Debian package that provides it.
+import execa from "execa";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import type { BuildLog } from "./buildlog";
+
+export class CommandError extends Error {
+    constructor(readonly command: string, readonly exitCode: number | undefined, readonly stderr: string, hint?: string) {
+        super(`${command} failed${exitCode === undefined ? "" : ` with exit code ${exitCode}`}` +
+            `${stderr ? `:\n${tail(stderr, 25)}` : ""}${hint ? `\n${hint}` : ""}`);
+        this.name = "CommandError";
+    }
+}
+
+export class ToolMissingError extends Error {
+    constructor(readonly tool: string, readonly pkg?: string) {
+        super(`${tool} is not installed or not on PATH` +
+            (pkg ? `: install the Debian package ${pkg} (bash scripts/setup.sh does it) or put ${tool} on PATH` : ""));
+        this.name = "ToolMissingError";
+    }
+}
+
+function tail(text: string, lines: number): string {
+    const all = text.trimEnd().split("\n");
+    return (all.length > lines ? ["…", ...all.slice(-lines)] : all).map((l) => `  ${l}`).join("\n");
+}
+
+let packageMap: Map<string, string> | undefined;
+/** tool -> Debian package, from scripts/os-packages.txt (the same list setup installs). */
+export function debianPackageOf(tool: string): string | undefined {
+    if (!packageMap) {
+        packageMap = new Map();
+        const file = path.resolve(__dirname, "..", "scripts", "os-packages.txt");
+        if (fs.existsSync(file)) {
+            for (const line of fs.readFileSync(file, "utf8").split("\n")) {
+                const [cmd, pkg] = line.trim().split(/\s+/);
+                if (cmd && pkg && !cmd.startsWith("#")) packageMap.set(cmd, pkg);
+            }
+        }
+    }
+    return packageMap.get(path.basename(tool));
+}
+
+export interface RunOptions {
+    cwd?: string;
+    env?: Record<string, string | undefined>;
+    input?: string;
+    log?: BuildLog;
+    /** Appended to the error message when the command fails: how to fix it. */
+    hint?: string;
+    timeoutMs?: number;
+    /** Start from an empty environment (plus opts.env) instead of this process's: keeps host secrets out of chroots. */
+    cleanEnv?: boolean;
+}
+
+export interface RunResult {
+    stdout: string;
+    stderr: string;
+}
+
+/** Runs a command to completion; output goes to the build log when one is given. */
+export async function run(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+    const shown = [cmd, ...args].map((a) => (/[\s"']/.test(a) ? JSON.stringify(a) : a)).join(" ");
+    opts.log?.line(`$ ${shown}`);
+    const child = execa(cmd, [...args], {
+        cwd: opts.cwd,
+        env: opts.env,
+        input: opts.input,
+        reject: false,
+        all: true,
+        timeout: opts.timeoutMs,
+        extendEnv: !opts.cleanEnv,
+        stripFinalNewline: false,
+    });
+    if (opts.log) {
+        child.all?.on("data", (chunk: Buffer) => opts.log?.write(chunk.toString()));
+    }
+    const r = await child;
+    // execa reports a command that could not start with no exit code and the spawn errno's code.
+    if (r.failed && r.exitCode === undefined && (r as unknown as { code?: string }).code === "ENOENT") {
+        throw new ToolMissingError(cmd, debianPackageOf(cmd));
+    }
+    if (r.timedOut) throw new CommandError(shown, undefined, r.stderr, `timed out after ${opts.timeoutMs} ms`);
+    if (r.exitCode !== 0) throw new CommandError(shown, r.exitCode, r.stderr || r.stdout, opts.hint);
+    return { stdout: r.stdout, stderr: r.stderr };
+}
+
+/** `command -v`: the absolute path of a tool, or undefined. */
+export function which(tool: string, envPath = process.env.PATH ?? ""): string | undefined {
+    for (const dir of [...envPath.split(path.delimiter), "/usr/sbin", "/sbin"]) {
+        if (!dir) continue;
+        const p = path.join(dir, tool);
+        try {
+            fs.accessSync(p, fs.constants.X_OK);
+            return p;
+        } catch {
+            /* next */
+        }
+    }
+    return undefined;
+}
+
+export function requireTool(tool: string): string {
+    const p = which(tool);
+    if (!p) throw new ToolMissingError(tool, debianPackageOf(tool));
+    return p;
+}

@@ -1,0 +1,21 @@
+// Traceability: which commit of this repository an artifact was built from.
+import { execFileSync } from "node:child_process";
+
+export interface GitInfo {
+    commit: string;
+    /** Uncommitted changes in the tree the build read. */
+    dirty: boolean;
+    commitTime?: number;
+}
+
+export function gitInfo(dir: string): GitInfo {
+    try {
+        const opts = { cwd: dir, encoding: "utf8" as const, stdio: ["ignore", "pipe", "ignore"] as ["ignore", "pipe", "ignore"] };
+        const commit = execFileSync("git", ["rev-parse", "HEAD"], opts).trim();
+        const dirty = execFileSync("git", ["status", "--porcelain", "--untracked-files=no"], opts).trim().length > 0;
+        const commitTime = Number(execFileSync("git", ["log", "-1", "--format=%ct"], opts).trim());
+        return { commit, dirty, commitTime };
+    } catch {
+        return { commit: "unknown", dirty: false };
+    }
+}

@@ -1,0 +1,80 @@
+// Image recipes: an image is data (images/<name>/image.ts) plus a pipeline of named stages (lib/build/*).
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { z } from "zod";
+import { passSchema } from "./config";
+
+export const TARGETS = ["store", "oci", "release", "proxmox"] as const;
+
+const rootfsBuilder = z.object({
+    kind: z.literal("rootfs"),
+    suite: z.enum(["bookworm"]).default("bookworm"),
+    /** Packages on top of the base set every rootfs image gets (lib/build/rootfs.ts BASE_PACKAGES). */
+    packages: z.array(z.string().regex(/^[a-z0-9][a-z0-9+.-]+$/)).default([]),
+    /** Virtual disk size; cloud-init grows the root partition to whatever disk the VM gets. */
+    diskSizeMiB: z.number().int().min(1024).max(65536).default(2048),
+    /** Playbook (relative to the image folder) run against the image root over Ansible's chroot connection. */
+    playbook: z.string().optional(),
+    hostname: z.string().regex(/^[a-z0-9-]{1,63}$/).optional(),
+}).strict();
+
+export const recipeSchema = z.object({
+    name: z.string().regex(/^[a-z0-9][a-z0-9-]*$/),
+    description: z.string().min(1),
+    pass: passSchema,
+    /** Artifact type (FR-1..FR-8): VM template image, Raspberry Pi image, bootable ISO, builder node image. */
+    kind: z.enum(["vm", "pi", "iso", "builder-node"]),
+    builder: z.discriminatedUnion("kind", [rootfsBuilder]),
+    /** Where the artifact is published. */
+    targets: z.array(z.enum(TARGETS)).default(["store"]),
+    /** Unix time used as SOURCE_DATE_EPOCH when no mirror snapshot pins one (reproducible timestamps). */
+    sourceDateEpoch: z.number().int().min(0).default(1735689600),
+}).strict();
+
+export type ImageRecipe = z.infer<typeof recipeSchema>;
+export type RecipeInput = z.input<typeof recipeSchema>;
+export type RootfsBuilder = z.infer<typeof rootfsBuilder>;
+
+export const IMAGES_DIR = path.resolve(__dirname, "..", "images");
+
+export function listImageNames(imagesDir = IMAGES_DIR): string[] {
+    return fs.readdirSync(imagesDir, { withFileTypes: true })
+        .filter((e) => e.isDirectory() && fs.existsSync(path.join(imagesDir, e.name, "image.ts")))
+        .map((e) => e.name)
+        .sort();
+}
+
+export function loadRecipe(name: string, imagesDir = IMAGES_DIR): ImageRecipe {
+    const file = path.join(imagesDir, name, "image.ts");
+    if (!fs.existsSync(file)) {
+        throw new Error(`unknown image ${JSON.stringify(name)}: there is no ${path.relative(process.cwd(), file)}; ` +
+            `known images: ${listImageNames(imagesDir).join(", ") || "(none)"}`);
+    }
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- recipes are data modules picked by name at run time
+    const mod = require(file) as { default?: unknown };
+    const parsed = recipeSchema.safeParse(mod.default);
+    if (!parsed.success) {
+        const problems = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
+        throw new Error(`images/${name}/image.ts is not a valid recipe: ${problems}`);
+    }
+    if (parsed.data.name !== name) throw new Error(`images/${name}/image.ts declares name ${parsed.data.name}; the folder and the name must match`);
+    return parsed.data;
+}
+
+/** Every file of an image folder plus the shared Ansible tree, sorted: the recipe part of the build key. */
+export function recipeFiles(name: string, imagesDir = IMAGES_DIR): string[] {
+    const roots = [path.join(imagesDir, name), path.resolve(imagesDir, "..", "ansible")];
+    const out: string[] = [];
+    const walk = (dir: string) => {
+        if (!fs.existsSync(dir)) return;
+        for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+            const p = path.join(dir, e.name);
+            if (e.isDirectory()) {
+                if (e.name === "collections" || e.name === "node_modules") continue; // installed content, keyed by requirements.yml
+                walk(p);
+            } else if (e.isFile()) out.push(p);
+        }
+    };
+    roots.forEach(walk);
+    return out.sort();
+}
