@@ -1,0 +1,147 @@
+// Turns an image root into a BIOS-bootable raw disk without loop devices or mounts: the ext4 file system is
+// made straight from the directory (mkfs.ext4 -d), the MBR partition table is written into a sparse file with
+// sfdisk, and GRUB is installed the way grub-bios-setup does it for a core image placed right after the MBR:
+// boot.img's code area in sector 0, core.img from sector 1 (its built-in blocklist already points at sector 2).
+// Works in containers and unprivileged VMs alike, and keeps the image's own GRUB in charge of later updates.
+import * as fs from "node:fs";
+import * as path from "node:path";
+import type { BuildLog } from "../buildlog";
+import { run } from "../exec";
+import type { Chroot } from "./chroot";
+
+export const PARTITION_START_SECTOR = 2048; // 1 MiB, leaves the MBR gap for core.img
+const MIB = 1024 * 1024;
+const MBR_CODE_BYTES = 440; // boot code; the partition table and signature follow and must survive
+
+/** GRUB modules built into core.img; everything else loads from /boot/grub/i386-pc in the image. */
+const CORE_MODULES = ["biosdisk", "part_msdos", "ext2", "search", "search_fs_uuid", "normal", "linux", "configfile",
+    "serial", "terminal", "echo", "test", "gzio"];
+
+export interface DiskSpec {
+    chroot: Chroot;
+    /** Output raw disk file. */
+    out: string;
+    diskSizeMiB: number;
+    fsUuid: string;
+    fsLabel: string;
+    sourceDateEpoch: number;
+    kernelCmdline: string;
+    log: BuildLog;
+}
+
+export function kernelVersions(root: string): string[] {
+    return fs.readdirSync(path.join(root, "boot"))
+        .filter((f) => f.startsWith("vmlinuz-"))
+        .map((f) => f.slice("vmlinuz-".length))
+        .sort((a, b) => a.localeCompare(b, undefined, { numeric: true }));
+}
+
+export function grubConfig(fsUuid: string, kernel: string, cmdline: string): string {
+    // The image's own update-grub replaces this file on the first kernel upgrade, with /etc/default/grub's settings.
+    return [
+        "serial --unit=0 --speed=115200",
+        "terminal_input serial console",
+        "terminal_output serial console",
+        "set timeout=1",
+        "set default=0",
+        `search --no-floppy --fs-uuid --set=root ${fsUuid}`,
+        `menuentry "Debian GNU/Linux (${kernel})" {`,
+        `  linux /boot/vmlinuz-${kernel} root=UUID=${fsUuid} ${cmdline}`,
+        `  initrd /boot/initrd.img-${kernel}`,
+        "}",
+        "",
+    ].join("\n");
+}
+
+async function apparentSize(dir: string, log: BuildLog): Promise<number> {
+    const { stdout } = await run("du", ["-s", "-x", "--apparent-size", "-B1", dir], { log });
+    return Number(stdout.trim().split(/\s+/)[0]);
+}
+
+/**
+ * mkfs.ext4 -d copies each file's ctime, atime and mtime, which say when the build last touched or read it (the
+ * boot loader files are written after the tree's cleanup); set all three to SOURCE_DATE_EPOCH in every inode (one debugfs run, well under a second) so that two builds of the same
+ * inputs give the same file system bytes.
+ */
+async function clampInodeTimes(root: string, fsImg: string, epoch: number, log: BuildLog): Promise<void> {
+    const lines: string[] = [];
+    const clamp = (p: string) => lines.push(`sif "${p}" ctime @${epoch}`, `sif "${p}" atime @${epoch}`, `sif "${p}" mtime @${epoch}`);
+    clamp("/");
+    clamp("/lost+found");
+    const walk = (rel: string) => {
+        for (const e of fs.readdirSync(path.join(root, rel), { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+            const r = `${rel}/${e.name}`;
+            if (/["\n]/.test(r)) throw new Error(`cannot clamp the timestamp of ${JSON.stringify(r)}: unusual characters in a path`);
+            clamp(r);
+            if (e.isDirectory()) walk(r);
+        }
+    };
+    walk("");
+    const cmds = `${fsImg}.debugfs`;
+    fs.writeFileSync(cmds, `${lines.join("\n")}\n`);
+    try {
+        await run("debugfs", ["-w", "-f", cmds, fsImg], { env: { E2FSPROGS_FAKE_TIME: String(epoch) } });
+    } finally {
+        fs.rmSync(cmds, { force: true });
+    }
+    log.line(`disk: clamped atime, ctime and mtime of ${lines.length / 3} inodes to ${epoch}`);
+}
+
+export async function assembleBiosDisk(spec: DiskSpec): Promise<void> {
+    const { chroot, log } = spec;
+    const root = chroot.root;
+    const kernels = kernelVersions(root);
+    if (kernels.length === 0) throw new Error(`no kernel in ${root}/boot: the package stage must install linux-image-*`);
+    const kernel = kernels[kernels.length - 1];
+
+    // GRUB: modules where the prefix points, the config, and a core image made by the image's own grub-mkimage.
+    const modSrc = path.join(root, "usr/lib/grub/i386-pc");
+    if (!fs.existsSync(path.join(modSrc, "boot.img"))) throw new Error(`GRUB for BIOS is missing in the image (${modSrc}): install grub-pc-bin`);
+    const modDst = path.join(root, "boot/grub/i386-pc");
+    fs.mkdirSync(modDst, { recursive: true });
+    for (const f of fs.readdirSync(modSrc)) {
+        if (f.endsWith(".mod") || f.endsWith(".lst")) fs.copyFileSync(path.join(modSrc, f), path.join(modDst, f));
+    }
+    fs.writeFileSync(path.join(root, "boot/grub/grub.cfg"), grubConfig(spec.fsUuid, kernel, spec.kernelCmdline));
+    await chroot.exec(["grub-mkimage", "-O", "i386-pc", "-o", "/tmp/core.img", "-p", "(hd0,msdos1)/boot/grub", ...CORE_MODULES]);
+    const coreImg = `${spec.out}.core.img`;
+    fs.renameSync(path.join(root, "tmp/core.img"), coreImg);
+    const bootImg = fs.readFileSync(path.join(modSrc, "boot.img"));
+    const coreSize = fs.statSync(coreImg).size;
+    if (coreSize > (PARTITION_START_SECTOR - 1) * 512) throw new Error(`core.img is ${coreSize} bytes and does not fit the MBR gap`);
+
+    // File system: sized to the partition; refuse early when the content cannot fit.
+    const partBytes = spec.diskSizeMiB * MIB - PARTITION_START_SECTOR * 512;
+    const content = await apparentSize(root, log);
+    if (content * 1.15 + 64 * MIB > partBytes) {
+        throw new Error(`the image root holds ${Math.ceil(content / MIB)} MiB, too much for a ${spec.diskSizeMiB} MiB disk: ` +
+            `raise builder.diskSizeMiB in the recipe to at least ${Math.ceil((content * 1.15 + 64 * MIB) / MIB) + 1}`);
+    }
+    const fsImg = `${spec.out}.ext4`;
+    fs.rmSync(fsImg, { force: true });
+    await run("truncate", ["-s", String(partBytes), fsImg], { log });
+    await run("mkfs.ext4", ["-q", "-F", "-L", spec.fsLabel, "-U", spec.fsUuid, "-E", `hash_seed=${spec.fsUuid},root_owner=0:0`,
+        "-d", root, fsImg], { log, env: { E2FSPROGS_FAKE_TIME: String(spec.sourceDateEpoch) } });
+
+    await clampInodeTimes(root, fsImg, spec.sourceDateEpoch, log);
+
+    // Disk: sparse file, one bootable Linux partition at 1 MiB, file system copied in without writing holes.
+    fs.rmSync(spec.out, { force: true });
+    await run("truncate", ["-s", `${spec.diskSizeMiB}M`, spec.out], { log });
+    await run("sfdisk", ["-q", "--no-reread", "--no-tell-kernel", spec.out], {
+        log, input: `label: dos\nlabel-id: 0x${spec.fsUuid.slice(0, 8)}\nunit: sectors\n${PARTITION_START_SECTOR},,83,*\n`,
+    });
+    await run("dd", [`if=${fsImg}`, `of=${spec.out}`, "bs=1M", `seek=${(PARTITION_START_SECTOR * 512) / MIB}`, "conv=notrunc,sparse", "status=none"], { log });
+    fs.rmSync(fsImg, { force: true });
+
+    const fd = fs.openSync(spec.out, "r+");
+    try {
+        fs.writeSync(fd, bootImg, 0, MBR_CODE_BYTES, 0);
+        fs.writeSync(fd, fs.readFileSync(coreImg), 0, coreSize, 512);
+        fs.fsyncSync(fd);
+    } finally {
+        fs.closeSync(fd);
+        fs.rmSync(coreImg, { force: true });
+    }
+    log.line(`disk: ${spec.diskSizeMiB} MiB, root ext4 ${spec.fsUuid} (${Math.ceil(content / MIB)} MiB of files), kernel ${kernel}, core.img ${coreSize} bytes`);
+}

@@ -1,0 +1,195 @@
+// One image build, content-addressed: <builds>/<name>/<buildKey>/ holds the qcow2, build.json, the package
+// manifest, the full build log and result.json. A finished build under the same key is reused as is (no
+// rebuild, no re-hash); an interrupted one is cleaned and redone. SHA-256 is computed once, streaming, right
+// after qemu-img has written the image.
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { writeFileAtomic, explainFsError } from "../atomic";
+import { BuildLog, type Progress, seconds } from "../buildlog";
+import { run } from "../exec";
+import { hashFile } from "../sha256";
+import { removeTree } from "./chroot";
+import { buildRootfs, ROOTFS_STAGES, type RootfsSpec } from "./rootfs";
+
+export const RESULT_SCHEMA_VERSION = 1;
+
+export interface BuildResult {
+    schemaVersion: number;
+    name: string;
+    buildKey: string;
+    version: string;
+    /** Absolute path of the qcow2 in the build cache. */
+    path: string;
+    sha256: string;
+    size: number;
+    virtualSize: number;
+    buildInfo: Record<string, unknown>;
+    logPath: string;
+    pkgManifestPath: string;
+    buildJsonPath: string;
+    durationSeconds: number;
+    reused?: boolean;
+}
+
+export interface BuildRequest {
+    name: string;
+    buildKey: string;
+    version: string;
+    builder: "rootfs";
+    rootfs: Omit<RootfsSpec, "buildInfo" | "buildKey">;
+    /** Traceability fields (git commit, recipe hash, tools...) merged into build.json. */
+    buildInfo: Record<string, unknown>;
+    /** <workDir>/builds and <workDir>/cache. */
+    buildsDir: string;
+    cacheDir: string;
+    /** Minimum free space in the builds file system before a build starts. */
+    minFreeBytes?: number;
+}
+
+export function buildDirOf(buildsDir: string, name: string, buildKey: string): string {
+    return path.join(buildsDir, name, buildKey);
+}
+
+/** A finished build of this key, if one is on disk and intact (size check only: the digest is trusted). */
+export function cachedResult(buildsDir: string, name: string, buildKey: string): BuildResult | undefined {
+    const file = path.join(buildDirOf(buildsDir, name, buildKey), "result.json");
+    try {
+        const r = JSON.parse(fs.readFileSync(file, "utf8")) as BuildResult;
+        if (r.schemaVersion !== RESULT_SCHEMA_VERSION || r.buildKey !== buildKey) return undefined;
+        if (fs.statSync(r.path).size !== r.size) return undefined;
+        return r;
+    } catch {
+        return undefined;
+    }
+}
+
+class BuildLock {
+    private constructor(private readonly file: string) {}
+
+    static acquire(dir: string): BuildLock {
+        const file = path.join(dir, ".lock");
+        for (let attempt = 0; attempt < 2; attempt++) {
+            try {
+                fs.writeFileSync(file, String(process.pid), { flag: "wx" });
+                return new BuildLock(file);
+            } catch (err) {
+                if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+                const pid = Number(fs.readFileSync(file, "utf8"));
+                if (pid && pid !== process.pid && processAlive(pid)) {
+                    throw new Error(`another build of this image and key is running (pid ${pid}); wait for it, or remove ${file} if that process is gone`);
+                }
+                fs.rmSync(file, { force: true }); // stale: its owner died
+            }
+        }
+        throw new Error(`could not lock ${dir}`);
+    }
+
+    release(): void {
+        fs.rmSync(this.file, { force: true });
+    }
+}
+
+function processAlive(pid: number): boolean {
+    try {
+        process.kill(pid, 0);
+        return true;
+    } catch {
+        return false;
+    }
+}
+
+export async function checkFreeSpace(dir: string, need: number): Promise<void> {
+    fs.mkdirSync(dir, { recursive: true });
+    const st = await fs.promises.statfs(dir);
+    const free = st.bavail * st.bsize;
+    if (free < need) {
+        const gib = (n: number) => (n / 2 ** 30).toFixed(1);
+        throw new Error(`not enough free space for a build in ${dir}: ${gib(free)} GiB free, ${gib(need)} GiB needed; ` +
+            `free space or point factory:workDir at a larger disk`);
+    }
+}
+
+export async function qemuImgInfo(file: string): Promise<{ virtualSize: number; format: string }> {
+    const { stdout } = await run("qemu-img", ["info", "--output=json", file]);
+    const info = JSON.parse(stdout) as { "virtual-size": number; format: string };
+    return { virtualSize: info["virtual-size"], format: info.format };
+}
+
+/** Builds (or reuses) one image. Progress lines go to `progress`; everything goes to the build log. */
+export async function buildImage(req: BuildRequest, progress: Progress = () => undefined): Promise<BuildResult> {
+    const cached = cachedResult(req.buildsDir, req.name, req.buildKey);
+    if (cached) {
+        progress(`→ ${req.name}: build ${req.buildKey.slice(0, 12)} already exists (${cached.version}), reusing it`);
+        return { ...cached, reused: true };
+    }
+    const dir = buildDirOf(req.buildsDir, req.name, req.buildKey);
+    fs.mkdirSync(dir, { recursive: true });
+    const lock = BuildLock.acquire(dir);
+    const logPath = path.join(dir, "build.log");
+    fs.rmSync(logPath, { force: true });
+    const log = new BuildLog(logPath, `${req.name} ${req.version}`, progress);
+    const t0 = Date.now();
+    const work = path.join(dir, "work");
+    try {
+        await checkFreeSpace(dir, req.minFreeBytes ?? 4 * 2 ** 30);
+        if (process.getuid?.() !== 0) {
+            throw new Error("the rootfs builder needs root (debootstrap, chroot, mount): run pulumi up as root");
+        }
+        log.line(`build ${req.buildKey} of ${req.name} ${req.version}`);
+        const buildInfo = { ...req.buildInfo, version: req.version, buildKey: req.buildKey };
+        const rootfs = await buildRootfs({ ...req.rootfs, buildKey: req.buildKey, buildInfo }, { work, cache: req.cacheDir }, log);
+        const fullInfo = { ...buildInfo, base: rootfs.base };
+
+        const qcow2 = path.join(dir, `${req.name}.qcow2`);
+        const partial = `${qcow2}.partial`;
+        const digest = await log.stage("convert to qcow2 (compressed, sparse), check, sha256", ROOTFS_STAGES, async () => {
+            fs.rmSync(partial, { force: true });
+            await run("qemu-img", ["convert", "-q", "-c", "-f", "raw", "-O", "qcow2", "-o", "compat=1.1,cluster_size=65536", rootfs.rawDisk, partial], { log });
+            await run("qemu-img", ["check", "-q", partial], { log, hint: "qemu-img produced an inconsistent image" });
+            // The one read of the finished image: streaming, 1 MiB at a time.
+            const d = await hashFile(partial);
+            fs.renameSync(partial, qcow2);
+            return d;
+        });
+        const { virtualSize } = await qemuImgInfo(qcow2);
+        const pkgManifestPath = path.join(dir, "pkg-manifest.txt");
+        fs.renameSync(rootfs.pkgManifest, pkgManifestPath);
+        const buildJsonPath = path.join(dir, "build.json");
+        await writeFileAtomic(buildJsonPath, `${JSON.stringify(fullInfo, null, 2)}\n`);
+        const result: BuildResult = {
+            schemaVersion: RESULT_SCHEMA_VERSION, name: req.name, buildKey: req.buildKey, version: req.version, path: qcow2,
+            sha256: digest.sha256, size: digest.size, virtualSize, buildInfo: fullInfo, logPath, pkgManifestPath, buildJsonPath,
+            durationSeconds: Math.round((Date.now() - t0) / 1000),
+        };
+        // result.json last: its presence is what marks the build as finished.
+        await writeFileAtomic(path.join(dir, "result.json"), `${JSON.stringify(result, null, 2)}\n`);
+        log.info(`→ ${req.name} ${req.version}: built in ${seconds(Date.now() - t0)}, ${digest.size} bytes, sha256 ${digest.sha256}`);
+        return result;
+    } catch (err) {
+        log.line(`build failed: ${(err as Error).stack ?? String(err)}`);
+        fs.rmSync(path.join(dir, `${req.name}.qcow2.partial`), { force: true });
+        const e = explainFsError(err, dir);
+        e.message = `${e.message}\n(full build log: ${logPath})`;
+        throw e;
+    } finally {
+        await removeTree(work, log).catch((e: Error) => log.line(`could not remove ${work}: ${e.message}`));
+        log.close();
+        lock.release();
+    }
+}
+
+/** Removes older builds of an image, keeping the newest `keep` finished ones and the current key. */
+export async function pruneBuilds(buildsDir: string, name: string, currentKey: string, keep = 2): Promise<string[]> {
+    const dir = path.join(buildsDir, name);
+    if (!fs.existsSync(dir)) return [];
+    const finished = fs.readdirSync(dir)
+        .filter((k) => k !== currentKey && fs.existsSync(path.join(dir, k, "result.json")))
+        .map((k) => ({ k, t: fs.statSync(path.join(dir, k, "result.json")).mtimeMs }))
+        .sort((a, b) => b.t - a.t);
+    const removed: string[] = [];
+    for (const { k } of finished.slice(Math.max(0, keep - 1))) {
+        await removeTree(path.join(dir, k));
+        removed.push(k);
+    }
+    return removed;
+}

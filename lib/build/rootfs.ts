@@ -1,0 +1,305 @@
+// The rootfs builder: Debian from the package mirror into a directory (debootstrap, then apt for the rest),
+// configured Ansible-ready (FR-3) without booting anything, optionally shaped by an Ansible playbook over the
+// chroot connection (FR-6), then assembled into a bootable raw disk (disk.ts).
+import * as fs from "node:fs";
+import * as path from "node:path";
+import type { BuildLog } from "../buildlog";
+import { run } from "../exec";
+import { Chroot, removeTree } from "./chroot";
+import { assembleBiosDisk } from "./disk";
+import { sha256Hex, uuidFromKey } from "./buildKey";
+
+/** Every rootfs image gets these: kernel, boot loader, init, and what FR-3 calls Ansible-ready. */
+export const BASE_PACKAGES = [
+    "linux-image-cloud-amd64", "grub-pc-bin", "grub2-common", "systemd-sysv", "udev", "dbus",
+    "cloud-init", "cloud-guest-utils", "openssh-server", "python3", "sudo",
+    "ifupdown", "isc-dhcp-client", "netbase", "iproute2", "ca-certificates", "qemu-guest-agent", "less",
+];
+
+export const KERNEL_CMDLINE = "ro console=tty0 console=ttyS0,115200n8";
+export const MANIFEST_PATH = "/etc/image-factory/pkg-manifest.txt";
+export const BUILD_JSON_PATH = "/etc/image-factory/build.json";
+export const SSHD_DROPIN = "/etc/ssh/sshd_config.d/10-image-factory.conf";
+
+export interface RootfsSpec {
+    name: string;
+    hostname: string;
+    domain: string;
+    suite: string;
+    mirror: string;
+    securityMirror: string;
+    /** snapshot.debian.org timestamp: when set, both archives come from that frozen snapshot. */
+    snapshot?: string;
+    packages: string[];
+    diskSizeMiB: number;
+    user: { name: string; authorizedKeys: string[] };
+    /** Absolute path of the playbook, when the recipe has one. */
+    playbook?: string;
+    /** Directories Ansible finds roles and collections in. */
+    ansibleRolesPath?: string[];
+    ansibleCollectionsPath?: string[];
+    sourceDateEpoch: number;
+    buildKey: string;
+    /** Traceability record written to /etc/image-factory/build.json (the base image is added by the build). */
+    buildInfo: Record<string, unknown>;
+}
+
+export interface RootfsDirs {
+    /** Scratch space of this build (the root tree, the raw disk); removed when the build ends. */
+    work: string;
+    /** Shared package caches (debootstrap and apt archives), reused by every build. */
+    cache: string;
+}
+
+export interface RootfsResult {
+    rawDisk: string;
+    pkgManifest: string;
+    base: { id: string; sha256: string; mirror: string };
+}
+
+export const ROOTFS_STAGES = 8; // debootstrap, packages, configure, ansible, manifest, cleanup, disk, (qcow2 + sha256 by the pipeline)
+
+function archives(spec: RootfsSpec): { main: string; security: string } {
+    if (spec.snapshot) {
+        return {
+            main: `http://snapshot.debian.org/archive/debian/${spec.snapshot}`,
+            security: `http://snapshot.debian.org/archive/debian-security/${spec.snapshot}`,
+        };
+    }
+    return { main: spec.mirror, security: spec.securityMirror };
+}
+
+export function sourcesList(spec: RootfsSpec): string {
+    const a = archives(spec);
+    const check = spec.snapshot ? "[check-valid-until=no] " : "";
+    return [
+        `deb ${check}${a.main} ${spec.suite} main`,
+        `deb ${check}${a.main} ${spec.suite}-updates main`,
+        `deb ${check}${a.security} ${spec.suite}-security main`,
+        "",
+    ].join("\n");
+}
+
+/** Keeps documentation, man pages and translations out of the image (as Debian's minimal cloud images do). */
+const DPKG_EXCLUDES = `path-exclude=/usr/share/doc/*
+path-include=/usr/share/doc/*/copyright
+path-exclude=/usr/share/man/*
+path-exclude=/usr/share/info/*
+path-exclude=/usr/share/locale/*
+path-include=/usr/share/locale/locale.alias
+path-exclude=/usr/share/lintian/*
+`;
+
+function sshdDropIn(): string {
+    // sshd keeps the first value it reads; this file sorts before cloud-init's 50-cloud-init.conf, so a
+    // metadata service asking for password login cannot turn it back on.
+    return ["# image-factory: key-only SSH (FR-3); validated offline before publishing", "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no", "PermitRootLogin prohibit-password", "PubkeyAuthentication yes", ""].join("\n");
+}
+
+function cloudInitConfig(user: string): string {
+    return `# image-factory: cloud-init on every clone; the bootstrap user is the default user, key-only.
+datasource_list: [NoCloud, ConfigDrive, None]
+disable_root: true
+ssh_pwauth: false
+ssh_deletekeys: true
+ssh_genkeytypes: [ed25519, ecdsa, rsa]
+system_info:
+  default_user:
+    name: ${user}
+    lock_passwd: true
+    gecos: Bootstrap user (image-factory)
+    groups: [sudo]
+    sudo: ["ALL=(ALL) NOPASSWD:ALL"]
+    shell: /bin/bash
+`;
+}
+
+export async function buildRootfs(spec: RootfsSpec, dirs: RootfsDirs, log: BuildLog): Promise<RootfsResult> {
+    const rootDir = path.join(dirs.work, "root");
+    await removeTree(rootDir, log); // leftovers of an interrupted build
+    fs.mkdirSync(rootDir, { recursive: true });
+    const debootstrapCache = path.join(dirs.cache, "debootstrap", spec.suite);
+    const aptCache = path.join(dirs.cache, "apt-archives", spec.suite);
+    fs.mkdirSync(debootstrapCache, { recursive: true });
+    fs.mkdirSync(path.join(aptCache, "partial"), { recursive: true });
+    const chroot = new Chroot(rootDir, log);
+    const a = archives(spec);
+    const env = { SOURCE_DATE_EPOCH: String(spec.sourceDateEpoch) };
+
+    try {
+        await log.stage(`debootstrap ${spec.suite} (minbase) from ${a.main}`, ROOTFS_STAGES, async () => {
+            await run("debootstrap", ["--variant=minbase", "--components=main", `--cache-dir=${debootstrapCache}`,
+                spec.suite, rootDir, a.main], {
+                log, env, hint: `check that ${a.main} is reachable (factory:debian.mirror) and that this runs as root`,
+            });
+        });
+
+        const base = baseOf(rootDir, spec, a.main);
+
+        await log.stage(`install ${BASE_PACKAGES.length + spec.packages.length} packages with apt`, ROOTFS_STAGES, async () => {
+            chroot.write("/etc/dpkg/dpkg.cfg.d/01-image-factory-nodoc", DPKG_EXCLUDES);
+            chroot.write("/etc/apt/sources.list", sourcesList(spec));
+            chroot.write("/etc/apt/apt.conf.d/90-image-factory", 'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\nAcquire::Retries "3";\n');
+            // No service may start inside the build root.
+            chroot.write("/usr/sbin/policy-rc.d", "#!/bin/sh\nexit 101\n", 0o755);
+            for (const d of ["usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale"]) {
+                await pruneDocs(path.join(rootDir, d));
+            }
+            await chroot.mountSystem();
+            await chroot.bind(aptCache, "var/cache/apt/archives");
+            await chroot.exec(["apt-get", "update", "-q"], { env, hint: "the package mirror could not be read" });
+            await chroot.exec(["apt-get", "dist-upgrade", "-y", "-q"], { env });
+            await chroot.exec(["apt-get", "install", "-y", "-q", ...BASE_PACKAGES, ...spec.packages], { env });
+        });
+
+        await log.stage("configure: user, sudo, sshd, cloud-init, network, boot", ROOTFS_STAGES, async () => {
+            await configure(chroot, spec, env);
+        });
+
+        await log.stage(spec.playbook ? `ansible-playbook ${path.basename(spec.playbook)} (chroot connection)` : "ansible (no playbook in recipe)",
+            ROOTFS_STAGES, async () => {
+                if (spec.playbook) await runPlaybook(spec, rootDir, dirs.work, log);
+            });
+
+        const pkgManifest = path.join(dirs.work, "pkg-manifest.txt");
+        await log.stage("package manifest and build info", ROOTFS_STAGES, async () => {
+            chroot.write(BUILD_JSON_PATH, `${JSON.stringify({ ...spec.buildInfo, base }, null, 2)}\n`);
+            const { stdout } = await chroot.exec(["dpkg-query", "-W", "-f", "${binary:Package}\\t${Version}\\t${Architecture}\\n"]);
+            const manifest = `${stdout.split("\n").filter(Boolean).sort().join("\n")}\n`;
+            fs.writeFileSync(pkgManifest, manifest);
+            chroot.write(MANIFEST_PATH, manifest);
+        });
+
+        await log.stage("clean up (caches, logs, machine identity, timestamps)", ROOTFS_STAGES, async () => {
+            await chroot.exec(["apt-get", "clean"]);
+            await chroot.unmountAll();
+            await cleanup(rootDir, spec.sourceDateEpoch, log);
+        });
+
+        const rawDisk = path.join(dirs.work, "disk.raw");
+        await log.stage(`assemble ${spec.diskSizeMiB} MiB disk (ext4, MBR, GRUB)`, ROOTFS_STAGES, async () => {
+            await assembleBiosDisk({
+                chroot, out: rawDisk, diskSizeMiB: spec.diskSizeMiB, fsUuid: uuidFromKey(spec.buildKey, "rootfs"),
+                fsLabel: "root", sourceDateEpoch: spec.sourceDateEpoch, kernelCmdline: KERNEL_CMDLINE, log,
+            });
+        });
+        return { rawDisk, pkgManifest, base };
+    } finally {
+        await chroot.unmountAll();
+    }
+}
+
+function baseOf(rootDir: string, spec: RootfsSpec, mirror: string): { id: string; sha256: string; mirror: string } {
+    // The archive's signed Release file identifies exactly which package set debootstrap saw.
+    const lists = path.join(rootDir, "var/lib/apt/lists");
+    const release = fs.readdirSync(lists).find((f) => f.endsWith(`_dists_${spec.suite}_InRelease`))
+        ?? fs.readdirSync(lists).find((f) => f.endsWith(`_dists_${spec.suite}_Release`));
+    const sha256 = release ? sha256Hex(fs.readFileSync(path.join(lists, release))) : "unknown";
+    return { id: `debian:${spec.suite}${spec.snapshot ? `@${spec.snapshot}` : ""}`, sha256, mirror };
+}
+
+async function pruneDocs(dir: string): Promise<void> {
+    if (!fs.existsSync(dir)) return;
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+        const p = path.join(dir, e.name);
+        if (dir.endsWith("usr/share/doc") && e.isDirectory()) {
+            for (const f of fs.readdirSync(p)) if (f !== "copyright") fs.rmSync(path.join(p, f), { recursive: true, force: true });
+        } else if (!(dir.endsWith("usr/share/locale") && e.name === "locale.alias")) {
+            fs.rmSync(p, { recursive: true, force: true });
+        }
+    }
+}
+
+async function configure(chroot: Chroot, spec: RootfsSpec, env: Record<string, string>): Promise<void> {
+    const u = spec.user;
+    const fqdn = `${spec.hostname}.${spec.domain}`;
+    chroot.write("/etc/hostname", `${spec.hostname}\n`);
+    chroot.write("/etc/hosts", `127.0.0.1\tlocalhost\n127.0.1.1\t${fqdn} ${spec.hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n`);
+    chroot.write("/etc/fstab", `UUID=${uuidFromKey(spec.buildKey, "rootfs")}\t/\text4\terrors=remount-ro\t0\t1\n`);
+    chroot.write("/etc/network/interfaces", "# cloud-init writes the interface configuration into interfaces.d\nauto lo\niface lo inet loopback\n\nsource /etc/network/interfaces.d/*\n");
+    chroot.write("/etc/default/grub", `GRUB_DEFAULT=0\nGRUB_TIMEOUT=1\nGRUB_DISTRIBUTOR=Debian\nGRUB_CMDLINE_LINUX_DEFAULT=""\nGRUB_CMDLINE_LINUX="console=tty0 console=ttyS0,115200n8"\nGRUB_TERMINAL="console serial"\nGRUB_SERIAL_COMMAND="serial --unit=0 --speed=115200"\n`);
+    // No floppy on any VM we target; probing the emulated controller only slows boots down.
+    chroot.write("/etc/modprobe.d/image-factory-blacklist.conf", "blacklist floppy\n");
+    chroot.write("/etc/cloud/cloud.cfg.d/90-image-factory.cfg", cloudInitConfig(u.name));
+    chroot.write(SSHD_DROPIN, sshdDropIn());
+
+    // The bootstrap user: no password (locked), key login, passwordless sudo through sudoers.d.
+    await chroot.exec(["useradd", "--create-home", "--shell", "/bin/bash", "--user-group", "--groups", "sudo", "--comment", "Bootstrap user (image-factory)", u.name], { env });
+    await chroot.exec(["passwd", "--lock", u.name]);
+    const home = `/home/${u.name}`;
+    chroot.write(`${home}/.ssh/authorized_keys`, `${u.authorizedKeys.join("\n")}\n`, 0o600);
+    await chroot.exec(["chown", "-R", `${u.name}:${u.name}`, `${home}/.ssh`]);
+    fs.chmodSync(chroot.path(`${home}/.ssh`), 0o700);
+    const sudoers = `/etc/sudoers.d/90-image-factory-${u.name}`;
+    chroot.write(sudoers, `# image-factory bootstrap user: Ansible needs non-interactive privilege escalation\n${u.name} ALL=(ALL:ALL) NOPASSWD: ALL\n`, 0o440);
+    await chroot.exec(["visudo", "--check", "--strict", "--file", sudoers], { hint: "the generated sudoers drop-in is invalid" });
+
+    // cloud-init runs on every clone of the template.
+    await chroot.exec(["systemctl", "enable", "cloud-init-local.service", "cloud-init.service", "cloud-config.service", "cloud-final.service", "ssh.service"]);
+    // sshd -t needs host keys and its privilege separation directory; both are throwaway (cleanup removes the keys,
+    // /run is a tmpfs on the booted system).
+    await chroot.exec(["ssh-keygen", "-A"]);
+    fs.mkdirSync(chroot.path("/run/sshd"), { recursive: true, mode: 0o755 });
+    await chroot.exec(["sshd", "-t"], { hint: "sshd rejects the generated configuration" });
+}
+
+async function runPlaybook(spec: RootfsSpec, rootDir: string, work: string, log: BuildLog): Promise<void> {
+    const tmp = path.join(work, "ansible-tmp");
+    fs.mkdirSync(tmp, { recursive: true });
+    await run("ansible-playbook", ["-i", `${rootDir},`, "-c", "community.general.chroot", "-e", `image_name=${spec.name}`,
+        "-e", `bootstrap_user=${spec.user.name}`, spec.playbook as string], {
+        log,
+        env: {
+            ANSIBLE_HOST_KEY_CHECKING: "False",
+            ANSIBLE_RETRY_FILES_ENABLED: "False",
+            ANSIBLE_NOCOLOR: "1",
+            ANSIBLE_FORCE_COLOR: "0",
+            ANSIBLE_LOCAL_TEMP: tmp,
+            ANSIBLE_REMOTE_TMP: "/tmp/.ansible",
+            ANSIBLE_ROLES_PATH: (spec.ansibleRolesPath ?? []).join(":"),
+            ANSIBLE_COLLECTIONS_PATH: [...(spec.ansibleCollectionsPath ?? []), "/usr/share/ansible/collections", "/usr/lib/python3/dist-packages"].join(":"),
+            ANSIBLE_STDOUT_CALLBACK: "default",
+            SOURCE_DATE_EPOCH: String(spec.sourceDateEpoch),
+        },
+        hint: "the recipe's playbook failed against the image root; the build log has Ansible's output",
+    });
+}
+
+/** What makes two builds of the same inputs differ, and what every clone must regenerate, goes away here. */
+async function cleanup(rootDir: string, sourceDateEpoch: number, log: BuildLog): Promise<void> {
+    const rm = (rel: string) => fs.rmSync(path.join(rootDir, rel), { recursive: true, force: true });
+    const emptyDir = (rel: string) => {
+        const d = path.join(rootDir, rel);
+        if (!fs.existsSync(d)) return;
+        for (const f of fs.readdirSync(d)) fs.rmSync(path.join(d, f), { recursive: true, force: true });
+    };
+    rm("usr/sbin/policy-rc.d");
+    emptyDir("var/lib/apt/lists");
+    fs.mkdirSync(path.join(rootDir, "var/lib/apt/lists/partial"), { recursive: true });
+    emptyDir("var/cache/apt/archives");
+    emptyDir("tmp");
+    emptyDir("var/tmp");
+    emptyDir("run");
+    for (const f of fs.readdirSync(path.join(rootDir, "etc/ssh"))) if (f.startsWith("ssh_host_")) rm(`etc/ssh/${f}`);
+    fs.writeFileSync(path.join(rootDir, "etc/machine-id"), "");
+    rm("var/lib/dbus/machine-id");
+    rm("var/lib/systemd/random-seed");
+    rm("var/cache/ldconfig/aux-cache");
+    rm("root/.bash_history");
+    for (const f of ["var/cache/debconf/config.dat-old", "var/cache/debconf/templates.dat-old", "var/lib/dpkg/status-old",
+        "var/lib/dpkg/diversions-old", "etc/passwd-", "etc/group-", "etc/shadow-", "etc/gshadow-", "etc/subuid-", "etc/subgid-"]) rm(f);
+    // Logs are per machine; keep the directories, drop the content.
+    const logs = path.join(rootDir, "var/log");
+    const truncateLogs = (dir: string) => {
+        for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+            const p = path.join(dir, e.name);
+            if (e.isDirectory()) truncateLogs(p);
+            else if (e.isFile()) fs.truncateSync(p, 0);
+        }
+    };
+    truncateLogs(logs);
+    rm("debootstrap");
+    // Reproducible timestamps: nothing in the image is newer than SOURCE_DATE_EPOCH.
+    await run("find", [rootDir, "-xdev", "-newermt", `@${sourceDateEpoch}`, "-exec", "touch", "--no-dereference", "--date", `@${sourceDateEpoch}`, "{}", "+"], { log });
+}
