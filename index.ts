@@ -3,27 +3,79 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as path from "node:path";
 import { ArtifactStore } from "./components/ArtifactStore";
-import { ConfigError, parseConfig, readNamespace } from "./lib/config";
+import { BootstrapPass } from "./components/BootstrapPass";
+import { Qcow2Image } from "./components/Qcow2Image";
+import { ConfigError, parseConfig, readNamespace, resolveAuthorizedKeys, type FactoryConfig, type Pass } from "./lib/config";
+import { loadRecipe } from "./lib/recipe";
 
-function loadConfig() {
-    try {
-        return parseConfig(readNamespace(pulumi.runtime.allConfig()));
-    } catch (err) {
-        // RunError prints just the message: the problems list is the whole story, a stack trace adds nothing.
-        if (err instanceof ConfigError) throw new pulumi.RunError(err.message);
-        throw err;
-    }
-}
-
-const config = loadConfig();
 const projectDir = process.cwd();
 const resolve = (p: string) => path.resolve(projectDir, p);
+
+function fail(err: unknown): never {
+    // RunError prints just the message: the problems list is the whole story, a stack trace adds nothing.
+    if (err instanceof ConfigError || (err instanceof Error && /^(unknown image|images\/)/.test(err.message))) throw new pulumi.RunError(err.message);
+    throw err;
+}
+
+let config: FactoryConfig;
+let authorizedKeys: string[] = [];
+try {
+    config = parseConfig(readNamespace(pulumi.runtime.allConfig()));
+    if (config.images.length > 0) authorizedKeys = resolveAuthorizedKeys(config.bootstrapUser, projectDir);
+} catch (err) {
+    fail(err);
+}
+const recipes = (() => {
+    try {
+        return config.images.map((name) => loadRecipe(name, path.join(projectDir, "images")));
+    } catch (err) {
+        fail(err);
+    }
+})();
 
 const store = new ArtifactStore("artifacts", {
     root: resolve(config.artifactStore.root),
     baseUrl: config.artifactStore.publicBaseUrl ?? `http://${config.artifactStore.host}:${config.artifactStore.port}`,
 });
 
+const images: Record<string, pulumi.Output<unknown>> = {};
+const passes: Record<string, { images: string[] }> = {};
+let previous: BootstrapPass | undefined;
+for (const pass of [1, 2, 3] as Pass[]) {
+    if (pass > config.maxPass) break;
+    const bootstrap = new BootstrapPass({ pass, previous });
+    const inPass = recipes.filter((r) => r.pass === pass);
+    for (const recipe of inPass) {
+        const image = new Qcow2Image(recipe.name, {
+            recipe,
+            projectDir,
+            workDir: resolve(config.workDir),
+            storeRoot: store.rootPath,
+            bootstrapUser: { name: config.bootstrapUser.name, authorizedKeys },
+            domain: config.domain,
+            debian: config.debian,
+            versionOverride: config.version,
+        }, bootstrap.childOptions());
+        const stored = recipe.targets.includes("store") ? store.publish(image) : undefined;
+        images[recipe.name] = pulumi.output({
+            pass,
+            version: image.version,
+            sha256: image.sha256,
+            size: image.size,
+            buildKey: image.buildKey,
+            qcow2Url: stored?.url ?? null,
+            sha256Url: stored?.sha256Url ?? null,
+            storePath: stored?.path ?? null,
+            buildInfo: image.buildInfo,
+        });
+    }
+    bootstrap.finish({ images: inPass.map((r) => r.name) });
+    passes[String(pass)] = { images: inPass.map((r) => r.name) };
+    previous = bootstrap;
+}
+
 export const schemaVersion = 1;
 export const lab = config.lab;
+export const maxPass = config.maxPass;
 export const artifactStore = { root: store.root, baseUrl: store.baseUrl, layout: store.layout };
+export { images, passes };

@@ -2,6 +2,8 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as path from "node:path";
 import { StoreRoot } from "../providers/storeRoot";
+import { StoredArtifact } from "../providers/storedArtifact";
+import type { Qcow2Image } from "./Qcow2Image";
 
 export interface ArtifactStoreArgs {
     /** Absolute directory that holds images/<name>/<version>/... */
@@ -29,5 +31,21 @@ export class ArtifactStore extends pulumi.ComponentResource {
         this.layout = this.storeRoot.layout;
         this.baseUrl = pulumi.output(this.baseUrlValue);
         this.registerOutputs({ root: this.root, baseUrl: this.baseUrl, layout: this.layout });
+    }
+
+    /** Places an image version at its stable path and URL: images/<name>/<version>/<name>-<version>.qcow2. */
+    publish(image: Qcow2Image, opts: { dependsOn?: pulumi.Input<pulumi.Resource>[] } = {}): StoredArtifact {
+        return new StoredArtifact(`${image.name}-stored`, {
+            storeRoot: this.rootPath,
+            baseUrl: this.baseUrlValue,
+            name: image.name,
+            version: image.version,
+            source: image.path,
+            sha256: image.sha256,
+            size: image.size,
+            buildJsonPath: image.buildJsonPath,
+            pkgManifestPath: image.pkgManifestPath,
+            logPath: image.logPath,
+        }, { parent: this, dependsOn: [this.storeRoot, ...(opts.dependsOn ?? [])] });
     }
 }

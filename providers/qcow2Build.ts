@@ -1,0 +1,110 @@
+// Dynamic provider: one content-addressed image build. The engine only calls create when the build key (or
+// the pinned version) changed, so an unchanged image costs nothing on `pulumi up`: no build, no re-hash.
+import * as pulumi from "@pulumi/pulumi";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { buildImage, cachedResult, pruneBuilds, type BuildRequest, type BuildResult } from "../lib/build/pipeline";
+import { gitInfo } from "../lib/git";
+import { assertVersion, nextVersion } from "../lib/version";
+import { FactoryResource } from "./dynamic";
+import { engineReporter } from "./progress";
+
+export interface Qcow2BuildInputs {
+    name: string;
+    buildKey: string;
+    request: Omit<BuildRequest, "version">;
+    /** factory:version, when the stack pins one. */
+    versionOverride?: string;
+    /** Store root: versions already published there by other builds are not reused. */
+    storeRoot: string;
+    /** Checkout the build reads; its commit is recorded in build.json when the build runs. */
+    projectDir: string;
+    /** URN of this resource, so progress lines attach to it in `pulumi up`. */
+    logUrn?: string;
+}
+
+export type Qcow2BuildOutputs = Qcow2BuildInputs & BuildResult;
+
+/** Versions of this image that other builds already published to the store. */
+export function takenVersions(storeRoot: string, name: string, buildKey: string): string[] {
+    const dir = path.join(storeRoot, "images", name);
+    if (!fs.existsSync(dir)) return [];
+    return fs.readdirSync(dir).filter((v) => {
+        try {
+            const info = JSON.parse(fs.readFileSync(path.join(dir, v, "build.json"), "utf8")) as { buildKey?: string };
+            return info.buildKey !== buildKey;
+        } catch {
+            return fs.statSync(path.join(dir, v)).isDirectory();
+        }
+    });
+}
+
+async function build(inputs: Qcow2BuildInputs): Promise<Qcow2BuildOutputs> {
+    const report = engineReporter(inputs.logUrn);
+    const cached = cachedResult(inputs.request.buildsDir, inputs.name, inputs.buildKey);
+    const version = inputs.versionOverride
+        ? assertVersion(inputs.versionOverride)
+        : cached?.version ?? nextVersion(new Date(), takenVersions(inputs.storeRoot, inputs.name, inputs.buildKey));
+    const result = cached && cached.version === version
+        ? (report(`→ ${inputs.name}: build ${inputs.buildKey.slice(0, 12)} found in the cache (${version}), reusing it`), cached)
+        : await buildImage({
+            ...inputs.request,
+            version,
+            // When and from which commit: recorded at build time, so they never cause a rebuild themselves.
+            buildInfo: { ...inputs.request.buildInfo, buildTime: new Date().toISOString(), git: gitInfo(inputs.projectDir) },
+        }, report);
+    await pruneBuilds(inputs.request.buildsDir, inputs.name, inputs.buildKey, 2).catch(() => []);
+    const { reused: _reused, ...rest } = result;
+    // Plain JSON only: the engine's struct encoding rejects undefined values anywhere in the outputs.
+    return JSON.parse(JSON.stringify({ ...inputs, ...rest })) as Qcow2BuildOutputs;
+}
+
+function intact(outs: Qcow2BuildOutputs): boolean {
+    try {
+        return fs.statSync(outs.path).size === outs.size;
+    } catch {
+        return false;
+    }
+}
+
+const provider: pulumi.dynamic.ResourceProvider<Qcow2BuildInputs, Qcow2BuildOutputs> = {
+    async create(inputs) {
+        const outs = await build(inputs);
+        return { id: `${inputs.name}@${inputs.buildKey.slice(0, 16)}`, outs };
+    },
+    async diff(_id, olds, news) {
+        const replaces: string[] = [];
+        if (olds.buildKey !== news.buildKey) replaces.push("buildKey");
+        if ((olds.versionOverride ?? "") !== (news.versionOverride ?? "")) replaces.push("versionOverride");
+        // The artifact was deleted or truncated behind our back: converge by building (or restoring) it again.
+        if (replaces.length === 0 && !intact(olds)) replaces.push("path");
+        return { changes: replaces.length > 0, replaces, deleteBeforeReplace: false };
+    },
+    async read(id, props) {
+        if (!props || !intact(props)) return { id: "", props: undefined };
+        return { id, props };
+    },
+    async delete() {
+        // Builds are a cache keyed by content: keep them so a re-created stack reuses them; create() prunes.
+    },
+};
+
+export class Qcow2Build extends FactoryResource {
+    declare readonly sha256: pulumi.Output<string>;
+    declare readonly size: pulumi.Output<number>;
+    declare readonly virtualSize: pulumi.Output<number>;
+    declare readonly path: pulumi.Output<string>;
+    declare readonly version: pulumi.Output<string>;
+    declare readonly buildKey: pulumi.Output<string>;
+    declare readonly buildInfo: pulumi.Output<Record<string, unknown>>;
+    declare readonly logPath: pulumi.Output<string>;
+    declare readonly pkgManifestPath: pulumi.Output<string>;
+    declare readonly buildJsonPath: pulumi.Output<string>;
+    declare readonly durationSeconds: pulumi.Output<number>;
+
+    constructor(name: string, args: pulumi.Inputs & { [K in keyof Qcow2BuildInputs]: pulumi.Input<Qcow2BuildInputs[K]> }, opts?: pulumi.CustomResourceOptions) {
+        const outputs = { sha256: undefined, size: undefined, virtualSize: undefined, path: undefined, version: undefined, buildInfo: undefined,
+            logPath: undefined, pkgManifestPath: undefined, buildJsonPath: undefined, durationSeconds: undefined, schemaVersion: undefined };
+        super(provider as pulumi.dynamic.ResourceProvider, "Qcow2Build", name, { ...args, ...outputs }, opts);
+    }
+}

@@ -1,0 +1,130 @@
+// Dynamic provider: one image version in the artifact store, under its stable path and URL.
+// The qcow2 is hard-linked from the build cache when both share a file system (no copy, no re-hash); otherwise it
+// is copied through <file>.partial and the copy's digest is checked against the build's before the rename.
+import * as pulumi from "@pulumi/pulumi";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { writeFileAtomic, writeFileIfChanged, explainFsError } from "../lib/atomic";
+import { copyFileHashed, sha256sumLine, parseSha256sums } from "../lib/sha256";
+import { artifactPaths, artifactUrl, removeEmptyDirs } from "../lib/store";
+import { FactoryResource } from "./dynamic";
+
+export interface StoredArtifactInputs {
+    storeRoot: string;
+    baseUrl: string;
+    name: string;
+    version: string;
+    source: string;
+    sha256: string;
+    size: number;
+    buildJsonPath: string;
+    pkgManifestPath: string;
+    /** The full build log, kept next to the artifact (secrets already redacted when it was written). */
+    logPath: string;
+}
+
+export interface StoredArtifactOutputs extends StoredArtifactInputs {
+    path: string;
+    url: string;
+    sha256Url: string;
+    buildJsonUrl: string;
+    relPath: string;
+}
+
+const SIDE_FILES = ["build.json", "pkg-manifest.txt", "build.log"] as const;
+
+function describe(i: StoredArtifactInputs): StoredArtifactOutputs {
+    const p = artifactPaths(i.storeRoot, i.name, i.version);
+    const rel = p.relQcow2;
+    return {
+        ...i,
+        path: p.qcow2,
+        relPath: rel,
+        url: artifactUrl(i.baseUrl, rel),
+        sha256Url: artifactUrl(i.baseUrl, `${rel}.sha256`),
+        buildJsonUrl: artifactUrl(i.baseUrl, rel.replace(/[^/]+$/, "build.json")),
+    };
+}
+
+/** True when the stored copy is the one described (size and recorded digest; no re-hash). */
+function intact(o: StoredArtifactOutputs): boolean {
+    try {
+        const p = artifactPaths(o.storeRoot, o.name, o.version);
+        if (fs.statSync(p.qcow2).size !== o.size) return false;
+        return parseSha256sums(fs.readFileSync(p.sha256File, "utf8")).get(p.fileName) === o.sha256;
+    } catch {
+        return false;
+    }
+}
+
+async function place(i: StoredArtifactInputs): Promise<StoredArtifactOutputs> {
+    const out = describe(i);
+    const p = artifactPaths(i.storeRoot, i.name, i.version);
+    try {
+        await fs.promises.mkdir(p.dir, { recursive: true });
+        if (!intact(out)) {
+            const partial = `${p.qcow2}.partial`;
+            await fs.promises.rm(partial, { force: true });
+            try {
+                await fs.promises.link(i.source, partial);
+                await fs.promises.rename(partial, p.qcow2);
+            } catch (err) {
+                if ((err as NodeJS.ErrnoException).code !== "EXDEV") throw err;
+                const d = await copyFileHashed(i.source, p.qcow2);
+                if (d.sha256 !== i.sha256 || d.size !== i.size) {
+                    await fs.promises.rm(p.qcow2, { force: true });
+                    throw new Error(`copy of ${i.source} into the store has sha256 ${d.sha256} (${d.size} bytes), the build recorded ${i.sha256} (${i.size}): the build cache is corrupt; delete ${path.dirname(i.source)} and run again`);
+                }
+            }
+            await writeFileAtomic(p.sha256File, sha256sumLine(i.sha256, p.fileName));
+        }
+        await writeFileIfChanged(path.join(p.dir, SIDE_FILES[0]), await fs.promises.readFile(i.buildJsonPath, "utf8"));
+        await writeFileIfChanged(path.join(p.dir, SIDE_FILES[1]), await fs.promises.readFile(i.pkgManifestPath, "utf8"));
+        await writeFileIfChanged(path.join(p.dir, SIDE_FILES[2]), await fs.promises.readFile(i.logPath, "utf8"));
+    } catch (err) {
+        throw explainFsError(err, p.dir);
+    }
+    return out;
+}
+
+const provider: pulumi.dynamic.ResourceProvider<StoredArtifactInputs, StoredArtifactOutputs> = {
+    async create(inputs) {
+        const outs = await place(inputs);
+        return { id: outs.relPath, outs };
+    },
+    async diff(_id, olds, news) {
+        const replaces = (["storeRoot", "name", "version", "sha256"] as const).filter((k) => olds[k] !== news[k]);
+        const stale = replaces.length === 0 && !intact(olds);
+        const changes = replaces.length > 0 || stale || olds.baseUrl !== news.baseUrl;
+        return { changes, replaces: stale ? ["sha256"] : replaces, deleteBeforeReplace: false };
+    },
+    async update(_id, _olds, news) {
+        return { outs: await place(news) };
+    },
+    async read(id, props) {
+        if (!props || !intact(props)) return { id: "", props: undefined };
+        return { id, props };
+    },
+    async delete(_id, props) {
+        const p = artifactPaths(props.storeRoot, props.name, props.version);
+        // Only what this resource wrote; a replacement under the same path (same version) is left alone.
+        if (fs.existsSync(p.sha256File) && parseSha256sums(fs.readFileSync(p.sha256File, "utf8")).get(p.fileName) !== props.sha256) return;
+        for (const f of [p.qcow2, p.sha256File, ...SIDE_FILES.map((s) => path.join(p.dir, s))]) await fs.promises.rm(f, { force: true });
+        await removeEmptyDirs(path.join(props.storeRoot, "images", props.name));
+    },
+};
+
+export class StoredArtifact extends FactoryResource {
+    declare readonly path: pulumi.Output<string>;
+    declare readonly url: pulumi.Output<string>;
+    declare readonly sha256Url: pulumi.Output<string>;
+    declare readonly buildJsonUrl: pulumi.Output<string>;
+    declare readonly sha256: pulumi.Output<string>;
+    declare readonly size: pulumi.Output<number>;
+    declare readonly version: pulumi.Output<string>;
+
+    constructor(name: string, args: pulumi.Inputs & { [K in keyof StoredArtifactInputs]: pulumi.Input<StoredArtifactInputs[K]> }, opts?: pulumi.CustomResourceOptions) {
+        super(provider as pulumi.dynamic.ResourceProvider, "StoredArtifact", name,
+            { ...args, path: undefined, url: undefined, sha256Url: undefined, buildJsonUrl: undefined, relPath: undefined }, opts);
+    }
+}
