@@ -1,0 +1,67 @@
+// How close do two builds of the same inputs come? Builds the local stack's first image twice into separate
+// build directories (sharing only the package cache), then compares the qcow2 digests, the package manifests
+// and every file of the two root file systems, and lists what still differs.
+//   npm run bench:repro            (about 3 minutes; needs root, like every rootfs build)
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { buildImage, type BuildResult } from "../lib/build/pipeline";
+import { planBuild } from "../lib/build/plan";
+import { parseConfig, readNamespace, resolveAuthorizedKeys } from "../lib/config";
+import { OfflineImage } from "../lib/inspect";
+import { loadRecipe } from "../lib/recipe";
+import { diffTrees, scanTree } from "../lib/treeDiff";
+
+const projectDir = path.resolve(__dirname, "..");
+
+function localConfig() {
+    const text = fs.readFileSync(path.join(projectDir, "Pulumi.local.yaml"), "utf8");
+    // Minimal YAML reading of our own file: the keys we need are plain.
+    const images = /factory:images:\n((?:\s+- .+\n)+)/.exec(text)?.[1].split("\n").map((l) => l.replace(/^\s*- /, "").trim()).filter(Boolean) ?? [];
+    return parseConfig(readNamespace({ "factory:lab": "local", "factory:images": JSON.stringify(images),
+        "factory:bootstrapUser": JSON.stringify({ sshAuthorizedKeyFiles: [".cache/local-ssh/id_ed25519.pub"] }) }));
+}
+
+async function main(): Promise<void> {
+    const config = localConfig();
+    const recipe = loadRecipe(config.images[0]);
+    const tmp = fs.mkdtempSync(path.join(path.join(projectDir, ".cache"), "repro-"));
+    const results: BuildResult[] = [];
+    for (const run of ["a", "b"]) {
+        const plan = planBuild({
+            recipe, projectDir, workDir: path.join(tmp, run), domain: config.domain, debian: config.debian,
+            bootstrapUser: { name: config.bootstrapUser.name, authorizedKeys: resolveAuthorizedKeys(config.bootstrapUser, projectDir) },
+        });
+        // Share the package cache, and record the same build time, so only the build itself can differ.
+        plan.request.cacheDir = path.join(projectDir, ".cache", "cache");
+        const t0 = Date.now();
+        results.push(await buildImage({ ...plan.request, version: "v2000.01.01", buildInfo: { ...plan.request.buildInfo, buildTime: "fixed" } },
+            (m) => console.log(`[${run}] ${m}`)));
+        console.log(`[${run}] ${Math.round((Date.now() - t0) / 1000)}s`);
+    }
+    const [a, b] = results;
+    const manifestsEqual = fs.readFileSync(a.pkgManifestPath, "utf8") === fs.readFileSync(b.pkgManifestPath, "utf8");
+    const trees = [];
+    for (const r of results) {
+        const img = await OfflineImage.open(r.path);
+        const dir = await img.extract("/", fs.mkdtempSync(path.join(tmp, "tree-")));
+        trees.push(scanTree(dir));
+        img.close();
+    }
+    const d = diffTrees(trees[0], trees[1]);
+    console.log("\nreproducibility of two builds with identical inputs:");
+    console.log(`  qcow2 sha256 equal:        ${a.sha256 === b.sha256} (${a.sha256.slice(0, 16)} / ${b.sha256.slice(0, 16)})`);
+    console.log(`  package manifests equal:   ${manifestsEqual}`);
+    console.log(`  file list equal:           ${d.onlyA.length === 0 && d.onlyB.length === 0} (${trees[0].size} / ${trees[1].size} paths)`);
+    console.log(`  identical paths:           ${d.same}`);
+    console.log(`  paths only in a / only b:  ${d.onlyA.length} / ${d.onlyB.length}`);
+    console.log(`  paths that differ:         ${d.differing.length}`);
+    for (const p of [...d.onlyA.map((x) => `only a: ${x}`), ...d.onlyB.map((x) => `only b: ${x}`), ...d.differing].slice(0, 60)) console.log(`    ${p}`);
+    if (process.env.REPRO_KEEP) console.log(`kept ${a.path} and ${b.path}`);
+    else fs.rmSync(tmp, { recursive: true, force: true });
+}
+
+main().catch((err) => {
+    console.error(err);
+    process.exit(1);
+});

@@ -1,0 +1,27 @@
+// Artifact HTTP service of the builder node and the local stack: serves the artifact store read-only.
+//   ts-node bin/artifact-server.ts --root .artifacts --host 127.0.0.1 --port 8089
+// Started by `make services-start` (scripts/services.sh); on a builder node, by its systemd unit.
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { createArtifactServer } from "../lib/artifactServer";
+
+function arg(name: string, fallback: string): string {
+    const i = process.argv.indexOf(`--${name}`);
+    return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback;
+}
+
+const root = path.resolve(arg("root", ".artifacts"));
+const host = arg("host", "127.0.0.1");
+const port = Number(arg("port", "8089"));
+if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    console.error(`artifact-server: --port must be 1-65535, got ${arg("port", "")}`);
+    process.exit(2);
+}
+fs.mkdirSync(root, { recursive: true });
+const server = createArtifactServer({ root, log: (line) => console.log(line) });
+server.on("error", (err: NodeJS.ErrnoException) => {
+    console.error(err.code === "EADDRINUSE" ? `artifact-server: ${host}:${port} is in use; stop the other server or pick --port` : `artifact-server: ${err.message}`);
+    process.exit(1);
+});
+server.listen(port, host, () => console.log(`artifact-server: serving ${root} at http://${host}:${port}/`));
+for (const sig of ["SIGINT", "SIGTERM"] as const) process.on(sig, () => server.close(() => process.exit(0)));
