@@ -1,5 +1,7 @@
 // Stack configuration: one schema, validated once at the top of the program, so a bad value fails the preview
 // before any resource is touched, with a message naming the key, the value and what is allowed.
+import * as fs from "node:fs";
+import * as path from "node:path";
 import { z } from "zod";
 
 export const CONFIG_NAMESPACE = "factory";
@@ -213,4 +215,24 @@ function decodeValue(value: string): unknown {
         }
     }
     return value;
+}
+
+/** The bootstrap user's public keys: inline ones plus the content of key files (relative to the project). */
+export function resolveAuthorizedKeys(user: FactoryConfig["bootstrapUser"], projectDir: string): string[] {
+    const keys = [...user.sshAuthorizedKeys];
+    user.sshAuthorizedKeyFiles.forEach((f, i) => {
+        const file = path.resolve(projectDir, f);
+        const key = `${CONFIG_NAMESPACE}:bootstrapUser.sshAuthorizedKeyFiles[${i}]`;
+        if (!fs.existsSync(file)) {
+            throw new ConfigError([`${key} = ${JSON.stringify(f)}: no such file (for the local stack, bash scripts/setup.sh makes it)`]);
+        }
+        for (const line of fs.readFileSync(file, "utf8").split("\n").map((l) => l.trim()).filter((l) => l && !l.startsWith("#"))) {
+            if (!sshKey.safeParse(line).success) throw new ConfigError([`${key} = ${JSON.stringify(f)}: holds a line that is not an OpenSSH public key`]);
+            keys.push(line);
+        }
+    });
+    if (keys.length === 0) {
+        throw new ConfigError([`${CONFIG_NAMESPACE}:bootstrapUser: needs at least one SSH key (sshAuthorizedKeys or sshAuthorizedKeyFiles): images have no password login`]);
+    }
+    return keys;
 }
