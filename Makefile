@@ -48,7 +48,7 @@ services-status: ## Show the loopback services
 	@bash scripts/services.sh status
 
 test: ## Run the test suite (needs setup; `npm test` does setup and then this)
-	@$(ENV); bash scripts/deps.sh engine >/dev/null || { echo "run npm test (it sets up first)"; exit 1; }; mocha
+	@$(ENV); bash scripts/deps.sh engine >/dev/null || { echo "run npm test (it sets up first)"; exit 1; }; mocha 'test/**/*.test.ts'
 
 test-unit: ## Fast tests only (no image build, no VM)
-	@$(ENV); mocha --grep @slow --invert
+	@$(ENV); mocha --grep @slow --invert 'test/**/*.test.ts'

@@ -5,20 +5,35 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { BuildLog } from "./buildlog";
 
-export class CommandError extends Error {
-    constructor(readonly command: string, readonly exitCode: number | undefined, readonly stderr: string, hint?: string) {
-        super(`${command} failed${exitCode === undefined ? "" : ` with exit code ${exitCode}`}` +
-            `${stderr ? `:\n${tail(stderr, 25)}` : ""}${hint ? `\n${hint}` : ""}`);
-        this.name = "CommandError";
-    }
+// Errors are plain Error objects with extra fields, made by factories: code that runs inside dynamic providers
+// is serialized, and subclasses of Node.js built-in classes (Error included) do not survive serialization.
+export interface CommandError extends Error {
+    name: "CommandError";
+    command: string;
+    exitCode: number | undefined;
+    stderr: string;
 }
 
-export class ToolMissingError extends Error {
-    constructor(readonly tool: string, readonly pkg?: string) {
-        super(`${tool} is not installed or not on PATH` +
-            (pkg ? `: install the Debian package ${pkg} (bash scripts/setup.sh does it) or put ${tool} on PATH` : ""));
-        this.name = "ToolMissingError";
-    }
+export interface ToolMissingError extends Error {
+    name: "ToolMissingError";
+    tool: string;
+    pkg?: string;
+}
+
+export function commandError(command: string, exitCode: number | undefined, stderr: string, hint?: string): CommandError {
+    const e = new Error(`${command} failed${exitCode === undefined ? "" : ` with exit code ${exitCode}`}` +
+        `${stderr ? `:\n${tail(stderr, 25)}` : ""}${hint ? `\n${hint}` : ""}`);
+    return Object.assign(e, { name: "CommandError" as const, command, exitCode, stderr });
+}
+
+export function toolMissingError(tool: string, pkg?: string): ToolMissingError {
+    const e = new Error(`${tool} is not installed or not on PATH` +
+        (pkg ? `: install the Debian package ${pkg} (bash scripts/setup.sh does it) or put ${tool} on PATH` : ""));
+    return Object.assign(e, { name: "ToolMissingError" as const, tool, pkg });
+}
+
+export function isToolMissing(err: unknown): err is ToolMissingError {
+    return err instanceof Error && err.name === "ToolMissingError";
 }
 
 function tail(text: string, lines: number): string {
@@ -79,10 +94,10 @@ export async function run(cmd: string, args: readonly string[], opts: RunOptions
     const r = await child;
     // execa reports a command that could not start with no exit code and the spawn errno's code.
     if (r.failed && r.exitCode === undefined && (r as unknown as { code?: string }).code === "ENOENT") {
-        throw new ToolMissingError(cmd, debianPackageOf(cmd));
+        throw toolMissingError(cmd, debianPackageOf(cmd));
     }
-    if (r.timedOut) throw new CommandError(shown, undefined, r.stderr, `timed out after ${opts.timeoutMs} ms`);
-    if (r.exitCode !== 0) throw new CommandError(shown, r.exitCode, r.stderr || r.stdout, opts.hint);
+    if (r.timedOut) throw commandError(shown, undefined, r.stderr, `timed out after ${opts.timeoutMs} ms`);
+    if (r.exitCode !== 0) throw commandError(shown, r.exitCode, r.stderr || r.stdout, opts.hint);
     return { stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -103,6 +118,6 @@ export function which(tool: string, envPath = process.env.PATH ?? ""): string | 
 
 export function requireTool(tool: string): string {
     const p = which(tool);
-    if (!p) throw new ToolMissingError(tool, debianPackageOf(tool));
+    if (!p) throw toolMissingError(tool, debianPackageOf(tool));
     return p;
 }

@@ -18,11 +18,9 @@ export interface Partition {
     scheme: "mbr" | "gpt" | "none";
 }
 
-export class InspectError extends Error {
-    constructor(message: string, readonly fix: string) {
-        super(`${message}: ${fix}`);
-        this.name = "InspectError";
-    }
+/** An inspection that cannot proceed, with the fix (a factory: see lib/exec.ts on why not a class). */
+export function inspectError(message: string, fix: string): Error & { fix: string } {
+    return Object.assign(new Error(`${message}: ${fix}`), { name: "InspectError", fix });
 }
 
 async function readDisk(qcow2: string, format: string, sectorOffset: number, sectors: number, tmp: string): Promise<Buffer> {
@@ -73,8 +71,8 @@ export class OfflineImage {
 
     /** Opens the largest ext2/3/4 partition of the image (the root file system of every image we build). */
     static async open(qcow2: string, opts: { tmpDir?: string } = {}): Promise<OfflineImage> {
-        if (!path.isAbsolute(qcow2)) throw new InspectError(`qcow2 path ${JSON.stringify(qcow2)} is relative`, "give an absolute path (QCOW2=/abs/path/image.qcow2)");
-        if (!fs.existsSync(qcow2)) throw new InspectError(`no file at ${qcow2}`, "check QCOW2: it must point at an existing local file");
+        if (!path.isAbsolute(qcow2)) throw inspectError(`qcow2 path ${JSON.stringify(qcow2)} is relative`, "give an absolute path (QCOW2=/abs/path/image.qcow2)");
+        if (!fs.existsSync(qcow2)) throw inspectError(`no file at ${qcow2}`, "check QCOW2: it must point at an existing local file");
         const tmp = fs.mkdtempSync(path.join(opts.tmpDir ?? os.tmpdir(), "if-inspect-"));
         try {
             const { stdout } = await run("qemu-img", ["info", "--output=json", qcow2]);
@@ -87,7 +85,7 @@ export class OfflineImage {
                 if (sb.length >= 58 && sb.readUInt16LE(56) === EXT_MAGIC) ext.push(p);
             }
             if (ext.length === 0) {
-                throw new InspectError(`no ext2/3/4 file system in ${qcow2} (${parts.length} partition(s))`,
+                throw inspectError(`no ext2/3/4 file system in ${qcow2} (${parts.length} partition(s))`,
                     "offline validation reads ext4 root file systems; boot-test images with other file systems instead");
             }
             const root = ext.sort((a, b) => b.size - a.size)[0];

@@ -94,9 +94,15 @@ const provider: pulumi.dynamic.ResourceProvider<StoredArtifactInputs, StoredArti
     },
     async diff(_id, olds, news) {
         const replaces = (["storeRoot", "name", "version", "sha256"] as const).filter((k) => olds[k] !== news[k]);
+        // A missing or damaged stored file is repaired in place (update), not replaced.
         const stale = replaces.length === 0 && !intact(olds);
-        const changes = replaces.length > 0 || stale || olds.baseUrl !== news.baseUrl;
-        return { changes, replaces: stale ? ["sha256"] : replaces, deleteBeforeReplace: false };
+        const samePath = describe(olds).path === describe(news).path;
+        return {
+            changes: replaces.length > 0 || stale || olds.baseUrl !== news.baseUrl,
+            replaces,
+            // Same path (a pinned version rebuilt): the old files must go before the new ones are placed.
+            deleteBeforeReplace: samePath,
+        };
     },
     async update(_id, _olds, news) {
         return { outs: await place(news) };

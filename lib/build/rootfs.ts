@@ -14,6 +14,8 @@ export const BASE_PACKAGES = [
     "linux-image-cloud-amd64", "grub-pc-bin", "grub2-common", "systemd-sysv", "udev", "dbus",
     "cloud-init", "cloud-guest-utils", "openssh-server", "python3", "sudo",
     "ifupdown", "isc-dhcp-client", "netbase", "iproute2", "ca-certificates", "qemu-guest-agent", "less",
+    // cloud-init's locale module runs update-locale on every first boot
+    "locales",
 ];
 
 export const KERNEL_CMDLINE = "ro console=tty0 console=ttyS0,115200n8";
@@ -100,6 +102,8 @@ function sshdDropIn(): string {
 function cloudInitConfig(user: string): string {
     return `# image-factory: cloud-init on every clone; the bootstrap user is the default user, key-only.
 datasource_list: [NoCloud, ConfigDrive, None]
+# C.UTF-8 ships with libc: nothing to generate at first boot
+locale: C.UTF-8
 disable_root: true
 ssh_pwauth: false
 ssh_deletekeys: true
@@ -215,6 +219,7 @@ async function configure(chroot: Chroot, spec: RootfsSpec, env: Record<string, s
     const u = spec.user;
     const fqdn = `${spec.hostname}.${spec.domain}`;
     chroot.write("/etc/hostname", `${spec.hostname}\n`);
+    chroot.write("/etc/default/locale", "LANG=C.UTF-8\n");
     chroot.write("/etc/hosts", `127.0.0.1\tlocalhost\n127.0.1.1\t${fqdn} ${spec.hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n`);
     chroot.write("/etc/fstab", `UUID=${uuidFromKey(spec.buildKey, "rootfs")}\t/\text4\terrors=remount-ro\t0\t1\n`);
     chroot.write("/etc/network/interfaces", "# cloud-init writes the interface configuration into interfaces.d\nauto lo\niface lo inet loopback\n\nsource /etc/network/interfaces.d/*\n");

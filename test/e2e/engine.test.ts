@@ -27,6 +27,8 @@ describe("engine: pinned Pulumi CLI and language host", function () {
         before(async () => {
             project = TestProject.create();
             await project.initStack("local");
+            // The engine itself is under test here, not image builds (test/e2e/qcow2Image.test.ts has those).
+            await project.setConfig("local", "factory:images", "[]");
         });
         after(() => project.remove());
 

@@ -7,7 +7,7 @@ import * as path from "node:path";
 import { REPO_ROOT } from "./setup";
 
 const PROJECT_ENTRIES = ["Pulumi.yaml", "Pulumi.local.yaml", "Pulumi.dvnt.yaml", "Pulumi.dvntm.yaml", "index.ts",
-    "package.json", "tsconfig.json", "components", "providers", "lib", "images", "policy", "schemas"];
+    "package.json", "tsconfig.json", "components", "providers", "lib", "images", "ansible", "policy", "schemas", "scripts", "bin"];
 
 export const LOCAL_PASSPHRASE = "image-factory-local";
 

@@ -1,0 +1,155 @@
+// @slow: `pulumi up --stack local` builds a real bootable image on this machine, stores it under its stable
+// path and URL, and a second `up` does nothing. Then the image boots under qemu and a consumer logs in.
+import { strict as assert } from "node:assert";
+import * as crypto from "node:crypto";
+import execa from "execa";
+import * as fs from "node:fs";
+import * as http from "node:http";
+import * as path from "node:path";
+import { localStack, LOCAL_KEY, TEST_WORK_DIR, type LocalStack } from "../helpers/localStack";
+import { bootAndRun } from "../helpers/vm";
+
+interface ImageOutput {
+    version: string;
+    sha256: string;
+    size: number;
+    buildKey: string;
+    qcow2Url: string;
+    sha256Url: string;
+    storePath: string;
+    buildInfo: { git: unknown; base: { id: string; sha256: string }; recipe: { sha256: string }; buildTime: string; tools: Record<string, string> };
+}
+
+function httpGet(url: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: http.IncomingHttpHeaders; sha256: string; bytes: number; body: Buffer }> {
+    return new Promise((resolve, reject) => {
+        http.get(url, { headers }, (res) => {
+            const hash = crypto.createHash("sha256");
+            let bytes = 0;
+            const keep: Buffer[] = [];
+            res.on("data", (c: Buffer) => {
+                hash.update(c);
+                bytes += c.length;
+                if (bytes <= 1 << 16) keep.push(c);
+            });
+            res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, sha256: hash.digest("hex"), bytes, body: Buffer.concat(keep) }));
+            res.on("error", reject);
+        }).on("error", reject);
+    });
+}
+
+describe("Qcow2Image: a real image through pulumi up --stack local @slow", function () {
+    this.timeout(1_800_000);
+    let env: LocalStack;
+    let image: ImageOutput;
+
+    before(async () => {
+        env = await localStack();
+    });
+    after(async () => env?.close());
+
+    it("builds, validates the build log's stages as engine log lines, and stores the image", async () => {
+        const t0 = Date.now();
+        const up = await env.project.upEvents("local");
+        console.log(`      first up: ${((Date.now() - t0) / 1000).toFixed(1)}s`);
+        assert.equal(up.result, "succeeded");
+        const buildLines = up.diagnostics.filter((d) => d.urn?.includes("Qcow2Build::debian-12-minimal-build")).map((d) => d.message);
+        assert.ok(buildLines.some((m) => /→ debian-12-minimal v\d{4}\.\d{2}\.\d{2}(\.\d+)?: \[1\/8\] debootstrap bookworm/.test(m)) ||
+            buildLines.some((m) => /found in the cache|already exists/.test(m)), `no progress lines on the build resource:\n${buildLines.join("")}`);
+        assert.ok(buildLines.some((m) => /done in \d/.test(m) || /reusing it/.test(m)));
+
+        const outputs = await env.project.outputs("local");
+        image = (outputs.images as Record<string, ImageOutput>)["debian-12-minimal"];
+        assert.match(image.sha256, /^[0-9a-f]{64}$/);
+        assert.match(image.version, /^v\d{4}\.\d{2}\.\d{2}(\.\d+)?$/);
+        assert.equal(image.storePath, path.join(env.storeRoot, "images", "debian-12-minimal", image.version, `debian-12-minimal-${image.version}.qcow2`));
+        assert.equal(image.qcow2Url, `${env.baseUrl}/images/debian-12-minimal/${image.version}/debian-12-minimal-${image.version}.qcow2`);
+        assert.equal(fs.statSync(image.storePath).size, image.size);
+        assert.equal(image.buildInfo.base.id, "debian:bookworm");
+        assert.match(image.buildInfo.base.sha256, /^[0-9a-f]{64}$/);
+        assert.match(image.buildInfo.buildTime, /^\d{4}-\d{2}-\d{2}T/);
+        assert.ok(image.buildInfo.tools["qemu-img"].startsWith("qemu-img version"));
+        for (const f of ["build.json", "pkg-manifest.txt", "build.log"]) assert.ok(fs.existsSync(path.join(path.dirname(image.storePath), f)), `${f} is not next to the artifact`);
+        assert.match(fs.readFileSync(path.join(path.dirname(image.storePath), "build.log"), "utf8"), /\$ debootstrap --variant=minbase|build .* of debian-12-minimal/);
+    });
+
+    it("passes qemu-img check and sha256sum -c, and the HTTP URL serves the same bytes", async () => {
+        await execa("qemu-img", ["check", image.storePath]);
+        const info = JSON.parse((await execa("qemu-img", ["info", "--output=json", image.storePath])).stdout) as { format: string; "virtual-size": number };
+        assert.equal(info.format, "qcow2");
+        assert.equal(info["virtual-size"], 2048 * 1024 * 1024);
+        const check = await execa("sha256sum", ["-c", `debian-12-minimal-${image.version}.qcow2.sha256`], { cwd: path.dirname(image.storePath) });
+        assert.match(check.stdout, /: OK$/);
+        const { stdout } = await execa("sha256sum", [image.storePath]);
+        assert.equal(stdout.split(" ")[0], image.sha256);
+
+        const full = await httpGet(image.qcow2Url);
+        assert.equal(full.status, 200);
+        assert.equal(Number(full.headers["content-length"]), image.size);
+        assert.equal(full.bytes, image.size);
+        assert.equal(full.sha256, image.sha256);
+        assert.equal(full.headers.etag, `"sha256:${image.sha256}"`);
+        const part = await httpGet(image.qcow2Url, { Range: "bytes=0-3" });
+        assert.equal(part.status, 206);
+        assert.equal(part.headers["content-range"], `bytes 0-3/${image.size}`);
+        assert.deepEqual([...part.body], [0x51, 0x46, 0x49, 0xfb]); // "QFI\xfb": the qcow2 magic
+        const sums = await httpGet(image.sha256Url);
+        assert.equal(sums.body.toString(), `${image.sha256}  debian-12-minimal-${image.version}.qcow2\n`);
+    });
+
+    it("a second up with unchanged inputs builds nothing, hashes nothing and reports no changes", async () => {
+        const resultJson = path.join(TEST_WORK_DIR, "builds", "debian-12-minimal", image.buildKey, "result.json");
+        const before = fs.statSync(resultJson).mtimeMs;
+        const t0 = Date.now();
+        const up = await env.project.upEvents("local");
+        const seconds = (Date.now() - t0) / 1000;
+        console.log(`      second up (no-op): ${seconds.toFixed(1)}s`);
+        assert.deepEqual(Object.keys(up.changes), ["same"], JSON.stringify(up.changes));
+        const providerLines = up.diagnostics.filter((d) => d.urn?.includes("Qcow2Build") && /\[\d\/8\]|reusing it/.test(d.message));
+        assert.deepEqual(providerLines, [], "the build provider ran on a no-op up");
+        assert.equal(fs.statSync(resultJson).mtimeMs, before);
+        await env.project.pulumi(["preview", "--stack", "local", "--expect-no-changes"]);
+    });
+
+    it("converges when the stored file is deleted: the next up restores it from the build cache", async () => {
+        fs.rmSync(image.storePath);
+        const up = await env.project.upEvents("local");
+        assert.equal(up.changes.update, 1, JSON.stringify(up.changes));
+        assert.ok(!up.diagnostics.some((d) => /\[1\/8\] debootstrap/.test(d.message)), "restoring the store rebuilt the image");
+        const { stdout } = await execa("sha256sum", [image.storePath]);
+        assert.equal(stdout.split(" ")[0], image.sha256);
+    });
+
+    it("a changed recipe file changes that image's build key: preview plans its rebuild and nothing else", async () => {
+        const playbook = path.join(env.project.dir, "images", "debian-12-minimal", "playbook.yml");
+        const original = fs.readFileSync(playbook, "utf8");
+        fs.appendFileSync(playbook, "# a change\n");
+        try {
+            const r = await env.project.pulumi(["preview", "--stack", "local", "--json"]);
+            const steps = (JSON.parse(r.stdout) as { steps: Array<{ op: string; urn: string }> }).steps;
+            const changed = steps.filter((s) => s.op !== "same").map((s) => `${s.op} ${s.urn.split("::").pop()}`);
+            assert.ok(changed.includes("replace debian-12-minimal-build"), changed.join("\n"));
+            assert.ok(changed.every((c) => /debian-12-minimal-(build|stored)$/.test(c) || /^update image-factory-local$/.test(c)), changed.join("\n"));
+        } finally {
+            fs.writeFileSync(playbook, original);
+        }
+    });
+
+    it("boots under qemu with a NoCloud seed; the bootstrap user logs in with its key, runs python3 and sudo -n", async () => {
+        const r = await bootAndRun({
+            qcow2: image.storePath,
+            user: "ansible",
+            privateKey: LOCAL_KEY,
+            commands: ["python3 -c 'import sys; print(\"%d.%d\" % sys.version_info[:2])'", "sudo -n true && echo sudo-ok",
+                "cat /etc/image-factory/build.json", "sudo -n sshd -T | grep -E '^(passwordauthentication|permitrootlogin) '"],
+            log: (l) => console.log(`      ${l}`),
+        });
+        console.log(`      boot: ${r.accel}, SSH ready after ${r.sshReadySeconds.toFixed(0)}s`);
+        assert.equal(r.cloudInitStatus, "status: done", "cloud-init did not finish cleanly on first boot");
+        assert.equal(r.outputs[0].trim(), "3.11");
+        assert.equal(r.outputs[1].trim(), "sudo-ok");
+        const info = JSON.parse(r.outputs[2]) as { image: string; version: string; buildKey: string };
+        assert.deepEqual([info.image, info.version, info.buildKey], ["debian-12-minimal", image.version, image.buildKey]);
+        assert.match(r.outputs[3], /passwordauthentication no/);
+        assert.match(r.outputs[3], /permitrootlogin without-password|permitrootlogin prohibit-password/);
+    });
+});

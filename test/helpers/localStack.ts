@@ -1,0 +1,62 @@
+// The `local` stack in a throwaway project copy, wired to a per-test artifact store and HTTP server, and to a
+// build work directory shared by the whole test run: the first test that needs an image really builds it
+// (package downloads are cached in .cache/cache), later tests reuse it by build key, as `pulumi up` would.
+// Set IMAGE_FACTORY_TEST_KEEP_BUILDS=1 to keep builds between runs while iterating.
+import * as fs from "node:fs";
+import type * as http from "node:http";
+import * as path from "node:path";
+import { createArtifactServer } from "../../lib/artifactServer";
+import { TestProject } from "./project";
+import { REPO_ROOT } from "./setup";
+
+export const TEST_WORK_DIR = path.join(REPO_ROOT, ".cache", "test-work");
+export const LOCAL_KEY = path.join(REPO_ROOT, ".cache", "local-ssh", "id_ed25519");
+let prepared = false;
+
+/** The run's build work dir: fresh builds once per test run, with the package caches shared across runs. */
+export function testWorkDir(): string {
+    if (!prepared) {
+        if (!process.env.IMAGE_FACTORY_TEST_KEEP_BUILDS) fs.rmSync(path.join(TEST_WORK_DIR, "builds"), { recursive: true, force: true });
+        fs.mkdirSync(TEST_WORK_DIR, { recursive: true });
+        const cache = path.join(REPO_ROOT, ".cache", "cache");
+        fs.mkdirSync(cache, { recursive: true });
+        const link = path.join(TEST_WORK_DIR, "cache");
+        if (!fs.existsSync(link)) fs.symlinkSync(cache, link);
+        prepared = true;
+    }
+    return TEST_WORK_DIR;
+}
+
+export interface LocalStack {
+    project: TestProject;
+    storeRoot: string;
+    baseUrl: string;
+    server: http.Server;
+    close(): Promise<void>;
+}
+
+export async function localStack(opts: { stack?: string; config?: Array<[string, string]>; env?: Record<string, string> } = {}): Promise<LocalStack> {
+    const stack = opts.stack ?? "local";
+    const project = TestProject.create({ env: opts.env });
+    const storeRoot = path.join(project.dir, "artifacts");
+    fs.mkdirSync(storeRoot, { recursive: true });
+    const server = createArtifactServer({ root: storeRoot });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const port = (server.address() as { port: number }).port;
+    const baseUrl = `http://127.0.0.1:${port}`;
+    await project.initStack(stack);
+    await project.setConfig(stack, "factory:workDir", testWorkDir());
+    await project.setConfig(stack, "factory:artifactStore", JSON.stringify({ root: storeRoot, port }));
+    await project.setConfig(stack, "factory:bootstrapUser", JSON.stringify({ name: "ansible", sshAuthorizedKeyFiles: [`${LOCAL_KEY}.pub`] }));
+    for (const [k, v] of opts.config ?? []) await project.setConfig(stack, k, v, { path: k.includes(".") || k.includes("[") });
+    return {
+        project,
+        storeRoot,
+        baseUrl,
+        server,
+        async close() {
+            await new Promise<void>((resolve) => server.close(() => resolve()));
+            project.remove();
+        },
+    };
+}

@@ -1,0 +1,80 @@
+// Content addressing: which inputs change a build key, and which do not.
+import { strict as assert } from "node:assert";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { canonicalJson, uuidFromKey } from "../../lib/build/buildKey";
+import { planBuild, snapshotEpoch, type PlanArgs } from "../../lib/build/plan";
+import { loadRecipe } from "../../lib/recipe";
+import { REPO_ROOT } from "../helpers/setup";
+
+const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl test";
+
+describe("build plans and keys", () => {
+    let project: string;
+    const args = (name: string, over: Partial<PlanArgs> = {}): PlanArgs => ({
+        recipe: loadRecipe(name, path.join(project, "images")),
+        projectDir: project,
+        workDir: "/nonexistent/work",
+        bootstrapUser: { name: "ansible", authorizedKeys: [KEY] },
+        domain: "lab.example",
+        debian: { suite: "bookworm", mirror: "http://deb.debian.org/debian" },
+        ...over,
+    });
+
+    before(() => {
+        // Two images in a scratch copy of images/ and ansible/: changing one must not move the other's key.
+        project = fs.mkdtempSync(path.join(os.tmpdir(), "if-plan-"));
+        fs.cpSync(path.join(REPO_ROOT, "images"), path.join(project, "images"), { recursive: true });
+        fs.cpSync(path.join(REPO_ROOT, "ansible"), path.join(project, "ansible"), { recursive: true });
+        const second = path.join(project, "images", "second");
+        fs.cpSync(path.join(project, "images", "debian-12-minimal"), second, { recursive: true });
+        fs.writeFileSync(path.join(second, "image.ts"), fs.readFileSync(path.join(second, "image.ts"), "utf8").replace('name: "debian-12-minimal"', 'name: "second"'));
+    });
+    after(() => fs.rmSync(project, { recursive: true, force: true }));
+
+    it("is deterministic and known without building", () => {
+        const a = planBuild(args("debian-12-minimal"));
+        const b = planBuild(args("debian-12-minimal"));
+        assert.match(a.buildKey, /^[0-9a-f]{64}$/);
+        assert.equal(a.buildKey, b.buildKey);
+        assert.equal(a.request.rootfs.user.authorizedKeys[0], KEY);
+        assert.equal(a.request.buildsDir, "/nonexistent/work/builds");
+    });
+
+    it("changing one recipe file changes that image's key only", () => {
+        const before = [planBuild(args("debian-12-minimal")).buildKey, planBuild(args("second")).buildKey];
+        fs.appendFileSync(path.join(project, "images", "second", "playbook.yml"), "# changed\n");
+        const after = [planBuild(args("debian-12-minimal")).buildKey, planBuild(args("second")).buildKey];
+        assert.equal(after[0], before[0]);
+        assert.notEqual(after[1], before[1]);
+    });
+
+    it("a shared role, the bootstrap key, the mirror or a pinned version change every affected key", () => {
+        const base = planBuild(args("debian-12-minimal")).buildKey;
+        assert.notEqual(planBuild(args("debian-12-minimal", { bootstrapUser: { name: "ansible", authorizedKeys: [`${KEY}2`] } })).buildKey, base);
+        assert.notEqual(planBuild(args("debian-12-minimal", { debian: { suite: "bookworm", mirror: "http://mirror.example/debian" } })).buildKey, base);
+        assert.notEqual(planBuild(args("debian-12-minimal", { versionOverride: "v2026.01.01" })).buildKey, base);
+        fs.appendFileSync(path.join(project, "ansible", "roles", "image_base", "tasks", "main.yml"), "\n# shared change\n");
+        assert.notEqual(planBuild(args("debian-12-minimal")).buildKey, base);
+    });
+
+    it("derives SOURCE_DATE_EPOCH from a pinned snapshot, else from the recipe", () => {
+        assert.equal(snapshotEpoch("20250520T000000Z"), 1747699200);
+        const pinned = planBuild(args("debian-12-minimal", { debian: { suite: "bookworm", mirror: "http://deb.debian.org/debian", snapshot: "20250520T000000Z" } }));
+        assert.equal(pinned.request.rootfs.sourceDateEpoch, 1747699200);
+        assert.equal(planBuild(args("debian-12-minimal")).request.rootfs.sourceDateEpoch, 1735689600);
+    });
+
+    it("canonical JSON ignores key order; derived UUIDs are stable and well-formed", () => {
+        assert.equal(canonicalJson({ b: 1, a: { d: [2, { y: 1, x: 2 }], c: 3 } }), '{"a":{"c":3,"d":[2,{"x":2,"y":1}]},"b":1}');
+        const u = uuidFromKey("k", "rootfs");
+        assert.match(u, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+        assert.equal(u, uuidFromKey("k", "rootfs"));
+        assert.notEqual(u, uuidFromKey("k2", "rootfs"));
+    });
+
+    it("rejects an unknown image with the list of known ones", () => {
+        assert.throws(() => loadRecipe("nope", path.join(project, "images")), /unknown image "nope".*known images: debian-12-minimal, second/);
+    });
+});
