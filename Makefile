@@ -9,7 +9,7 @@ ENV := source $(ROOT)/scripts/env.sh
 STACK ?= local
 TARGET ?= all
 
-.PHONY: list help deps preview up refresh destroy outputs validate evidence verify-evidence \
+.PHONY: list help deps preview up refresh destroy outputs validate verify-evidence \
         services-start services-stop services-status test test-unit lint-workflows bench typecheck
 
 list help: ## List every target and every image with its type
@@ -52,3 +52,10 @@ test: ## Run the test suite (needs setup; `npm test` does setup and then this)
 
 test-unit: ## Fast tests only (no image build, no VM)
 	@$(ENV); mocha --grep @slow --invert 'test/**/*.test.ts'
+
+validate: ## Validate any qcow2 offline: QCOW2=/abs/path IMAGE=<name> VERSION=<version> [BOOTSTRAP_USER=ansible] [EVIDENCE_DIR=evidence]; writes evidence
+	@$(ENV); bash scripts/deps.sh validate >/dev/null || { bash scripts/deps.sh validate; exit 1; }
+	@$(ENV); node -r ts-node/register/transpile-only bin/validate.ts --qcow2 "$(QCOW2)" --image "$(IMAGE)" --version "$(VERSION)" --user "$(or $(BOOTSTRAP_USER),ansible)" --evidence "$(or $(EVIDENCE_DIR),evidence)"
+
+verify-evidence: ## Verify an evidence packet: DIR=evidence/images/vm/<image>/<version>/<UTC>/<build|validate>
+	@bin/verify-evidence --dir "$(DIR)"

@@ -6,6 +6,7 @@ import { ArtifactStore } from "./components/ArtifactStore";
 import { BootstrapPass } from "./components/BootstrapPass";
 import { Qcow2Image } from "./components/Qcow2Image";
 import { ConfigError, parseConfig, readNamespace, resolveAuthorizedKeys, type FactoryConfig, type Pass } from "./lib/config";
+import { signingFromEnv } from "./lib/evidence";
 import { loadRecipe } from "./lib/recipe";
 
 const projectDir = process.cwd();
@@ -38,6 +39,14 @@ const store = new ArtifactStore("artifacts", {
     baseUrl: config.artifactStore.publicBaseUrl ?? `http://${config.artifactStore.host}:${config.artifactStore.port}`,
 });
 
+/** EVIDENCE_SIGN=1 EVIDENCE_GPG_KEY=<id>: the passphrase comes from the secret factory:gpgPassphrase (or the environment). */
+function evidenceSigning() {
+    const env = signingFromEnv(process.env);
+    if (!env) return undefined;
+    const secret = new pulumi.Config("factory").getSecret("gpgPassphrase");
+    return { keyId: env.keyId, gnupgHome: env.gnupgHome, passphrase: secret ?? (env.passphrase ? pulumi.secret(env.passphrase) : undefined) };
+}
+
 const images: Record<string, pulumi.Output<unknown>> = {};
 const passes: Record<string, { images: string[] }> = {};
 let previous: BootstrapPass | undefined;
@@ -55,6 +64,7 @@ for (const pass of [1, 2, 3] as Pass[]) {
             domain: config.domain,
             debian: config.debian,
             versionOverride: config.version,
+            evidence: { root: resolve(config.evidence.dir), sign: evidenceSigning() },
         }, bootstrap.childOptions());
         const stored = recipe.targets.includes("store") ? store.publish(image) : undefined;
         images[recipe.name] = pulumi.output({
@@ -67,6 +77,7 @@ for (const pass of [1, 2, 3] as Pass[]) {
             sha256Url: stored?.sha256Url ?? null,
             storePath: stored?.path ?? null,
             buildInfo: image.buildInfo,
+            validation: { passed: image.validation.passed, checks: image.validation.checks.apply((c) => c.map((x) => `${x.status} ${x.id}`)), evidencePath: image.validation.evidencePath },
         });
     }
     bootstrap.finish({ images: inPass.map((r) => r.name) });

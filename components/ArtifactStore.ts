@@ -33,7 +33,8 @@ export class ArtifactStore extends pulumi.ComponentResource {
         this.registerOutputs({ root: this.root, baseUrl: this.baseUrl, layout: this.layout });
     }
 
-    /** Places an image version at its stable path and URL: images/<name>/<version>/<name>-<version>.qcow2. */
+    /** Places an image version at its stable path and URL: images/<name>/<version>/<name>-<version>.qcow2.
+     *  Only after the image passed validation: a failing image is never published. */
     publish(image: Qcow2Image, opts: { dependsOn?: pulumi.Input<pulumi.Resource>[] } = {}): StoredArtifact {
         return new StoredArtifact(`${image.name}-stored`, {
             storeRoot: this.rootPath,
@@ -46,6 +47,6 @@ export class ArtifactStore extends pulumi.ComponentResource {
             buildJsonPath: image.buildJsonPath,
             pkgManifestPath: image.pkgManifestPath,
             logPath: image.logPath,
-        }, { parent: this, dependsOn: [this.storeRoot, ...(opts.dependsOn ?? [])] });
+        }, { parent: this, dependsOn: [this.storeRoot, image.validation, ...(opts.dependsOn ?? [])] });
     }
 }

@@ -2,11 +2,21 @@
 import * as pulumi from "@pulumi/pulumi";
 import { planBuild, type PlanArgs } from "../lib/build/plan";
 import { dynamicType } from "../providers/dynamic";
+import { ImageValidation, type EvidenceSettings } from "../providers/imageValidation";
+import { urnLabel } from "../providers/progress";
 import { Qcow2Build } from "../providers/qcow2Build";
+
+export interface EvidenceArgs {
+    /** Absolute evidence root: packets go to <root>/images/vm/<image>/<version>/<UTC>/{build,validate}/. */
+    root: string;
+    /** EVIDENCE_SIGN=1 EVIDENCE_GPG_KEY=<id>; the passphrase is a Pulumi secret (factory:gpgPassphrase). */
+    sign?: { keyId: string; passphrase?: pulumi.Input<string>; gnupgHome?: string };
+}
 
 export interface Qcow2ImageArgs extends PlanArgs {
     /** Absolute root of the artifact store (versions already published there are not reused). */
     storeRoot: string;
+    evidence: EvidenceArgs;
 }
 
 export class Qcow2Image extends pulumi.ComponentResource {
@@ -23,9 +33,14 @@ export class Qcow2Image extends pulumi.ComponentResource {
     readonly pkgManifestPath: pulumi.Output<string>;
     readonly buildJsonPath: pulumi.Output<string>;
     readonly build: Qcow2Build;
+    /** The offline validation gate: publish only what depends on it. */
+    readonly validation: ImageValidation;
+    readonly evidencePath: pulumi.Output<string | undefined>;
 
     constructor(name: string, args: Qcow2ImageArgs, opts?: pulumi.ComponentResourceOptions) {
         super("image-factory:image:Qcow2Image", name, {}, opts);
+        // Nested Inputs (the secret passphrase) resolve into one Output the providers take as a plain object.
+        const evidence = pulumi.output(args.evidence) as pulumi.Output<EvidenceSettings>;
         this.name = args.recipe.name;
         const plan = planBuild(args);
         this.buildKey = plan.buildKey;
@@ -36,8 +51,21 @@ export class Qcow2Image extends pulumi.ComponentResource {
             versionOverride: args.versionOverride,
             storeRoot: args.storeRoot,
             projectDir: args.projectDir,
-            logUrn: pulumi.createUrn(`${name}-build`, dynamicType("Qcow2Build"), this),
+            logUrn: urnLabel(`${name}-build`, dynamicType("Qcow2Build"), this),
+            evidence,
         }, { parent: this, customTimeouts: { create: "90m", update: "90m" } });
+
+        this.validation = new ImageValidation(`${name}-validation`, {
+            qcow2: this.build.path,
+            sha256: this.build.sha256,
+            expect: pulumi.all([this.build.version, this.build.buildKey]).apply(([version, buildKey]) => ({
+                image: this.name, version, bootstrapUser: args.bootstrapUser.name, buildInfo: { buildKey },
+            })),
+            buildTime: this.build.buildInfo.apply((i) => (typeof i.buildTime === "string" ? i.buildTime : undefined)),
+            evidence,
+            scratchDir: `${args.workDir}/validate`,
+            logUrn: urnLabel(`${name}-validation`, dynamicType("ImageValidation"), this),
+        }, { parent: this });
 
         pulumi.log.info(`${this.name}: build key ${plan.buildKey.slice(0, 16)} (a build is reused while its key stays the same)`, this, undefined, true);
         this.sha256 = this.build.sha256;
@@ -49,6 +77,7 @@ export class Qcow2Image extends pulumi.ComponentResource {
         this.logPath = this.build.logPath;
         this.pkgManifestPath = this.build.pkgManifestPath;
         this.buildJsonPath = this.build.buildJsonPath;
+        this.evidencePath = this.build.evidencePath;
         this.registerOutputs({
             buildKey: this.buildKey, sha256: this.sha256, size: this.size, path: this.path, version: this.version, buildInfo: this.buildInfo,
         });

@@ -41,20 +41,15 @@ function tail(text: string, lines: number): string {
     return (all.length > lines ? ["…", ...all.slice(-lines)] : all).map((l) => `  ${l}`).join("\n");
 }
 
-let packageMap: Map<string, string> | undefined;
 /** tool -> Debian package, from scripts/os-packages.txt (the same list setup installs). */
 export function debianPackageOf(tool: string): string | undefined {
-    if (!packageMap) {
-        packageMap = new Map();
-        const file = path.resolve(__dirname, "..", "scripts", "os-packages.txt");
-        if (fs.existsSync(file)) {
-            for (const line of fs.readFileSync(file, "utf8").split("\n")) {
-                const [cmd, pkg] = line.trim().split(/\s+/);
-                if (cmd && pkg && !cmd.startsWith("#")) packageMap.set(cmd, pkg);
-            }
-        }
+    const file = path.resolve(__dirname, "..", "scripts", "os-packages.txt");
+    if (!fs.existsSync(file)) return undefined;
+    for (const line of fs.readFileSync(file, "utf8").split("\n")) {
+        const [cmd, pkg] = line.trim().split(/\s+/);
+        if (cmd && pkg && !cmd.startsWith("#") && cmd === path.basename(tool)) return pkg;
     }
-    return packageMap.get(path.basename(tool));
+    return undefined;
 }
 
 export interface RunOptions {

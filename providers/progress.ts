@@ -2,6 +2,7 @@
 // pulumi-resource-pulumi-nodejs shim (PULUMI_NODEJS_ENGINE), so a long create can log lines that the engine
 // shows under the resource, as `pulumi.log.info` does in a program. Without an engine (unit tests) lines go
 // to stderr.
+import * as pulumi from "@pulumi/pulumi";
 import * as engproto from "@pulumi/pulumi/proto/engine_pb";
 import * as settings from "@pulumi/pulumi/runtime/settings";
 
@@ -21,4 +22,16 @@ export function engineReporter(urn: string | undefined): Reporter {
         req.setEphemeral(false);
         queue = queue.then(() => new Promise<void>((resolve) => engine.log(req, () => resolve())));
     };
+}
+
+/**
+ * A URN as a plain value for a child's `logUrn` input, without a resource dependency. A child input that
+ * depends on its parent component makes the engine wait for all of the parent's children, which deadlocks as soon
+ * as one child consumes another's output; the URN string is only a label for log lines, so the dependency is
+ * deliberately dropped.
+ */
+export function urnLabel(name: string, type: string, parent: pulumi.Resource): pulumi.Output<string> {
+    return pulumi.output(new Promise<string>((resolve) => {
+        pulumi.createUrn(name, type, parent).apply((u) => resolve(u));
+    }));
 }

@@ -4,9 +4,12 @@ import * as pulumi from "@pulumi/pulumi";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { buildImage, cachedResult, pruneBuilds, type BuildRequest, type BuildResult } from "../lib/build/pipeline";
+import { writeBuildEvidence } from "../lib/buildEvidence";
+import { evidenceRunDir } from "../lib/evidence";
 import { gitInfo } from "../lib/git";
 import { assertVersion, nextVersion } from "../lib/version";
 import { FactoryResource } from "./dynamic";
+import type { EvidenceSettings } from "./imageValidation";
 import { engineReporter } from "./progress";
 
 export interface Qcow2BuildInputs {
@@ -21,9 +24,11 @@ export interface Qcow2BuildInputs {
     projectDir: string;
     /** URN of this resource, so progress lines attach to it in `pulumi up`. */
     logUrn?: string;
+    /** Where the build's evidence packet goes (and how it is signed). Never copied into the outputs. */
+    evidence: EvidenceSettings;
 }
 
-export type Qcow2BuildOutputs = Qcow2BuildInputs & BuildResult;
+export type Qcow2BuildOutputs = Omit<Qcow2BuildInputs, "evidence"> & BuildResult & { evidencePath?: string };
 
 /** Versions of this image that other builds already published to the store. */
 export function takenVersions(storeRoot: string, name: string, buildKey: string): string[] {
@@ -41,22 +46,33 @@ export function takenVersions(storeRoot: string, name: string, buildKey: string)
 
 async function build(inputs: Qcow2BuildInputs): Promise<Qcow2BuildOutputs> {
     const report = engineReporter(inputs.logUrn);
+    const { evidence, ...rest } = inputs;
     const cached = cachedResult(inputs.request.buildsDir, inputs.name, inputs.buildKey);
     const version = inputs.versionOverride
         ? assertVersion(inputs.versionOverride)
         : cached?.version ?? nextVersion(new Date(), takenVersions(inputs.storeRoot, inputs.name, inputs.buildKey));
-    const result = cached && cached.version === version
-        ? (report(`→ ${inputs.name}: build ${inputs.buildKey.slice(0, 12)} found in the cache (${version}), reusing it`), cached)
-        : await buildImage({
+    let result: BuildResult;
+    let evidencePath: string | undefined;
+    if (cached && cached.version === version) {
+        report(`→ ${inputs.name}: build ${inputs.buildKey.slice(0, 12)} found in the cache (${version}), reusing it`);
+        result = cached;
+    } else {
+        const request = {
             ...inputs.request,
             version,
             // When and from which commit: recorded at build time, so they never cause a rebuild themselves.
             buildInfo: { ...inputs.request.buildInfo, buildTime: new Date().toISOString(), git: gitInfo(inputs.projectDir) },
-        }, report);
+        };
+        result = await buildImage(request, report);
+        const when = new Date(String(result.buildInfo.buildTime));
+        const packet = await writeBuildEvidence(evidenceRunDir(evidence.root, inputs.name, version, when), request, result, evidence.sign);
+        evidencePath = packet.dir;
+        report(`→ ${inputs.name} ${version}: build evidence ${packet.dir}${packet.signed ? " (signed)" : ""}`);
+    }
     await pruneBuilds(inputs.request.buildsDir, inputs.name, inputs.buildKey, 2).catch(() => []);
-    const { reused: _reused, ...rest } = result;
+    const { reused: _reused, ...res } = result;
     // Plain JSON only: the engine's struct encoding rejects undefined values anywhere in the outputs.
-    return JSON.parse(JSON.stringify({ ...inputs, ...rest })) as Qcow2BuildOutputs;
+    return JSON.parse(JSON.stringify({ ...rest, ...res, evidencePath })) as Qcow2BuildOutputs;
 }
 
 function intact(outs: Qcow2BuildOutputs): boolean {
@@ -67,7 +83,7 @@ function intact(outs: Qcow2BuildOutputs): boolean {
     }
 }
 
-const provider: pulumi.dynamic.ResourceProvider<Qcow2BuildInputs, Qcow2BuildOutputs> = {
+export const provider: pulumi.dynamic.ResourceProvider<Qcow2BuildInputs, Qcow2BuildOutputs> = {
     async create(inputs) {
         const outs = await build(inputs);
         return { id: `${inputs.name}@${inputs.buildKey.slice(0, 16)}`, outs };
@@ -101,10 +117,11 @@ export class Qcow2Build extends FactoryResource {
     declare readonly pkgManifestPath: pulumi.Output<string>;
     declare readonly buildJsonPath: pulumi.Output<string>;
     declare readonly durationSeconds: pulumi.Output<number>;
+    declare readonly evidencePath: pulumi.Output<string | undefined>;
 
     constructor(name: string, args: pulumi.Inputs & { [K in keyof Qcow2BuildInputs]: pulumi.Input<Qcow2BuildInputs[K]> }, opts?: pulumi.CustomResourceOptions) {
         const outputs = { sha256: undefined, size: undefined, virtualSize: undefined, path: undefined, version: undefined, buildInfo: undefined,
-            logPath: undefined, pkgManifestPath: undefined, buildJsonPath: undefined, durationSeconds: undefined, schemaVersion: undefined };
+            logPath: undefined, pkgManifestPath: undefined, buildJsonPath: undefined, durationSeconds: undefined, schemaVersion: undefined, evidencePath: undefined };
         super(provider as pulumi.dynamic.ResourceProvider, "Qcow2Build", name, { ...args, ...outputs }, opts);
     }
 }

@@ -14,7 +14,7 @@ export interface StoreRootOutputs extends StoreRootInputs {
     layout: string;
 }
 
-const provider: pulumi.dynamic.ResourceProvider<StoreRootInputs, StoreRootOutputs> = {
+export const provider: pulumi.dynamic.ResourceProvider<StoreRootInputs, StoreRootOutputs> = {
     async check(_olds, news) {
         const failures = path.isAbsolute(news.root) ? [] : [{ property: "root", reason: `must be absolute, got ${news.root}` }];
         return { inputs: news, failures };

@@ -87,7 +87,7 @@ async function place(i: StoredArtifactInputs): Promise<StoredArtifactOutputs> {
     return out;
 }
 
-const provider: pulumi.dynamic.ResourceProvider<StoredArtifactInputs, StoredArtifactOutputs> = {
+export const provider: pulumi.dynamic.ResourceProvider<StoredArtifactInputs, StoredArtifactOutputs> = {
     async create(inputs) {
         const outs = await place(inputs);
         return { id: outs.relPath, outs };

@@ -1,7 +1,8 @@
 // Versions of the tools that shape an image: part of its build key and of its build.json.
 import { execFileSync } from "node:child_process";
 
-const cache = new Map<string, string>();
+// A plain object, not a Map: this module is serialized into dynamic providers, and captured Maps lose their methods.
+const cache: Record<string, string> = {};
 
 function firstLine(cmd: string, args: string[]): string {
     try {
@@ -30,14 +31,12 @@ const PROBES: Record<string, () => string> = {
 };
 
 export function toolVersion(tool: string): string {
-    let v = cache.get(tool);
-    if (v === undefined) {
+    if (!(tool in cache)) {
         const probe = PROBES[tool];
         if (!probe) throw new Error(`no version probe for ${tool}`);
-        v = probe();
-        cache.set(tool, v);
+        cache[tool] = probe();
     }
-    return v;
+    return cache[tool];
 }
 
 export function toolVersions(tools: readonly string[]): Record<string, string> {

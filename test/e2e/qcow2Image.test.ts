@@ -7,6 +7,7 @@ import * as fs from "node:fs";
 import * as http from "node:http";
 import * as path from "node:path";
 import { localStack, LOCAL_KEY, TEST_WORK_DIR, type LocalStack } from "../helpers/localStack";
+import { REPO_ROOT } from "../helpers/setup";
 import { bootAndRun } from "../helpers/vm";
 
 interface ImageOutput {
@@ -18,6 +19,7 @@ interface ImageOutput {
     sha256Url: string;
     storePath: string;
     buildInfo: { git: unknown; base: { id: string; sha256: string }; recipe: { sha256: string }; buildTime: string; tools: Record<string, string> };
+    validation: { passed: boolean; checks: string[]; evidencePath: string };
 }
 
 function httpGet(url: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: http.IncomingHttpHeaders; sha256: string; bytes: number; body: Buffer }> {
@@ -68,6 +70,10 @@ describe("Qcow2Image: a real image through pulumi up --stack local @slow", funct
         assert.match(image.buildInfo.base.sha256, /^[0-9a-f]{64}$/);
         assert.match(image.buildInfo.buildTime, /^\d{4}-\d{2}-\d{2}T/);
         assert.ok(image.buildInfo.tools["qemu-img"].startsWith("qemu-img version"));
+        assert.equal(image.validation.passed, true);
+        assert.ok(image.validation.checks.length >= 9 && image.validation.checks.every((c) => c.startsWith("pass ")), image.validation.checks.join(", "));
+        assert.match(image.validation.evidencePath, /evidence\/images\/vm\/debian-12-minimal\/v[\d.]+\/\d{8}T\d{6}Z\/validate$/);
+        await execa(path.join(REPO_ROOT, "bin", "verify-evidence"), ["--dir", image.validation.evidencePath]);
         for (const f of ["build.json", "pkg-manifest.txt", "build.log"]) assert.ok(fs.existsSync(path.join(path.dirname(image.storePath), f)), `${f} is not next to the artifact`);
         assert.match(fs.readFileSync(path.join(path.dirname(image.storePath), "build.log"), "utf8"), /\$ debootstrap --variant=minbase|build .* of debian-12-minimal/);
     });

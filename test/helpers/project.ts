@@ -89,8 +89,8 @@ export class TestProject {
      * Runs `pulumi up --json` and decodes its event stream: the change counts of the summary event and every
      * diagnostic (message, severity, urn) the engine printed.
      */
-    async upEvents(stack: string, extra: string[] = []): Promise<UpEvents> {
-        const r = await this.pulumi(["up", "--stack", stack, "--yes", "--json", ...extra], { reject: false });
+    async upEvents(stack: string, extra: string[] = [], env?: Record<string, string>): Promise<UpEvents> {
+        const r = await this.pulumi(["up", "--stack", stack, "--yes", "--json", ...extra], { reject: false, env });
         const docs = parseJsonStream(r.stdout);
         const summary = docs.find((d) => "summaryEvent" in d)?.summaryEvent as { resourceChanges?: Record<string, number>; result?: string } | undefined;
         const diagnostics = docs.filter((d) => "diagnosticEvent" in d).map((d) => d.diagnosticEvent as Diagnostic);

@@ -1,0 +1,12 @@
+// What a validation leaves behind: the report as JSON and as text, the tools that read the image.
+import * as path from "node:path";
+import { writePacket, type PacketResult, type SigningOptions } from "./evidence";
+import { formatReport, type ValidationReport } from "./validate";
+
+export async function writeValidationEvidence(runDir: string, report: ValidationReport, sign?: SigningOptions): Promise<PacketResult> {
+    return writePacket(path.join(runDir, "validate"), [
+        { name: "report.json", content: `${JSON.stringify(report, null, 2)}\n` },
+        { name: "report.txt", content: `${formatReport(report)}\n` },
+        { name: "tools.json", content: `${JSON.stringify(report.tools, null, 2)}\n` },
+    ], { sign });
+}
