@@ -6,6 +6,7 @@ import { ArtifactStore } from "./components/ArtifactStore";
 import { BootstrapPass } from "./components/BootstrapPass";
 import { Qcow2Image } from "./components/Qcow2Image";
 import { ConfigError, parseConfig, readNamespace, resolveAuthorizedKeys, type FactoryConfig, type Pass } from "./lib/config";
+import { resolveDebianSource } from "./lib/aptSources";
 import { signingFromEnv } from "./lib/evidence";
 import { loadRecipe } from "./lib/recipe";
 
@@ -29,6 +30,14 @@ try {
 const recipes = (() => {
     try {
         return config.images.map((name) => loadRecipe(name, path.join(projectDir, "images")));
+    } catch (err) {
+        fail(err);
+    }
+})();
+
+const debian = (() => {
+    try {
+        return resolveDebianSource(config.debian, recipes.length > 0);
     } catch (err) {
         fail(err);
     }
@@ -62,7 +71,7 @@ for (const pass of [1, 2, 3] as Pass[]) {
             storeRoot: store.rootPath,
             bootstrapUser: { name: config.bootstrapUser.name, authorizedKeys },
             domain: config.domain,
-            debian: config.debian,
+            debian,
             versionOverride: config.version,
             evidence: { root: resolve(config.evidence.dir), sign: evidenceSigning() },
         }, bootstrap.childOptions());

@@ -7,6 +7,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { buildImage, type BuildResult } from "../lib/build/pipeline";
 import { planBuild } from "../lib/build/plan";
+import { resolveDebianSource } from "../lib/aptSources";
 import { parseConfig, readNamespace, resolveAuthorizedKeys } from "../lib/config";
 import { OfflineImage } from "../lib/inspect";
 import { loadRecipe } from "../lib/recipe";
@@ -29,7 +30,7 @@ async function main(): Promise<void> {
     const results: BuildResult[] = [];
     for (const run of ["a", "b"]) {
         const plan = planBuild({
-            recipe, projectDir, workDir: path.join(tmp, run), domain: config.domain, debian: config.debian,
+            recipe, projectDir, workDir: path.join(tmp, run), domain: config.domain, debian: resolveDebianSource(config.debian, true),
             bootstrapUser: { name: config.bootstrapUser.name, authorizedKeys: resolveAuthorizedKeys(config.bootstrapUser, projectDir) },
         });
         // Share the package cache, and record the same build time, so only the build itself can differ.

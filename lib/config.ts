@@ -8,7 +8,7 @@ export const CONFIG_NAMESPACE = "factory";
 
 const hostPort = z
     .string()
-    .refine(isHostPort, { message: "must be a registry host with optional port, without scheme or path (e.g. ghcr.io or 127.0.0.1:5000)" });
+    .refine(isHostPort, { message: "must be a registry host with optional port, without scheme or path (e.g. registry.example.com or 127.0.0.1:5000)" });
 
 export function isHostPort(value: string): boolean {
     if (!value || /[\s/@?#]/.test(value) || value.includes("://")) return false;
@@ -95,10 +95,17 @@ const proxmoxSchema = z.object({
 
 const debianSchema = z.object({
     suite: z.enum(["bookworm"]).default("bookworm"),
-    mirror: httpUrl.default("http://deb.debian.org/debian"),
-    /** snapshot.debian.org timestamp; when set, builds use that frozen mirror (reproducibility). */
+    /** Default: the mirror this machine's APT sources use for <suite> main. */
+    mirror: httpUrl.optional(),
+    /** Default: the mirror this machine's APT sources use for <suite>-security main. */
+    securityMirror: httpUrl.optional(),
+    /** Snapshot archive timestamp; when set, both archives come from <snapshotBase>/archive/{debian,debian-security}/<snapshot>. */
     snapshot: z.string().regex(/^\d{8}T\d{6}Z$/, "must be a snapshot timestamp like 20250520T000000Z").optional(),
-}).strict();
+    snapshotBase: httpUrl.optional(),
+}).strict().refine((d) => !d.snapshot || !!d.snapshotBase, {
+    message: "a snapshot needs snapshotBase, the base URL of your Debian snapshot archive",
+    path: ["snapshotBase"],
+});
 
 export const configSchema = z.object({
     lab: z.enum(["local", "dvnt", "dvntm"]),
@@ -118,7 +125,7 @@ export const configSchema = z.object({
     }).strict().refine((u) => u.sshAuthorizedKeys.length + u.sshAuthorizedKeyFiles.length > 0, {
         message: "needs at least one SSH key (sshAuthorizedKeys or sshAuthorizedKeyFiles): images have no password login",
     }).default({ name: "ansible", sshAuthorizedKeys: [], sshAuthorizedKeyFiles: [] }),
-    debian: debianSchema.default({ suite: "bookworm", mirror: "http://deb.debian.org/debian" }),
+    debian: debianSchema.default({ suite: "bookworm" }),
     oci: ociSchema.optional(),
     release: releaseSchema.optional(),
     proxmox: proxmoxSchema.optional(),

@@ -12,8 +12,9 @@ import { toolVersions } from "./toolVersions";
 export interface DebianSource {
     suite: string;
     mirror: string;
-    securityMirror?: string;
+    securityMirror: string;
     snapshot?: string;
+    snapshotBase?: string;
 }
 
 export interface PlanArgs {
@@ -48,8 +49,8 @@ export function planBuild(args: PlanArgs): BuildPlan {
     const imagesDir = path.join(args.projectDir, "images");
     const playbook = b.playbook ? path.join(imagesDir, r.name, b.playbook) : undefined;
     const files = hashFiles(recipeFiles(r.name, imagesDir), args.projectDir);
-    const securityMirror = args.debian.securityMirror ?? args.debian.mirror.replace(/\/debian\/?$/, "/debian-security");
-    const debian = { ...args.debian, securityMirror };
+    const debian = args.debian;
+    const securityMirror = debian.securityMirror;
     const variables = {
         bootstrapUser: args.bootstrapUser,
         domain: args.domain,
@@ -77,6 +78,7 @@ export function planBuild(args: PlanArgs): BuildPlan {
                 mirror: debian.mirror,
                 securityMirror,
                 snapshot: debian.snapshot,
+                snapshotBase: debian.snapshotBase,
                 packages: b.packages,
                 diskSizeMiB: b.diskSizeMiB,
                 user: args.bootstrapUser,

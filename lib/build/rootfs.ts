@@ -30,8 +30,9 @@ export interface RootfsSpec {
     suite: string;
     mirror: string;
     securityMirror: string;
-    /** snapshot.debian.org timestamp: when set, both archives come from that frozen snapshot. */
+    /** Snapshot archive timestamp: when set, both archives come from that frozen snapshot under snapshotBase. */
     snapshot?: string;
+    snapshotBase?: string;
     packages: string[];
     diskSizeMiB: number;
     user: { name: string; authorizedKeys: string[] };
@@ -63,10 +64,9 @@ export const ROOTFS_STAGES = 8; // debootstrap, packages, configure, ansible, ma
 
 function archives(spec: RootfsSpec): { main: string; security: string } {
     if (spec.snapshot) {
-        return {
-            main: `http://snapshot.debian.org/archive/debian/${spec.snapshot}`,
-            security: `http://snapshot.debian.org/archive/debian-security/${spec.snapshot}`,
-        };
+        if (!spec.snapshotBase) throw new Error("a Debian snapshot needs factory:debian.snapshotBase (the snapshot archive's base URL)");
+        const base = spec.snapshotBase.replace(/\/+$/, "");
+        return { main: `${base}/archive/debian/${spec.snapshot}`, security: `${base}/archive/debian-security/${spec.snapshot}` };
     }
     return { main: spec.mirror, security: spec.securityMirror };
 }

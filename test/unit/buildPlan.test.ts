@@ -18,7 +18,7 @@ describe("build plans and keys", () => {
         workDir: "/nonexistent/work",
         bootstrapUser: { name: "ansible", authorizedKeys: [KEY] },
         domain: "lab.example",
-        debian: { suite: "bookworm", mirror: "http://deb.debian.org/debian" },
+        debian: { suite: "bookworm", mirror: "http://mirror.example/debian", securityMirror: "http://mirror.example/debian-security" },
         ...over,
     });
 
@@ -53,7 +53,7 @@ describe("build plans and keys", () => {
     it("a shared role, the bootstrap key, the mirror or a pinned version change every affected key", () => {
         const base = planBuild(args("debian-12-minimal")).buildKey;
         assert.notEqual(planBuild(args("debian-12-minimal", { bootstrapUser: { name: "ansible", authorizedKeys: [`${KEY}2`] } })).buildKey, base);
-        assert.notEqual(planBuild(args("debian-12-minimal", { debian: { suite: "bookworm", mirror: "http://mirror.example/debian" } })).buildKey, base);
+        assert.notEqual(planBuild(args("debian-12-minimal", { debian: { suite: "bookworm", mirror: "http://other.example/debian", securityMirror: "http://mirror.example/debian-security" } })).buildKey, base);
         assert.notEqual(planBuild(args("debian-12-minimal", { versionOverride: "v2026.01.01" })).buildKey, base);
         fs.appendFileSync(path.join(project, "ansible", "roles", "image_base", "tasks", "main.yml"), "\n# shared change\n");
         assert.notEqual(planBuild(args("debian-12-minimal")).buildKey, base);
@@ -61,7 +61,7 @@ describe("build plans and keys", () => {
 
     it("derives SOURCE_DATE_EPOCH from a pinned snapshot, else from the recipe", () => {
         assert.equal(snapshotEpoch("20250520T000000Z"), 1747699200);
-        const pinned = planBuild(args("debian-12-minimal", { debian: { suite: "bookworm", mirror: "http://deb.debian.org/debian", snapshot: "20250520T000000Z" } }));
+        const pinned = planBuild(args("debian-12-minimal", { debian: { suite: "bookworm", mirror: "http://mirror.example/debian", securityMirror: "http://mirror.example/debian-security", snapshot: "20250520T000000Z", snapshotBase: "http://snapshots.example" } }));
         assert.equal(pinned.request.rootfs.sourceDateEpoch, 1747699200);
         assert.equal(planBuild(args("debian-12-minimal")).request.rootfs.sourceDateEpoch, 1735689600);
     });

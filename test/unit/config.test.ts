@@ -26,9 +26,9 @@ describe("lib/config", () => {
     it("names the key, the bad value and what is allowed", () => {
         assert.deepEqual(problems({ lab: "local", maxPass: 7 }), ["factory:maxPass = 7: must be 1, 2 or 3"]);
         assert.deepEqual(problems({ lab: "prod" }), ['factory:lab = "prod": must be one of "local", "dvnt", "dvntm"']);
-        const p = problems({ lab: "local", oci: { registry: "https://ghcr.io/x", repository: "a/b" } });
+        const p = problems({ lab: "local", oci: { registry: "https://registry.example.com/x", repository: "a/b" } });
         assert.equal(p.length, 1);
-        assert.match(p[0], /^factory:oci\.registry = "https:\/\/ghcr\.io\/x": must be a registry host/);
+        assert.match(p[0], /^factory:oci\.registry = "https:\/\/registry\.example\.com\/x": must be a registry host/);
     });
 
     it("reports nested array items and unknown keys", () => {
@@ -43,12 +43,12 @@ describe("lib/config", () => {
     });
 
     it("decodes the stack's raw config map of one namespace", () => {
-        const raw = readNamespace({ "factory:maxPass": "2", "factory:lab": "dvnt", "factory:oci": '{"registry":"ghcr.io"}', "aws:region": "x", "factory:version": "v2026.01.02" });
-        assert.deepEqual(raw, { maxPass: 2, lab: "dvnt", oci: { registry: "ghcr.io" }, version: "v2026.01.02" });
+        const raw = readNamespace({ "factory:maxPass": "2", "factory:lab": "dvnt", "factory:oci": '{"registry":"registry.example.com"}', "aws:region": "x", "factory:version": "v2026.01.02" });
+        assert.deepEqual(raw, { maxPass: 2, lab: "dvnt", oci: { registry: "registry.example.com" }, version: "v2026.01.02" });
     });
 
     it("accepts registry hosts and rejects URLs and garbage", () => {
-        for (const ok of ["ghcr.io", "127.0.0.1:5000", "registry.example.com:443", "localhost:5000"]) assert.ok(isHostPort(ok), ok);
-        for (const bad of ["", "not a url!", "https://ghcr.io", "ghcr.io/owner", "host:port", "user@host"]) assert.ok(!isHostPort(bad), bad);
+        for (const ok of ["registry.example.com", "127.0.0.1:5000", "registry.example.com:443", "localhost:5000"]) assert.ok(isHostPort(ok), ok);
+        for (const bad of ["", "not a url!", "https://registry.example.com", "registry.example.com/owner", "host:port", "user@host"]) assert.ok(!isHostPort(bad), bad);
     });
 });
