@@ -4,10 +4,12 @@ import * as pulumi from "@pulumi/pulumi";
 import * as path from "node:path";
 import { ArtifactStore } from "./components/ArtifactStore";
 import { BootstrapPass } from "./components/BootstrapPass";
+import { OciArtifact } from "./components/OciArtifact";
 import { Qcow2Image } from "./components/Qcow2Image";
 import { ConfigError, parseConfig, readNamespace, resolveAuthorizedKeys, type FactoryConfig, type Pass } from "./lib/config";
 import { resolveDebianSource } from "./lib/aptSources";
 import { signingFromEnv } from "./lib/evidence";
+import { gitRemoteUrl } from "./lib/git";
 import { loadRecipe } from "./lib/recipe";
 
 const projectDir = process.cwd();
@@ -56,6 +58,15 @@ function evidenceSigning() {
     return { keyId: env.keyId, gnupgHome: env.gnupgHome, passphrase: secret ?? (env.passphrase ? pulumi.secret(env.passphrase) : undefined) };
 }
 
+const secretConfig = new pulumi.Config("factory");
+/** Registry credentials: factory:oci.username / GHCR_USERNAME / GITHUB_ACTOR, and the secret factory:ghcrToken or GHCR_TOKEN. */
+function ociCredentials() {
+    const username = config.oci?.username ?? process.env.GHCR_USERNAME ?? process.env.GITHUB_ACTOR;
+    const password = secretConfig.getSecret("ghcrToken") ?? (process.env.GHCR_TOKEN ? pulumi.secret(process.env.GHCR_TOKEN) : undefined);
+    return password ? { username, password } : undefined;
+}
+const sourceUrl = gitRemoteUrl(projectDir);
+
 const images: Record<string, pulumi.Output<unknown>> = {};
 const passes: Record<string, { images: string[] }> = {};
 let previous: BootstrapPass | undefined;
@@ -76,6 +87,26 @@ for (const pass of [1, 2, 3] as Pass[]) {
             evidence: { root: resolve(config.evidence.dir), sign: evidenceSigning() },
         }, bootstrap.childOptions());
         const stored = recipe.targets.includes("store") ? store.publish(image) : undefined;
+        const title = pulumi.interpolate`${recipe.name}-${image.version}.qcow2`;
+        const oci = config.oci?.enabled && recipe.targets.includes("oci")
+            ? new OciArtifact(`${recipe.name}-oci`, {
+                registry: config.oci.registry,
+                repository: `${config.oci.repository}/${recipe.name}`,
+                version: image.version,
+                extraTags: config.oci.tags,
+                mediaType: config.oci.mediaType ?? `application/vnd.${config.vendor}.qcow2`,
+                artifactType: config.oci.artifactType ?? `application/vnd.${config.vendor}.qcow2`,
+                file: stored?.path ?? image.path,
+                title,
+                sha256: image.sha256,
+                buildInfo: image.buildInfo,
+                sourceUrl,
+                plainHttp: config.oci.plainHttp,
+                credentials: ociCredentials(),
+                provenance: config.oci.provenance,
+                deleteOnDestroy: config.oci.deleteOnDestroy,
+            }, { parent: image, dependsOn: [image.validation] })
+            : undefined;
         images[recipe.name] = pulumi.output({
             pass,
             version: image.version,
@@ -86,6 +117,10 @@ for (const pass of [1, 2, 3] as Pass[]) {
             sha256Url: stored?.sha256Url ?? null,
             storePath: stored?.path ?? null,
             buildInfo: image.buildInfo,
+            ociRef: oci?.ref ?? null,
+            ociDigest: oci?.manifestDigest ?? null,
+            ociLayerDigest: oci?.layerDigest ?? null,
+            ociProvenanceDigest: oci?.provenanceDigest ?? null,
             validation: { passed: image.validation.passed, checks: image.validation.checks.apply((c) => c.map((x) => `${x.status} ${x.id}`)), evidencePath: image.validation.evidencePath },
         });
     }

@@ -19,3 +19,16 @@ export function gitInfo(dir: string): GitInfo {
         return { commit: "unknown", dirty: false };
     }
 }
+
+/** The origin remote as an https URL (for org.opencontainers.image.source), or undefined. */
+export function gitRemoteUrl(dir: string): string | undefined {
+    try {
+        const url = execFileSync("git", ["config", "--get", "remote.origin.url"], { cwd: dir, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+        if (!url) return undefined;
+        const ssh = /^git@([^:]+):(.+?)(\.git)?$/.exec(url);
+        if (ssh) return `https://${ssh[1]}/${ssh[2]}`;
+        return /^https?:\/\//.test(url) ? url.replace(/\.git$/, "").replace(/\/\/[^@/]+@/, "//") : undefined;
+    } catch {
+        return undefined;
+    }
+}

@@ -87,3 +87,29 @@ export async function removeEmptyDirs(dir: string): Promise<boolean> {
     if (empty) await fs.promises.rmdir(dir).catch(() => undefined);
     return empty;
 }
+
+/**
+ * The version ledger of an image: <root>/images/<name>/versions.json, version -> build key. A version is written
+ * here when a build is assigned it and never removed, so a version is never given to different bytes, even after
+ * the files of the old version were deleted.
+ */
+export function versionLedgerPath(root: string, name: string): string {
+    return path.join(root, "images", name, "versions.json");
+}
+
+export function readVersionLedger(root: string, name: string): Record<string, { buildKey: string; at: string }> {
+    try {
+        return JSON.parse(fs.readFileSync(versionLedgerPath(root, name), "utf8")) as Record<string, { buildKey: string; at: string }>;
+    } catch {
+        return {};
+    }
+}
+
+export async function recordVersion(root: string, name: string, version: string, buildKey: string): Promise<void> {
+    const ledger = readVersionLedger(root, name);
+    if (ledger[version]?.buildKey === buildKey) return;
+    if (ledger[version]) throw new Error(`version ${version} of ${name} was already given to build ${ledger[version].buildKey}; versions are never reused`);
+    ledger[version] = { buildKey, at: new Date().toISOString() };
+    const sorted = Object.fromEntries(Object.entries(ledger).sort(([a], [b]) => (a < b ? -1 : 1)));
+    await writeFileAtomic(versionLedgerPath(root, name), `${JSON.stringify(sorted, null, 2)}\n`);
+}

@@ -7,6 +7,7 @@ import { buildImage, cachedResult, pruneBuilds, type BuildRequest, type BuildRes
 import { writeBuildEvidence } from "../lib/buildEvidence";
 import { evidenceRunDir } from "../lib/evidence";
 import { gitInfo } from "../lib/git";
+import { readVersionLedger, recordVersion } from "../lib/store";
 import { assertVersion, nextVersion } from "../lib/version";
 import { FactoryResource } from "./dynamic";
 import type { EvidenceSettings } from "./imageValidation";
@@ -30,18 +31,22 @@ export interface Qcow2BuildInputs {
 
 export type Qcow2BuildOutputs = Omit<Qcow2BuildInputs, "evidence"> & BuildResult & { evidencePath?: string };
 
-/** Versions of this image that other builds already published to the store. */
+/** Versions of this image given to other builds: the store's version ledger, and version folders present. */
 export function takenVersions(storeRoot: string, name: string, buildKey: string): string[] {
+    const taken = new Set(Object.entries(readVersionLedger(storeRoot, name)).filter(([, e]) => e.buildKey !== buildKey).map(([v]) => v));
     const dir = path.join(storeRoot, "images", name);
-    if (!fs.existsSync(dir)) return [];
-    return fs.readdirSync(dir).filter((v) => {
-        try {
-            const info = JSON.parse(fs.readFileSync(path.join(dir, v, "build.json"), "utf8")) as { buildKey?: string };
-            return info.buildKey !== buildKey;
-        } catch {
-            return fs.statSync(path.join(dir, v)).isDirectory();
+    if (fs.existsSync(dir)) {
+        for (const v of fs.readdirSync(dir)) {
+            if (!fs.statSync(path.join(dir, v)).isDirectory()) continue;
+            try {
+                const info = JSON.parse(fs.readFileSync(path.join(dir, v, "build.json"), "utf8")) as { buildKey?: string };
+                if (info.buildKey !== buildKey) taken.add(v);
+            } catch {
+                taken.add(v);
+            }
         }
-    });
+    }
+    return [...taken];
 }
 
 async function build(inputs: Qcow2BuildInputs): Promise<Qcow2BuildOutputs> {
@@ -51,6 +56,7 @@ async function build(inputs: Qcow2BuildInputs): Promise<Qcow2BuildOutputs> {
     const version = inputs.versionOverride
         ? assertVersion(inputs.versionOverride)
         : cached?.version ?? nextVersion(new Date(), takenVersions(inputs.storeRoot, inputs.name, inputs.buildKey));
+    if (!inputs.versionOverride) await recordVersion(inputs.storeRoot, inputs.name, version, inputs.buildKey);
     let result: BuildResult;
     let evidencePath: string | undefined;
     if (cached && cached.version === version) {

@@ -1,0 +1,239 @@
+// Downloads that survive interruptions: bytes stream to <dest>.partial while they are hashed, an interrupted
+// transfer resumes with an HTTP Range request (validated with If-Range), a server that ignores Range or a partial
+// that turns out corrupt restarts cleanly, and only a file whose size and sha256 match is renamed into place.
+import * as crypto from "node:crypto";
+import * as fs from "node:fs";
+import * as http from "node:http";
+import * as https from "node:https";
+import * as path from "node:path";
+import { HASH_CHUNK, type Digest } from "./sha256";
+
+export interface DownloadOptions {
+    url: string;
+    dest: string;
+    expectedSha256?: string;
+    expectedSize?: number;
+    /** Called with bytes done and total (when known), at most every `progressEveryMs`. */
+    onProgress?: (done: number, total: number | undefined) => void;
+    progressEveryMs?: number;
+    /** Attempts after the first one, each resuming where the last stopped. */
+    retries?: number;
+    retryDelayMs?: number;
+    timeoutMs?: number;
+    headers?: Record<string, string>;
+    log?: (line: string) => void;
+}
+
+export interface DownloadResult extends Digest {
+    /** Bytes received over the network, all attempts together. */
+    bytesFetched: number;
+    attempts: number;
+    resumed: boolean;
+}
+
+export function downloadError(kind: "http" | "network" | "checksum" | "size", message: string, extra: Record<string, unknown> = {}): Error {
+    return Object.assign(new Error(message), { name: "DownloadError", kind, ...extra });
+}
+
+interface Meta {
+    url: string;
+    etag?: string;
+    lastModified?: string;
+    total?: number;
+}
+
+function request(url: string, headers: Record<string, string>, timeoutMs: number, redirects = 5): Promise<http.IncomingMessage> {
+    return new Promise((resolve, reject) => {
+        const mod = url.startsWith("https:") ? https : http;
+        const req = mod.get(url, { headers: { "User-Agent": "image-factory", ...headers } }, (res) => {
+            const status = res.statusCode ?? 0;
+            if (status >= 300 && status < 400 && res.headers.location && redirects > 0) {
+                res.resume();
+                resolve(request(new URL(res.headers.location, url).toString(), headers, timeoutMs, redirects - 1));
+                return;
+            }
+            resolve(res);
+        });
+        req.setTimeout(timeoutMs, () => req.destroy(Object.assign(new Error(`no data for ${timeoutMs} ms`), { code: "ETIMEDOUT" })));
+        req.on("error", reject);
+    });
+}
+
+function describeNetworkError(err: NodeJS.ErrnoException): string {
+    switch (err.code) {
+        case "ECONNREFUSED": return "connection refused (is the server up? are we offline?)";
+        case "ENOTFOUND":
+        case "EAI_AGAIN": return "host name does not resolve (offline, or a wrong URL)";
+        case "ECONNRESET": return "connection reset by the server";
+        case "ETIMEDOUT": return err.message || "timed out";
+        default: return err.message;
+    }
+}
+
+async function hashExisting(file: string): Promise<{ hash: crypto.Hash; bytes: number }> {
+    const hash = crypto.createHash("sha256");
+    let bytes = 0;
+    for await (const chunk of fs.createReadStream(file, { highWaterMark: HASH_CHUNK })) {
+        hash.update(chunk as Buffer);
+        bytes += (chunk as Buffer).length;
+    }
+    return { hash, bytes };
+}
+
+export async function download(opts: DownloadOptions): Promise<DownloadResult> {
+    const partial = `${opts.dest}.partial`;
+    const metaFile = `${partial}.json`;
+    const log = opts.log ?? (() => undefined);
+    const retries = opts.retries ?? 3;
+    const timeoutMs = opts.timeoutMs ?? 60_000;
+    fs.mkdirSync(path.dirname(opts.dest), { recursive: true });
+    let fetched = 0;
+    let attempts = 0;
+    let resumed = false;
+    let restartedAfterCorruption = false;
+
+    const readMeta = (): Meta | undefined => {
+        try {
+            const m = JSON.parse(fs.readFileSync(metaFile, "utf8")) as Meta;
+            return m.url === opts.url ? m : undefined;
+        } catch {
+            return undefined;
+        }
+    };
+    const reset = () => {
+        fs.rmSync(partial, { force: true });
+        fs.rmSync(metaFile, { force: true });
+    };
+
+    for (;;) {
+        attempts++;
+        const meta = readMeta();
+        if (!meta) reset(); // a partial of another URL (or without validators) cannot be resumed safely
+        const have = fs.existsSync(partial) ? fs.statSync(partial).size : 0;
+        const state = have > 0 ? await hashExisting(partial) : { hash: crypto.createHash("sha256"), bytes: 0 };
+        const headers: Record<string, string> = { ...opts.headers };
+        if (have > 0) {
+            headers.Range = `bytes=${have}-`;
+            const validator = meta?.etag ?? meta?.lastModified;
+            if (validator) headers["If-Range"] = validator;
+        }
+        let res: http.IncomingMessage;
+        try {
+            res = await request(opts.url, headers, timeoutMs);
+        } catch (err) {
+            if (attempts <= retries) {
+                log(`download ${opts.url}: ${describeNetworkError(err as NodeJS.ErrnoException)}; retrying (${attempts}/${retries})`);
+                await new Promise((r) => setTimeout(r, (opts.retryDelayMs ?? 1000) * attempts));
+                continue;
+            }
+            throw downloadError("network", `download of ${opts.url} failed: ${describeNetworkError(err as NodeJS.ErrnoException)}`, { url: opts.url });
+        }
+        const status = res.statusCode ?? 0;
+        let append = false;
+        let total: number | undefined;
+        if (status === 206 && have > 0) {
+            const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(String(res.headers["content-range"] ?? ""));
+            if (!m || Number(m[1]) !== have) {
+                res.resume();
+                log(`download ${opts.url}: the server answered the range request with bytes ${res.headers["content-range"]}; restarting`);
+                reset();
+                continue;
+            }
+            append = true;
+            resumed = true;
+            total = m[3] === "*" ? undefined : Number(m[3]);
+        } else if (status === 416 && have > 0) {
+            // Nothing left to send: the partial may already be whole. The checks below decide.
+            res.resume();
+            total = have;
+            append = true;
+        } else if (status === 200) {
+            if (have > 0) log(`download ${opts.url}: the server ignored the range request; starting over`);
+            const len = Number(res.headers["content-length"]);
+            total = Number.isFinite(len) ? len : undefined;
+        } else {
+            res.resume();
+            if (status >= 500 && attempts <= retries) {
+                log(`download ${opts.url}: HTTP ${status}; retrying (${attempts}/${retries})`);
+                await new Promise((r) => setTimeout(r, (opts.retryDelayMs ?? 1000) * attempts));
+                continue;
+            }
+            throw downloadError("http", `download of ${opts.url} failed: HTTP ${status} ${res.statusMessage ?? ""}`.trim(), { status, url: opts.url });
+        }
+        if (!append) {
+            state.hash = crypto.createHash("sha256");
+            state.bytes = 0;
+            fs.writeFileSync(metaFile, JSON.stringify({ url: opts.url, etag: res.headers.etag, lastModified: res.headers["last-modified"], total } satisfies Meta));
+        }
+        const out = fs.createWriteStream(partial, { flags: append ? "a" : "w" });
+        let last = 0;
+        const everyMs = opts.progressEveryMs ?? 1000;
+        let failed: Error | undefined;
+        if (status !== 416) {
+            try {
+                await new Promise<void>((resolve, reject) => {
+                    res.on("data", (chunk: Buffer) => {
+                        state.hash.update(chunk);
+                        state.bytes += chunk.length;
+                        fetched += chunk.length;
+                        const now = Date.now();
+                        if (opts.onProgress && now - last >= everyMs) {
+                            last = now;
+                            opts.onProgress(state.bytes, total);
+                        }
+                        if (!out.write(chunk)) {
+                            res.pause();
+                            out.once("drain", () => res.resume());
+                        }
+                    });
+                    res.on("end", () => (res.complete ? resolve() : reject(Object.assign(new Error("connection closed before the end of the body"), { code: "ECONNRESET" }))));
+                    res.on("aborted", () => reject(Object.assign(new Error("connection aborted"), { code: "ECONNRESET" })));
+                    res.on("error", reject);
+                    out.on("error", reject);
+                });
+            } catch (err) {
+                failed = err as Error;
+            }
+        }
+        await new Promise<void>((resolve) => out.end(resolve));
+        if (failed) {
+            if ((failed as NodeJS.ErrnoException).code === "ENOSPC") throw downloadError("network", `no space left writing ${partial}: free space and run again; the partial file is kept and resumes`);
+            if (attempts <= retries) {
+                log(`download ${opts.url}: ${describeNetworkError(failed as NodeJS.ErrnoException)} after ${state.bytes} bytes; resuming (${attempts}/${retries})`);
+                await new Promise((r) => setTimeout(r, (opts.retryDelayMs ?? 1000) * attempts));
+                continue;
+            }
+            throw downloadError("network", `download of ${opts.url} failed: ${describeNetworkError(failed as NodeJS.ErrnoException)}; ${state.bytes} bytes kept in ${partial} for the next run to resume`);
+        }
+        opts.onProgress?.(state.bytes, total);
+        const digest: Digest = { sha256: state.hash.digest("hex"), size: state.bytes };
+        const wantSize = opts.expectedSize ?? total;
+        if (wantSize !== undefined && digest.size !== wantSize) {
+            if (resumed && !restartedAfterCorruption) {
+                restartedAfterCorruption = true;
+                log(`download ${opts.url}: resumed file has ${digest.size} bytes, expected ${wantSize}; starting over`);
+                reset();
+                continue;
+            }
+            reset();
+            throw downloadError("size", `download of ${opts.url}: got ${digest.size} bytes, expected ${wantSize}; the file was removed`);
+        }
+        if (opts.expectedSha256 && digest.sha256 !== opts.expectedSha256) {
+            if (resumed && !restartedAfterCorruption) {
+                restartedAfterCorruption = true;
+                log(`download ${opts.url}: the resumed file does not match its checksum (a corrupt partial?); starting over`);
+                reset();
+                continue;
+            }
+            reset();
+            throw downloadError("checksum", `checksum mismatch for ${opts.url}: expected sha256 ${opts.expectedSha256}, got ${digest.sha256}; the file was removed`,
+                { expected: opts.expectedSha256, actual: digest.sha256 });
+        }
+        const fd = fs.openSync(partial, "r");
+        fs.fsyncSync(fd);
+        fs.closeSync(fd);
+        fs.renameSync(partial, opts.dest);
+        fs.rmSync(metaFile, { force: true });
+        return { ...digest, bytesFetched: fetched, attempts, resumed };
+    }
+}
