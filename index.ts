@@ -4,11 +4,13 @@ import * as pulumi from "@pulumi/pulumi";
 import * as path from "node:path";
 import { ArtifactStore } from "./components/ArtifactStore";
 import { BootstrapPass } from "./components/BootstrapPass";
+import { GithubReleaseAsset } from "./components/GithubReleaseAsset";
 import { OciArtifact } from "./components/OciArtifact";
 import { Qcow2Image } from "./components/Qcow2Image";
 import { ConfigError, parseConfig, readNamespace, resolveAuthorizedKeys, type FactoryConfig, type Pass } from "./lib/config";
 import { resolveDebianSource } from "./lib/aptSources";
 import { signingFromEnv } from "./lib/evidence";
+import { ReleaseMetadata } from "./providers/releaseMetadata";
 import { gitRemoteUrl } from "./lib/git";
 import { loadRecipe } from "./lib/recipe";
 
@@ -66,6 +68,8 @@ function ociCredentials() {
     return password ? { username, password } : undefined;
 }
 const sourceUrl = gitRemoteUrl(projectDir);
+const githubToken = secretConfig.getSecret("githubToken") ?? (process.env.GITHUB_TOKEN ? pulumi.secret(process.env.GITHUB_TOKEN) : undefined);
+const primaryImage = config.release?.primaryImage ?? config.images[0];
 
 const images: Record<string, pulumi.Output<unknown>> = {};
 const passes: Record<string, { images: string[] }> = {};
@@ -107,6 +111,39 @@ for (const pass of [1, 2, 3] as Pass[]) {
                 deleteOnDestroy: config.oci.deleteOnDestroy,
             }, { parent: image, dependsOn: [image.validation] })
             : undefined;
+        const fileName = pulumi.interpolate`${recipe.name}-${image.version}.qcow2`;
+        const release = config.release?.enabled && recipe.targets.includes("release")
+            ? new GithubReleaseAsset(`${recipe.name}-release`, {
+                apiUrl: config.release.apiUrl, owner: config.release.owner, repo: config.release.repo, token: githubToken,
+                version: image.version, file: stored?.path ?? image.path, fileName, sha256: image.sha256, size: image.size,
+                buildInfo: image.buildInfo, ociRef: oci?.ref, deleteOnDestroy: config.release.deleteOnDestroy,
+            }, { parent: image, dependsOn: [image.validation] })
+            : undefined;
+        const metadata = config.release && (release || oci || stored)
+            ? new ReleaseMetadata(`${recipe.name}-release-metadata`, {
+                dir: resolve(config.release.metadataDir ?? "."),
+                source: config.release.manifestSource,
+                primary: recipe.name === primaryImage,
+                pkgManifestPath: image.pkgManifestPath,
+                record: pulumi.output({
+                    version: image.version, sha256: image.sha256, size: image.size, info: image.buildInfo,
+                    assetUrl: release?.assetUrl, sumUrl: release?.sha256AssetUrl, releaseUrl: release?.releaseUrl,
+                    ociRef: oci?.ref, ociDigest: oci?.manifestDigest, layerDigest: oci?.layerDigest, storeUrl: stored?.url,
+                }).apply((o) => {
+                    const i = o.info as { base?: { id?: string; sha256?: string }; git?: { commit?: string }; buildTime?: string; buildKey?: string };
+                    const name = `${recipe.name}-${o.version}.qcow2`;
+                    return {
+                        image: recipe.name, version: o.version, tag: o.version,
+                        qcow2: { name, sha256: o.sha256, size: o.size, assetUrl: o.assetUrl ?? null, storeUrl: o.storeUrl ?? null },
+                        sha256Asset: o.sumUrl ? { name: `${name}.sha256`, url: o.sumUrl } : null,
+                        releaseUrl: o.releaseUrl ?? null,
+                        oci: o.ociRef && o.ociDigest && o.layerDigest ? { ref: o.ociRef, digest: o.ociDigest, layerDigest: o.layerDigest } : null,
+                        base: { id: i.base?.id ?? "unknown", sha256: i.base?.sha256 ?? "unknown" },
+                        gitCommit: i.git?.commit ?? "unknown", buildTime: i.buildTime ?? "unknown", buildKey: i.buildKey ?? image.buildKey,
+                    };
+                }),
+            }, { parent: image })
+            : undefined;
         images[recipe.name] = pulumi.output({
             pass,
             version: image.version,
@@ -121,6 +158,10 @@ for (const pass of [1, 2, 3] as Pass[]) {
             ociDigest: oci?.manifestDigest ?? null,
             ociLayerDigest: oci?.layerDigest ?? null,
             ociProvenanceDigest: oci?.provenanceDigest ?? null,
+            releaseUrl: release?.releaseUrl ?? null,
+            releaseAssetUrl: release?.assetUrl ?? null,
+            releaseSha256Url: release?.sha256AssetUrl ?? null,
+            toolsJson: metadata?.toolsJsonPath ?? null,
             validation: { passed: image.validation.passed, checks: image.validation.checks.apply((c) => c.map((x) => `${x.status} ${x.id}`)), evidencePath: image.validation.evidencePath },
         });
     }

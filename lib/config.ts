@@ -71,8 +71,10 @@ const releaseSchema = z.object({
     owner: z.string().regex(/^[A-Za-z0-9-]+$/, "must be a GitHub owner (user or organization)"),
     repo: z.string().regex(/^[A-Za-z0-9._-]+$/, "must be a GitHub repository name"),
     apiUrl: httpUrl.default("https://api.github.com"),
-    /** Which location manifests/tools.json points `qcow2` at. */
-    manifestSource: z.enum(["asset", "oci"]).default("asset"),
+    /** Which location manifests/tools.json points `qcow2` at: the release asset, the oci:// ref or the store URL. */
+    manifestSource: z.enum(["asset", "oci", "store"]).default("asset"),
+    /** The image manifests/tools.json describes (Toolsmith reads one image); default: the first of factory:images. */
+    primaryImage: z.string().optional(),
     /** Where release metadata (releases/, docs/releases.md, manifests/tools.json) is written; default the checkout. */
     metadataDir: z.string().optional(),
     deleteOnDestroy: z.boolean().default(false),

@@ -48,6 +48,8 @@ export async function localStack(opts: { stack?: string; config?: Array<[string,
     await project.setConfig(stack, "factory:workDir", testWorkDir());
     await project.setConfig(stack, "factory:artifactStore", JSON.stringify({ root: storeRoot, port }));
     await project.setConfig(stack, "factory:bootstrapUser", JSON.stringify({ name: "ansible", sshAuthorizedKeyFiles: [`${LOCAL_KEY}.pub`] }));
+    // Publishing targets are opt-in per test: Pulumi.local.yaml points OCI at the services' registry, which tests do not run.
+    if (!(opts.config ?? []).some(([k]) => k.startsWith("factory:oci"))) await project.pulumi(["config", "rm", "factory:oci", "--stack", stack]);
     for (const [k, v] of opts.config ?? []) await project.setConfig(stack, k, v, { path: k.includes(".") || k.includes("[") });
     return {
         project,

@@ -1,0 +1,83 @@
+// GithubReleaseAsset: an image version in a GitHub Release (tag = version): the qcow2 and its .sha256 as assets,
+// the release a draft until both are up. @pulumi/github has no release-asset resource; this is Octokit.
+import * as pulumi from "@pulumi/pulumi";
+import { dynamicType } from "../providers/dynamic";
+import { GithubReleaseUpload } from "../providers/githubRelease";
+import { urnLabel } from "../providers/progress";
+
+export interface GithubReleaseAssetArgs {
+    apiUrl: string;
+    owner: string;
+    repo: string;
+    /** A Pulumi secret (factory:githubToken) or GITHUB_TOKEN; needs contents: write. */
+    token?: pulumi.Input<string>;
+    version: pulumi.Input<string>;
+    file: pulumi.Input<string>;
+    fileName: pulumi.Input<string>;
+    sha256: pulumi.Input<string>;
+    size: pulumi.Input<number>;
+    buildInfo: pulumi.Input<Record<string, unknown>>;
+    ociRef?: pulumi.Input<string | null>;
+    deleteOnDestroy?: boolean;
+}
+
+/** The release notes of a new release: what it holds and how to verify it. Deterministic. */
+export function releaseBody(o: { image: string; version: string; fileName: string; sha256: string; size: number; buildInfo: Record<string, unknown>; ociRef?: string | null }): string {
+    const info = o.buildInfo as { git?: { commit?: string }; base?: { id?: string; sha256?: string }; buildTime?: string; description?: string };
+    return [
+        `## ${o.image} ${o.version}`,
+        "",
+        info.description ?? "",
+        "",
+        "| file | sha256 | bytes |",
+        "|---|---|---|",
+        `| \`${o.fileName}\` | \`${o.sha256}\` | ${o.size} |`,
+        "",
+        `Built ${info.buildTime ?? "?"} from commit \`${info.git?.commit ?? "unknown"}\` on base ${info.base?.id ?? "?"} (\`sha256:${info.base?.sha256 ?? "?"}\`).`,
+        ...(o.ociRef ? ["", `Also as an OCI artifact: \`${o.ociRef}\``] : []),
+        "",
+        `Verify: \`sha256sum -c ${o.fileName}.sha256\``,
+        "",
+    ].join("\n");
+}
+
+export class GithubReleaseAsset extends pulumi.ComponentResource {
+    readonly releaseUrl: pulumi.Output<string>;
+    readonly assetUrl: pulumi.Output<string>;
+    readonly sha256AssetUrl: pulumi.Output<string>;
+    readonly sha256: pulumi.Output<string>;
+    readonly size: pulumi.Output<number>;
+    readonly tag: pulumi.Output<string>;
+
+    constructor(name: string, args: GithubReleaseAssetArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("image-factory:github:GithubReleaseAsset", name, {}, opts);
+        const meta = pulumi.all([args.version, args.fileName, args.sha256, args.size, args.buildInfo, args.ociRef ?? null]);
+        const upload = new GithubReleaseUpload(`${name}-upload`, {
+            apiUrl: args.apiUrl,
+            owner: args.owner,
+            repo: args.repo,
+            token: args.token ? pulumi.secret(args.token) : undefined,
+            tag: args.version,
+            releaseName: args.version,
+            body: meta.apply(([version, fileName, sha256, size, buildInfo, ociRef]) =>
+                releaseBody({ image: name.replace(/-release$/, ""), version, fileName, sha256, size, buildInfo, ociRef })),
+            targetCommitish: pulumi.output(args.buildInfo).apply((i) => {
+                const git = (i as { git?: { commit?: string; dirty?: boolean } }).git;
+                return git?.commit && git.commit !== "unknown" && !git.dirty ? git.commit : undefined;
+            }),
+            file: args.file,
+            fileName: args.fileName,
+            sha256: args.sha256,
+            size: args.size,
+            deleteOnDestroy: args.deleteOnDestroy ?? false,
+            logUrn: urnLabel(`${name}-upload`, dynamicType("GithubReleaseUpload"), this),
+        }, { parent: this, customTimeouts: { create: "60m", update: "60m" } });
+        this.releaseUrl = upload.releaseUrl;
+        this.assetUrl = upload.assetUrl;
+        this.sha256AssetUrl = upload.sha256AssetUrl;
+        this.sha256 = upload.sha256;
+        this.size = upload.size;
+        this.tag = upload.tag;
+        this.registerOutputs({ releaseUrl: this.releaseUrl, assetUrl: this.assetUrl, sha256AssetUrl: this.sha256AssetUrl, sha256: this.sha256, size: this.size, tag: this.tag });
+    }
+}

@@ -1,0 +1,239 @@
+// GitHub Releases through Octokit (with its retry and throttling plugins): find or create a release for a tag
+// (as a draft), upload assets streaming from disk with retries, compare GitHub's asset digests to skip what is
+// already there, publish the release once its assets are up. Errors name the fix.
+import type { Octokit } from "@octokit/rest";
+import * as fs from "node:fs";
+
+export const MAX_ASSET_BYTES = 2 * 1024 ** 3 - 1; // GitHub refuses release assets of 2 GiB and more
+
+export interface RepoRef {
+    owner: string;
+    repo: string;
+}
+
+export interface Release {
+    id: number;
+    tag_name: string;
+    draft: boolean;
+    html_url: string;
+    upload_url: string;
+    name?: string | null;
+    body?: string | null;
+}
+
+export interface Asset {
+    id: number;
+    name: string;
+    size: number;
+    state: string;
+    digest?: string | null;
+    browser_download_url: string;
+    url: string;
+}
+
+export interface GithubClientOptions {
+    /** Empty or undefined: anonymous (public repositories only). */
+    token?: string;
+    baseUrl?: string;
+    log?: (line: string) => void;
+    /** Backoff base for retries (tests use a few ms). */
+    retryDelayMs?: number;
+}
+
+export type GithubClient = Octokit & { retryDelayMs: number; logLine: (line: string) => void };
+
+/**
+ * Octokit with its retry and throttling plugins, loaded when a client is made: this module runs inside dynamic
+ * providers, whose code is serialized, and a captured Octokit class (an ES module) cannot be serialized, while a
+ * require() at call time simply loads it in the provider process.
+ */
+function octokitClass() {
+    /* eslint-disable @typescript-eslint/no-require-imports */
+    const { Octokit: Base } = require("@octokit/rest") as typeof import("@octokit/rest");
+    const { retry } = require("@octokit/plugin-retry") as typeof import("@octokit/plugin-retry");
+    const { throttling } = require("@octokit/plugin-throttling") as typeof import("@octokit/plugin-throttling");
+    /* eslint-enable @typescript-eslint/no-require-imports */
+    return Base.plugin(retry, throttling);
+}
+
+export function githubClient(o: GithubClientOptions): GithubClient {
+    const log = o.log ?? (() => undefined);
+    const GithubOctokit = octokitClass();
+    const client = new GithubOctokit({
+        ...(o.token ? { auth: o.token } : {}),
+        baseUrl: (o.baseUrl ?? "https://api.github.com").replace(/\/+$/, ""),
+        userAgent: "image-factory",
+        log: { debug: () => undefined, info: () => undefined, warn: (m: string) => log(m), error: (m: string) => log(m) },
+        retry: { retryAfterBaseValue: o.retryDelayMs ?? 1000 },
+        throttle: {
+            onRateLimit: (retryAfter: number, options: { method: string; url: string }, _o: unknown, retryCount: number) => {
+                log(`GitHub rate limit hit on ${options.method} ${options.url}; retrying in ${retryAfter}s`);
+                return retryCount < 3;
+            },
+            onSecondaryRateLimit: (retryAfter: number, options: { method: string; url: string }, _o: unknown, retryCount: number) => {
+                log(`GitHub secondary rate limit on ${options.method} ${options.url}; retrying in ${retryAfter}s`);
+                return retryCount < 3;
+            },
+        },
+    });
+    return Object.assign(client as unknown as Octokit, { retryDelayMs: o.retryDelayMs ?? 1000, logLine: log });
+}
+
+interface HttpError {
+    status?: number;
+    message?: string;
+    response?: { data?: { message?: string; errors?: Array<{ code?: string; field?: string; resource?: string; message?: string }> }; headers?: Record<string, string> };
+}
+
+/** A GitHub API failure as an Error that says what to do. */
+export function explainGithubError(err: unknown, what: string, r: RepoRef): Error {
+    const e = err as HttpError;
+    const detail = e.response?.data?.message ?? e.message ?? String(err);
+    const repo = `${r.owner}/${r.repo}`;
+    let message: string;
+    switch (e.status) {
+        case 401:
+            message = `${what}: GitHub rejected the token (401 ${detail}): set factory:githubToken (pulumi config set --secret) or GITHUB_TOKEN to a valid token`;
+            break;
+        case 403: {
+            const remaining = e.response?.headers?.["x-ratelimit-remaining"];
+            message = remaining === "0"
+                ? `${what}: GitHub rate limit exhausted (403); it resets at ${new Date(Number(e.response?.headers?.["x-ratelimit-reset"]) * 1000).toISOString()}, run again after that`
+                : `${what}: forbidden (403 ${detail}): the token needs contents: write on ${repo} (classic tokens: the repo scope)`;
+            break;
+        }
+        case 404:
+            message = `${what}: ${repo} not found (404): check factory:release.owner/repo, and that the token can see the repository`;
+            break;
+        case 422: {
+            const errors = (e.response?.data?.errors ?? []).map((x) => `${x.resource ?? ""}.${x.field ?? ""} ${x.code ?? x.message ?? ""}`.trim()).join(", ");
+            message = `${what}: GitHub refused the request (422 ${detail}${errors ? `: ${errors}` : ""})`;
+            break;
+        }
+        default:
+            message = `${what} failed${e.status ? ` (HTTP ${e.status})` : ""}: ${detail}`;
+    }
+    return Object.assign(new Error(message), { status: e.status });
+}
+
+async function call<T>(what: string, r: RepoRef, fn: () => Promise<{ data: T }>): Promise<T> {
+    try {
+        return (await fn()).data;
+    } catch (err) {
+        throw explainGithubError(err, what, r);
+    }
+}
+
+/** The release for a tag: published ones by tag, drafts (which have no tag yet) from the release list. */
+export async function findRelease(gh: GithubClient, r: RepoRef, tag: string): Promise<Release | undefined> {
+    try {
+        return (await gh.rest.repos.getReleaseByTag({ ...r, tag })).data as Release;
+    } catch (err) {
+        if ((err as HttpError).status !== 404) throw explainGithubError(err, `looking up release ${tag}`, r);
+    }
+    const all = await call<Release[]>(`listing releases of ${r.owner}/${r.repo}`, r, async () => ({
+        data: (await gh.paginate(gh.rest.repos.listReleases, { ...r, per_page: 100 })) as Release[],
+    }));
+    return all.find((x) => x.tag_name === tag);
+}
+
+export async function ensureRelease(gh: GithubClient, r: RepoRef, tag: string, init: { name: string; body: string; targetCommitish?: string }): Promise<{ release: Release; created: boolean }> {
+    const found = await findRelease(gh, r, tag);
+    if (found) return { release: found, created: false };
+    try {
+        const data = (await gh.rest.repos.createRelease({ ...r, tag_name: tag, name: init.name, body: init.body, draft: true,
+            ...(init.targetCommitish ? { target_commitish: init.targetCommitish } : {}) })).data as Release;
+        return { release: data, created: true };
+    } catch (err) {
+        // Another publisher created it between our lookup and our create.
+        if ((err as HttpError).status === 422) {
+            const again = await findRelease(gh, r, tag);
+            if (again) return { release: again, created: false };
+        }
+        throw explainGithubError(err, `creating release ${tag}`, r);
+    }
+}
+
+export async function listAssets(gh: GithubClient, r: RepoRef, releaseId: number): Promise<Asset[]> {
+    return call<Asset[]>(`listing assets of release ${releaseId}`, r, async () => ({
+        data: (await gh.paginate(gh.rest.repos.listReleaseAssets, { ...r, release_id: releaseId, per_page: 100 })) as Asset[],
+    }));
+}
+
+export async function getAsset(gh: GithubClient, r: RepoRef, assetId: number): Promise<Asset | undefined> {
+    try {
+        return (await gh.rest.repos.getReleaseAsset({ ...r, asset_id: assetId })).data as Asset;
+    } catch (err) {
+        if ((err as HttpError).status === 404) return undefined;
+        throw explainGithubError(err, `reading asset ${assetId}`, r);
+    }
+}
+
+export async function deleteAsset(gh: GithubClient, r: RepoRef, assetId: number): Promise<void> {
+    await call(`deleting asset ${assetId}`, r, () => gh.rest.repos.deleteReleaseAsset({ ...r, asset_id: assetId }));
+}
+
+/** True when GitHub already holds this exact file: its digest (and size) match. */
+export function assetMatches(a: Asset | undefined, sha256: string, size: number): boolean {
+    return !!a && a.state === "uploaded" && a.size === size && a.digest === `sha256:${sha256}`;
+}
+
+/**
+ * Uploads a file as a release asset, streaming from disk with an explicit Content-Length (no whole-file buffer),
+ * retrying 5xx and network failures with a fresh stream each time. Replaces an asset of the same name.
+ */
+export async function uploadAsset(gh: GithubClient, r: RepoRef, release: Release, file: string, name: string, sha256: string, contentType: string): Promise<Asset> {
+    const size = fs.statSync(file).size;
+    if (size > MAX_ASSET_BYTES) {
+        throw new Error(`${name} is ${size} bytes; GitHub release assets must be smaller than 2 GiB: publish it through OCI ` +
+            "(factory:oci, with factory:release.manifestSource: oci) or make the image smaller");
+    }
+    const existing = (await listAssets(gh, r, release.id)).find((a) => a.name === name);
+    if (assetMatches(existing, sha256, size)) return existing as Asset;
+    if (existing) await deleteAsset(gh, r, existing.id);
+    const attempts = 4;
+    for (let attempt = 1; ; attempt++) {
+        try {
+            const res = await gh.request({
+                method: "POST",
+                url: release.upload_url,
+                name,
+                headers: { "content-type": contentType, "content-length": size },
+                data: fs.createReadStream(file, { highWaterMark: 1 << 20 }),
+                request: { retries: 0 }, // a consumed stream cannot be resent: this loop retries with a new one
+            });
+            const asset = res.data as Asset;
+            if (asset.digest && asset.digest !== `sha256:${sha256}`) {
+                await deleteAsset(gh, r, asset.id);
+                throw new Error(`GitHub computed ${asset.digest} for ${name}, but its sha256 is ${sha256}: the upload was corrupted; it was deleted, run again`);
+            }
+            return asset;
+        } catch (err) {
+            const status = (err as HttpError).status;
+            if (status === 422) {
+                // A half-finished upload from an interrupted run (or another publisher) holds the name: clear it once.
+                const stale = (await listAssets(gh, r, release.id)).find((a) => a.name === name);
+                if (assetMatches(stale, sha256, size)) return stale as Asset;
+                if (stale && attempt < attempts) {
+                    await deleteAsset(gh, r, stale.id);
+                    continue;
+                }
+            }
+            const retriable = status === undefined || status >= 500 || status === 429;
+            if (!retriable || attempt >= attempts) throw explainGithubError(err, `uploading ${name}`, r);
+            const wait = gh.retryDelayMs * 2 ** (attempt - 1);
+            gh.logLine(`uploading ${name}: ${status ? `HTTP ${status}` : (err as Error).message}; retry ${attempt}/${attempts - 1} in ${wait} ms`);
+            await new Promise((res2) => setTimeout(res2, wait));
+        }
+    }
+}
+
+export async function publishRelease(gh: GithubClient, r: RepoRef, release: Release, fields: { name?: string; body?: string } = {}): Promise<Release> {
+    return call<Release>(`publishing release ${release.tag_name}`, r, () =>
+        gh.rest.repos.updateRelease({ ...r, release_id: release.id, draft: false, ...fields }) as Promise<{ data: Release }>);
+}
+
+export async function updateRelease(gh: GithubClient, r: RepoRef, release: Release, fields: { name?: string; body?: string }): Promise<Release> {
+    return call<Release>(`updating release ${release.tag_name}`, r, () =>
+        gh.rest.repos.updateRelease({ ...r, release_id: release.id, ...fields }) as Promise<{ data: Release }>);
+}

@@ -1,0 +1,130 @@
+// Dynamic provider: one image's assets in a GitHub Release (the qcow2 and its .sha256), in one step, so a
+// consumer never sees one without the other: the release is created as a draft and published only after both
+// assets are up. Assets GitHub already holds with the same digest are kept; a changed image replaces them.
+import * as pulumi from "@pulumi/pulumi";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { deleteAsset, ensureRelease, getAsset, githubClient, publishRelease, uploadAsset, type RepoRef } from "../lib/github";
+import { sha256sumLine } from "../lib/sha256";
+import { sha256Hex } from "../lib/build/buildKey";
+import { FactoryResource } from "./dynamic";
+import { engineReporter } from "./progress";
+
+export interface GithubReleaseInputs {
+    apiUrl: string;
+    owner: string;
+    repo: string;
+    /** Secret input; never part of the outputs. */
+    token?: string;
+    tag: string;
+    releaseName: string;
+    body: string;
+    targetCommitish?: string;
+    file: string;
+    fileName: string;
+    sha256: string;
+    size: number;
+    deleteOnDestroy: boolean;
+    logUrn?: string;
+}
+
+export interface GithubReleaseOutputs extends Omit<GithubReleaseInputs, "token" | "file" | "body"> {
+    releaseId: number;
+    releaseUrl: string;
+    assetId: number;
+    assetUrl: string;
+    sha256AssetId: number;
+    sha256AssetUrl: string;
+}
+
+function client(apiUrl: string, token: string | undefined, log: (l: string) => void) {
+    if (!token) throw new Error("no GitHub token: set factory:githubToken (pulumi config set --secret factory:githubToken …) or GITHUB_TOKEN");
+    return githubClient({ token, baseUrl: apiUrl, log, retryDelayMs: Number(process.env.IMAGE_FACTORY_GITHUB_RETRY_MS ?? 1000) });
+}
+
+async function publish(i: GithubReleaseInputs): Promise<GithubReleaseOutputs> {
+    const report = engineReporter(i.logUrn);
+    const gh = client(i.apiUrl, i.token, report);
+    const repo: RepoRef = { owner: i.owner, repo: i.repo };
+    const { release, created } = await ensureRelease(gh, repo, i.tag, { name: i.releaseName, body: i.body, targetCommitish: i.targetCommitish });
+    report(`→ ${i.owner}/${i.repo} ${i.tag}: ${created ? "created draft release" : release.draft ? "draft release exists" : "release exists"}; uploading ${i.fileName}…`);
+    const asset = await uploadAsset(gh, repo, release, i.file, i.fileName, i.sha256, "application/octet-stream");
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "if-sum-"));
+    try {
+        const sumName = `${i.fileName}.sha256`;
+        const sumFile = path.join(tmp, sumName);
+        const line = sha256sumLine(i.sha256, i.fileName);
+        fs.writeFileSync(sumFile, line);
+        const sumAsset = await uploadAsset(gh, repo, release, sumFile, sumName, sha256Hex(line), "text/plain");
+        const published = release.draft ? await publishRelease(gh, repo, release) : release;
+        report(`→ ${i.owner}/${i.repo} ${i.tag}: ${asset.name} (${asset.digest}) and ${sumAsset.name} are up${release.draft ? "; release published" : ""}`);
+        const { token: _t, file: _f, body: _b, ...rest } = i;
+        return {
+            ...rest,
+            releaseId: published.id,
+            releaseUrl: published.html_url,
+            assetId: asset.id,
+            assetUrl: asset.browser_download_url,
+            sha256AssetId: sumAsset.id,
+            sha256AssetUrl: sumAsset.browser_download_url,
+        };
+    } finally {
+        fs.rmSync(tmp, { recursive: true, force: true });
+    }
+}
+
+const REPLACE_KEYS = ["apiUrl", "owner", "repo", "tag", "fileName", "sha256"] as const;
+
+export const provider: pulumi.dynamic.ResourceProvider<GithubReleaseInputs, GithubReleaseOutputs> = {
+    async create(inputs) {
+        const outs = await publish(inputs);
+        return { id: `${inputs.owner}/${inputs.repo}@${inputs.tag}/${inputs.fileName}`, outs };
+    },
+    async diff(_id, olds, news) {
+        const replaces: string[] = REPLACE_KEYS.filter((k) => olds[k] !== news[k]);
+        return { changes: replaces.length > 0 || olds.deleteOnDestroy !== news.deleteOnDestroy || olds.releaseName !== news.releaseName, replaces, deleteBeforeReplace: false };
+    },
+    async update(_id, olds, news) {
+        return { outs: { ...olds, deleteOnDestroy: news.deleteOnDestroy, releaseName: news.releaseName } };
+    },
+    async read(id, props) {
+        if (!props) return { id: "", props: undefined };
+        // Refresh gets no secret inputs: it reads with GITHUB_TOKEN when set (private repositories need it).
+        const gh = githubClient({ token: process.env.GITHUB_TOKEN, baseUrl: props.apiUrl });
+        const repo = { owner: props.owner, repo: props.repo };
+        try {
+            const asset = await getAsset(gh, repo, props.assetId);
+            if (!asset || asset.digest !== `sha256:${props.sha256}`) return { id: "", props: undefined };
+            const sums = await getAsset(gh, repo, props.sha256AssetId);
+            if (!sums) return { id: "", props: undefined };
+            return { id, props };
+        } catch (err) {
+            // Without a token a private repository answers 401/403/404 alike: keep the recorded state.
+            if (/\((401|403)/.test((err as Error).message)) return { id, props };
+            throw err;
+        }
+    },
+    async delete(_id, props) {
+        if (!props.deleteOnDestroy) return; // published assets outlive the stack unless configured otherwise
+        const gh = client(props.apiUrl, process.env.GITHUB_TOKEN, () => undefined);
+        for (const assetId of [props.assetId, props.sha256AssetId]) {
+            if (await getAsset(gh, props, assetId)) await deleteAsset(gh, props, assetId);
+        }
+    },
+};
+
+export class GithubReleaseUpload extends FactoryResource {
+    declare readonly releaseId: pulumi.Output<number>;
+    declare readonly releaseUrl: pulumi.Output<string>;
+    declare readonly assetUrl: pulumi.Output<string>;
+    declare readonly sha256AssetUrl: pulumi.Output<string>;
+    declare readonly sha256: pulumi.Output<string>;
+    declare readonly size: pulumi.Output<number>;
+    declare readonly tag: pulumi.Output<string>;
+
+    constructor(name: string, args: pulumi.Inputs & { [K in keyof GithubReleaseInputs]: pulumi.Input<GithubReleaseInputs[K]> }, opts?: pulumi.CustomResourceOptions) {
+        super(provider as pulumi.dynamic.ResourceProvider, "GithubReleaseUpload", name,
+            { ...args, releaseId: undefined, releaseUrl: undefined, assetId: undefined, assetUrl: undefined, sha256AssetId: undefined, sha256AssetUrl: undefined }, opts);
+    }
+}

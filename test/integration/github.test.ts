@@ -1,0 +1,99 @@
+// lib/github (Octokit) against the loopback GitHub fake: drafts, streaming uploads, digest-based skips,
+// replacement, retries on 5xx, and the error messages for 401/403/404/422.
+import { strict as assert } from "node:assert";
+import * as crypto from "node:crypto";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { ensureRelease, githubClient, listAssets, publishRelease, uploadAsset, findRelease, MAX_ASSET_BYTES } from "../../lib/github";
+import { startFakeGithub, type FakeGithub } from "../helpers/fakeGithub";
+
+describe("lib/github against a loopback GitHub", function () {
+    this.timeout(60_000);
+    let gh: FakeGithub;
+    let dir: string;
+    let file: string;
+    let sha: string;
+    const repo = { owner: "deevnet", repo: "images" };
+
+    before(async () => {
+        gh = await startFakeGithub({ token: "ghp_test", repos: [["deevnet", "images"]] });
+        dir = fs.mkdtempSync(path.join(os.tmpdir(), "if-gh-"));
+        file = path.join(dir, "img-v2026.01.01.qcow2");
+        fs.writeFileSync(file, crypto.randomBytes(2 * 1024 * 1024 + 3));
+        sha = crypto.createHash("sha256").update(fs.readFileSync(file)).digest("hex");
+    });
+    after(async () => {
+        await gh.close();
+        fs.rmSync(dir, { recursive: true, force: true });
+    });
+
+    const client = (token = "ghp_test") => githubClient({ token, baseUrl: gh.url, retryDelayMs: 5 });
+
+    it("creates the release as a draft, finds drafts again by tag, uploads streaming, then publishes", async () => {
+        const c = client();
+        const { release, created } = await ensureRelease(c, repo, "v2026.01.01", { name: "v2026.01.01", body: "b", targetCommitish: "abc" });
+        assert.equal(created, true);
+        assert.equal(release.draft, true);
+        const again = await ensureRelease(c, repo, "v2026.01.01", { name: "x", body: "y" });
+        assert.deepEqual([again.created, again.release.id], [false, release.id]);
+        const asset = await uploadAsset(c, repo, release, file, "img-v2026.01.01.qcow2", sha, "application/octet-stream");
+        assert.equal(asset.digest, `sha256:${sha}`);
+        assert.equal(asset.size, fs.statSync(file).size);
+        assert.deepEqual(gh.assetBytes("deevnet", "images", "v2026.01.01", "img-v2026.01.01.qcow2"), fs.readFileSync(file));
+        assert.equal((await findRelease(c, repo, "v2026.01.01"))?.draft, true);
+        const pub = await publishRelease(c, repo, release);
+        assert.equal(pub.draft, false);
+        assert.equal(gh.releases("deevnet", "images")[0].draft, false);
+    });
+
+    it("skips an asset GitHub already holds with the same digest: no upload request", async () => {
+        const c = client();
+        const release = (await findRelease(c, repo, "v2026.01.01"))!;
+        const uploadsBefore = gh.requests.filter((r) => r.path.startsWith("/uploads/")).length;
+        await uploadAsset(c, repo, release, file, "img-v2026.01.01.qcow2", sha, "application/octet-stream");
+        assert.equal(gh.requests.filter((r) => r.path.startsWith("/uploads/")).length, uploadsBefore);
+    });
+
+    it("replaces an asset whose bytes changed (GitHub would answer 422 for the duplicate name)", async () => {
+        const c = client();
+        const release = (await findRelease(c, repo, "v2026.01.01"))!;
+        const changed = path.join(dir, "changed.qcow2");
+        fs.writeFileSync(changed, "new bytes");
+        const newSha = crypto.createHash("sha256").update("new bytes").digest("hex");
+        const a = await uploadAsset(c, repo, release, changed, "img-v2026.01.01.qcow2", newSha, "application/octet-stream");
+        assert.equal(a.digest, `sha256:${newSha}`);
+        const assets = await listAssets(c, repo, release.id);
+        assert.deepEqual(assets.map((x) => [x.name, x.digest]), [["img-v2026.01.01.qcow2", `sha256:${newSha}`]]);
+        assert.ok(gh.requests.some((r) => r.method === "DELETE" && /\/releases\/assets\/\d+$/.test(r.path)));
+    });
+
+    it("retries a 500 on the first upload try, with a fresh stream", async () => {
+        const c = client();
+        const { release } = await ensureRelease(c, repo, "v2026.01.02", { name: "v2026.01.02", body: "" });
+        gh.inject({ method: "POST", path: /^\/uploads\//, status: 500, times: 1 });
+        const a = await uploadAsset(c, repo, release, file, "retry.qcow2", sha, "application/octet-stream");
+        assert.equal(a.digest, `sha256:${sha}`);
+        const tries = gh.requests.filter((r) => r.path.endsWith(`/releases/${release.id}/assets`) && r.method === "POST");
+        assert.deepEqual(tries.map((r) => r.status), [500, 201]);
+    });
+
+    it("explains 401, 403 (scope and rate limit), 404 and 422 with what to fix", async () => {
+        await assert.rejects(findRelease(client("wrong"), repo, "v1"), /GitHub rejected the token \(401 Bad credentials\): set factory:githubToken/);
+        await assert.rejects(findRelease(client(), { owner: "deevnet", repo: "missing" }, "v1"), /deevnet\/missing not found \(404\)/);
+        gh.inject({ method: "POST", path: /^\/repos\/deevnet\/images\/releases$/, status: 403, times: 1 });
+        await assert.rejects(ensureRelease(client(), repo, "v2026.02.01", { name: "x", body: "" }), /forbidden \(403 injected\): the token needs contents: write on deevnet\/images/);
+        gh.inject({ method: "GET", path: /^\/repos\/deevnet\/images\/releases\/tags\//, status: 403, times: 5, headers: { "x-ratelimit-remaining": "0", "x-ratelimit-reset": "2000000000" } });
+        await assert.rejects(findRelease(githubClient({ token: "ghp_test", baseUrl: gh.url, retryDelayMs: 1 }), repo, "v9"), /rate limit/i);
+        assert.ok(MAX_ASSET_BYTES < 2 ** 31);
+    });
+
+    it("refuses files of 2 GiB or more before uploading anything", async () => {
+        const c = client();
+        const release = (await findRelease(c, repo, "v2026.01.02"))!;
+        const big = path.join(dir, "big.qcow2");
+        fs.closeSync(fs.openSync(big, "w"));
+        fs.truncateSync(big, 2 ** 31); // sparse: no disk used
+        await assert.rejects(uploadAsset(c, repo, release, big, "big.qcow2", sha, "application/octet-stream"), /smaller than 2 GiB: publish it through OCI/);
+    });
+});
