@@ -5,6 +5,7 @@ import * as path from "node:path";
 import { ArtifactStore } from "./components/ArtifactStore";
 import { BootstrapPass } from "./components/BootstrapPass";
 import { GithubReleaseAsset } from "./components/GithubReleaseAsset";
+import { ManagedBaseImage } from "./components/ManagedBaseImage";
 import { OciArtifact } from "./components/OciArtifact";
 import { Qcow2Image } from "./components/Qcow2Image";
 import { ConfigError, parseConfig, readNamespace, resolveAuthorizedKeys, type FactoryConfig, type Pass } from "./lib/config";
@@ -19,7 +20,9 @@ const resolve = (p: string) => path.resolve(projectDir, p);
 
 function fail(err: unknown): never {
     // RunError prints just the message: the problems list is the whole story, a stack trace adds nothing.
-    if (err instanceof ConfigError || (err instanceof Error && /^(unknown image|images\/)/.test(err.message))) throw new pulumi.RunError(err.message);
+    if (err instanceof ConfigError || (err instanceof Error && (/^(unknown image|images\/)/.test(err.message) || err.name === "BaseImageError"))) {
+        throw new pulumi.RunError(err.message);
+    }
     throw err;
 }
 
@@ -70,6 +73,20 @@ function ociCredentials() {
 const sourceUrl = gitRemoteUrl(projectDir);
 const githubToken = secretConfig.getSecret("githubToken") ?? (process.env.GITHUB_TOKEN ? pulumi.secret(process.env.GITHUB_TOKEN) : undefined);
 const primaryImage = config.release?.primaryImage ?? config.images[0];
+
+const baseImages: Record<string, ManagedBaseImage> = {};
+function baseImage(id: string, version: string): ManagedBaseImage {
+    const key = `${id}@${version}`;
+    try {
+        baseImages[key] ??= new ManagedBaseImage(`base-${id}-${version}`, {
+            id, version, cacheRoot: resolve(config.baseImageCache), mirror: config.baseImageMirror ?? process.env.IMAGE_FACTORY_BASE_IMAGE_MIRROR,
+        });
+    } catch (err) {
+        fail(err);
+    }
+    return baseImages[key];
+}
+for (const b of config.baseImages) baseImage(b.id, b.version);
 
 const images: Record<string, pulumi.Output<unknown>> = {};
 const passes: Record<string, { images: string[] }> = {};
@@ -175,3 +192,4 @@ export const lab = config.lab;
 export const maxPass = config.maxPass;
 export const artifactStore = { root: store.root, baseUrl: store.baseUrl, layout: store.layout };
 export { images, passes };
+export const baseImageCache = Object.fromEntries(Object.entries(baseImages).map(([k, b]) => [k, { path: b.path, sha256: b.sha256, files: b.files }]));

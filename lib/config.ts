@@ -131,6 +131,12 @@ export const configSchema = z.object({
     oci: ociSchema.optional(),
     release: releaseSchema.optional(),
     proxmox: proxmoxSchema.optional(),
+    /** Base images from images/catalog.ts to keep in the cache (recipes' bases are added automatically). */
+    baseImages: z.array(z.object({ id: z.string().min(1), version: z.string().min(1) }).strict()).default([]),
+    /** Where base images are cached: <baseImageCache>/images/<id>/<version>/. */
+    baseImageCache: z.string().min(1).default(".cache/base-images"),
+    /** Fetch base images from this mirror (http(s):// or file:// directory) instead of their upstream URLs. */
+    baseImageMirror: z.string().regex(/^(https?|file):\/\/\S+$/, "must be an http(s):// or file:// URL").optional(),
     /** Reuse artifacts of another stack (e.g. organization/image-factory/dvnt) instead of rebuilding them. */
     reuseFromStack: z.string().regex(/^[^/\s]+\/[^/\s]+\/[^/\s]+$/, "must be org/project/stack").optional(),
     evidence: z.object({

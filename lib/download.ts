@@ -165,7 +165,19 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
             state.bytes = 0;
             fs.writeFileSync(metaFile, JSON.stringify({ url: opts.url, etag: res.headers.etag, lastModified: res.headers["last-modified"], total } satisfies Meta));
         }
-        const out = fs.createWriteStream(partial, { flags: append ? "a" : "w" });
+        // Received chunks (64 KiB) are hashed as they arrive and written in 1 MiB batches: far fewer write calls.
+        const out = await fs.promises.open(partial, append ? "a" : "w");
+        let pending: Buffer[] = [];
+        let pendingBytes = 0;
+        let writing: Promise<unknown> = Promise.resolve();
+        const flush = () => {
+            if (!pendingBytes) return;
+            const buf = pending.length === 1 ? pending[0] : Buffer.concat(pending, pendingBytes);
+            pending = [];
+            pendingBytes = 0;
+            res.pause();
+            writing = writing.then(() => out.write(buf)).then(() => res.resume());
+        };
         let last = 0;
         const everyMs = opts.progressEveryMs ?? 1000;
         let failed: Error | undefined;
@@ -176,26 +188,33 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
                         state.hash.update(chunk);
                         state.bytes += chunk.length;
                         fetched += chunk.length;
-                        const now = Date.now();
-                        if (opts.onProgress && now - last >= everyMs) {
-                            last = now;
-                            opts.onProgress(state.bytes, total);
-                        }
-                        if (!out.write(chunk)) {
-                            res.pause();
-                            out.once("drain", () => res.resume());
+                        pending.push(chunk);
+                        pendingBytes += chunk.length;
+                        if (pendingBytes >= HASH_CHUNK) flush();
+                        if (opts.onProgress) {
+                            const now = Date.now();
+                            if (now - last >= everyMs) {
+                                last = now;
+                                opts.onProgress(state.bytes, total);
+                            }
                         }
                     });
                     res.on("end", () => (res.complete ? resolve() : reject(Object.assign(new Error("connection closed before the end of the body"), { code: "ECONNRESET" }))));
                     res.on("aborted", () => reject(Object.assign(new Error("connection aborted"), { code: "ECONNRESET" })));
                     res.on("error", reject);
-                    out.on("error", reject);
                 });
             } catch (err) {
                 failed = err as Error;
             }
         }
-        await new Promise<void>((resolve) => out.end(resolve));
+        // Whatever arrived is kept (and written) even after a failure: the next attempt resumes after it.
+        flush();
+        try {
+            await writing;
+        } catch (err) {
+            failed ??= err as Error;
+        }
+        await out.close();
         if (failed) {
             if ((failed as NodeJS.ErrnoException).code === "ENOSPC") throw downloadError("network", `no space left writing ${partial}: free space and run again; the partial file is kept and resumes`);
             if (attempts <= retries) {

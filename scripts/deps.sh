@@ -111,7 +111,7 @@ fi
 if ((${#missing[@]})); then
   mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
   echo "deps: missing required tools: ${missing[*]}" >&2
-  echo "deps: `bash scripts/setup.sh` sets them up (Debian packages, npm packages, tools built from Go modules)" >&2
+  echo 'deps: "bash scripts/setup.sh" sets them up (Debian packages, npm packages, tools built from Go modules)' >&2
   exit 1
 fi
 echo "deps: all required tools present"

@@ -6,9 +6,17 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { REPO_ROOT } from "../helpers/setup";
 
-/** A PATH holding every command of /usr/bin and /usr/sbin except the ones named. */
+const INSTALLERS = ["npm", "npx", "apt-get", "apt", "dpkg", "go", "pip", "pip3", "sudo"];
+
+/**
+ * A PATH holding every command of /usr/bin and /usr/sbin except the ones named; package managers are replaced by
+ * stubs that record being called (in <dir>/installer-called) and fail.
+ */
 function pathWithout(...names: string[]): string {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "if-path-"));
+    for (const tool of INSTALLERS) {
+        fs.writeFileSync(path.join(dir, tool), `#!/bin/sh\necho "${tool} $*" >> "${dir}/installer-called"\nexit 1\n`, { mode: 0o755 });
+    }
     for (const src of ["/usr/local/bin", "/usr/bin", "/usr/sbin"]) {
         for (const f of fs.readdirSync(src)) {
             if (names.includes(f) || fs.existsSync(path.join(dir, f))) continue;
@@ -41,6 +49,9 @@ describe("Makefile (FR-12)", () => {
             assert.notEqual(r.exitCode, 0);
             assert.match(r.stdout, /MISSING\s+qemu-img\s+\(required\)/);
             assert.match(r.stderr, /missing required tools: qemu-img/);
+            assert.match(r.stderr, /"bash scripts\/setup\.sh" sets them up/);
+            assert.equal(fs.existsSync(path.join(bin, "installer-called")), false,
+                `make deps ran a package manager: ${fs.existsSync(path.join(bin, "installer-called")) ? fs.readFileSync(path.join(bin, "installer-called"), "utf8") : ""}`);
         } finally {
             fs.rmSync(bin, { recursive: true, force: true });
         }

@@ -1,0 +1,47 @@
+// The base-image catalog: data only. Each entry pins its upstream files by sha256 and size, and says how to turn
+// them into what builds consume. Entries are versioned: change a pin, and bump the version (or the manager
+// notices the drift and redoes exactly the affected files).
+import type { ManagedImageSpec } from "../lib/baseImages";
+
+export const catalog: ManagedImageSpec[] = [
+    {
+        // The seed's zero-configuration Alpine guest: the AWS "tiny" cloud disk (a fixed VHD) plus the netboot
+        // LTS kernel and initramfs for direct kernel boot. Digests as pinned by Castra's catalog.
+        id: "alpine-minimal",
+        version: "v1",
+        description: "Alpine Linux 3.22.2 x86_64, BIOS tiny cloud disk, with the LTS kernel for direct boot",
+        artifacts: [
+            {
+                name: "rootfs",
+                url: "https://dl-cdn.alpinelinux.org/alpine/v3.22/releases/cloud/aws_alpine-3.22.2-x86_64-bios-tiny-r0.vhd",
+                sha256: "8f58945cd972f31b8a7e3116d2b33cdb4298e6b3c0609c0bfd083964678afffb",
+                size: 127_926_784,
+                filename: "aws_alpine-3.22.2-x86_64-bios-tiny-r0.vhd",
+                transforms: [{ kind: "StripVhdFooter" }, { kind: "QemuImgConvert", from: "raw", to: "qcow2" }, { kind: "Rename", to: "rootfs.qcow2" }],
+            },
+            {
+                name: "kernel",
+                url: "https://dl-cdn.alpinelinux.org/alpine/v3.22/releases/x86_64/netboot/vmlinuz-lts",
+                sha256: "6eb498e1898d138e8a493eae901a580ddc3c1c105bd9ddc84cb9f820855958e7",
+                size: 13_624_320,
+                filename: "vmlinuz-lts",
+                transforms: [],
+            },
+            {
+                name: "initrd",
+                url: "https://dl-cdn.alpinelinux.org/alpine/v3.22/releases/x86_64/netboot/initramfs-lts",
+                sha256: "e82c5c2d4a6372f25e53fcbad4defe7b10bbf8be766b6e571291fd5ebcf9e383",
+                size: 26_335_797,
+                filename: "initramfs-lts",
+                transforms: [],
+            },
+        ],
+        qemu: {
+            machine: "q35",
+            kernel: "kernel",
+            initrd: "initrd",
+            append: "console=ttyS0 root=/dev/vda modules=virtio_pci,virtio_blk,virtio_console,virtio_net,ext4 quiet",
+            disk: { artifact: "rootfs", interface: "virtio", format: "qcow2" },
+        },
+    },
+];
