@@ -3,7 +3,7 @@
 # Idempotent: each tool carries a stamp of its inputs (go.mod, go.sum, sources, Go version, flags); a tool
 # whose stamp matches is not rebuilt, so a warm run takes well under a second.
 # Usage: tools/build.sh [tool...]   (default: all; tools: pulumi pulumi-language-nodejs
-#                                     pulumi-resource-pulumi-nodejs oras actionlint packer)
+#                                     pulumi-resource-pulumi-nodejs oras actionlint tofu packer)
 set -euo pipefail
 
 tools_dir=$(cd "$(dirname "$0")" && pwd)
@@ -65,6 +65,9 @@ if want_tool oras; then
 fi
 if [[ -d "$tools_dir/actionlint" ]] && want_tool actionlint; then
   build actionlint "$tools_dir/actionlint" github.com/rhysd/actionlint/cmd/actionlint "-s -w"
+fi
+if [[ -d "$tools_dir/tofu" ]] && want_tool tofu; then
+  build tofu "$tools_dir/tofu" github.com/opentofu/opentofu/cmd/tofu "-s -w -X github.com/opentofu/opentofu/version.dev=no"
 fi
 if [[ -d "$tools_dir/packer" ]] && want_tool packer; then
   build packer "$tools_dir/packer" github.com/hashicorp/packer "-s -w"

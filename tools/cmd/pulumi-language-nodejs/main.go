@@ -406,6 +406,17 @@ func (h *host) RunPlugin(req *pulumirpc.RunPluginRequest, server pulumirpc.Langu
 				}
 				addEnv("PULUMI_CONFIG", string(b))
 			}
+			// Which config values are secrets, as the program sees them: lets a policy insist that credentials are
+			// stored encrypted. (The upstream host passes the values only.)
+			keys := stackCfg.GetConfigSecretKeys()
+			if keys == nil {
+				keys = []string{}
+			}
+			b, err := json.Marshal(keys)
+			if err != nil {
+				return fmt.Errorf("could not marshal the secret config keys: %w", err)
+			}
+			addEnv("PULUMI_CONFIG_SECRET_KEYS", string(b))
 		}
 	}
 
