@@ -1,20 +1,22 @@
 // image-factory: read and validate the stack config, build the resource graph per bootstrap pass, export the
-// outputs contract. Everything else lives in components/ and lib/.
+// outputs contract (schemas/outputs.schema.json). Everything else lives in components/ and lib/.
+import * as proxmoxve from "@muhlba91/pulumi-proxmoxve";
 import * as pulumi from "@pulumi/pulumi";
 import * as path from "node:path";
 import { ArtifactStore } from "./components/ArtifactStore";
 import { BootstrapPass } from "./components/BootstrapPass";
-import { GithubReleaseAsset } from "./components/GithubReleaseAsset";
 import { ManagedBaseImage } from "./components/ManagedBaseImage";
-import { OciArtifact } from "./components/OciArtifact";
+import { proxmoxTemplate, publishBuiltImage, type PublishContext } from "./components/publish";
 import { Qcow2Image } from "./components/Qcow2Image";
-import { ConfigError, parseConfig, readNamespace, resolveAuthorizedKeys, type FactoryConfig, type Pass } from "./lib/config";
 import { resolveDebianSource } from "./lib/aptSources";
+import { ConfigError, parseConfig, readNamespace, resolveAuthorizedKeys, type FactoryConfig, type Pass } from "./lib/config";
 import { signingFromEnv } from "./lib/evidence";
-import { ReleaseMetadata } from "./providers/releaseMetadata";
 import { gitRemoteUrl } from "./lib/git";
-import { loadRecipe } from "./lib/recipe";
+import { loadRecipe, type ImageRecipe } from "./lib/recipe";
+import type { TemplateRecord } from "./lib/vmids";
 
+// Bump with any change to the shape in schemas/outputs.schema.json (its schemaVersion const too).
+const OUTPUTS_SCHEMA_VERSION = 1;
 const projectDir = process.cwd();
 const resolve = (p: string) => path.resolve(projectDir, p);
 
@@ -25,68 +27,71 @@ function fail(err: unknown): never {
     }
     throw err;
 }
-
-let config: FactoryConfig;
-let authorizedKeys: string[] = [];
-try {
-    config = parseConfig(readNamespace(pulumi.runtime.allConfig()));
-    if (config.images.length > 0) authorizedKeys = resolveAuthorizedKeys(config.bootstrapUser, projectDir);
-} catch (err) {
-    fail(err);
+function attempt<T>(fn: () => T): T {
+    try {
+        return fn();
+    } catch (err) {
+        fail(err);
+    }
 }
-const recipes = (() => {
-    try {
-        return config.images.map((name) => loadRecipe(name, path.join(projectDir, "images")));
-    } catch (err) {
-        fail(err);
-    }
-})();
 
-const debian = (() => {
-    try {
-        return resolveDebianSource(config.debian, recipes.length > 0);
-    } catch (err) {
-        fail(err);
-    }
-})();
+const config: FactoryConfig = attempt(() => parseConfig(readNamespace(pulumi.runtime.allConfig())));
+const reused = new Set(config.reuse?.images ?? []);
+const recipes: ImageRecipe[] = attempt(() => config.images.map((name) => loadRecipe(name, path.join(projectDir, "images"))));
+const built = recipes.filter((r) => !reused.has(r.name));
+const authorizedKeys = recipes.length > 0 ? attempt(() => resolveAuthorizedKeys(config.bootstrapUser, projectDir)) : [];
+const debian = attempt(() => resolveDebianSource(config.debian, built.length > 0));
+const secrets = new pulumi.Config("factory");
+const envSecret = (name: string) => (process.env[name] ? pulumi.secret(process.env[name] as string) : undefined);
 
 const store = new ArtifactStore("artifacts", {
     root: resolve(config.artifactStore.root),
     baseUrl: config.artifactStore.publicBaseUrl ?? `http://${config.artifactStore.host}:${config.artifactStore.port}`,
 });
 
-/** EVIDENCE_SIGN=1 EVIDENCE_GPG_KEY=<id>: the passphrase comes from the secret factory:gpgPassphrase (or the environment). */
+/** EVIDENCE_SIGN=1 EVIDENCE_GPG_KEY=<id>: the passphrase is the secret factory:gpgPassphrase (or EVIDENCE_GPG_PASSPHRASE). */
 function evidenceSigning() {
-    const env = signingFromEnv(process.env);
+    const env = attempt(() => signingFromEnv(process.env));
     if (!env) return undefined;
-    const secret = new pulumi.Config("factory").getSecret("gpgPassphrase");
-    return { keyId: env.keyId, gnupgHome: env.gnupgHome, passphrase: secret ?? (env.passphrase ? pulumi.secret(env.passphrase) : undefined) };
+    return { keyId: env.keyId, gnupgHome: env.gnupgHome, passphrase: secrets.getSecret("gpgPassphrase") ?? envSecret("EVIDENCE_GPG_PASSPHRASE") };
 }
-
-const secretConfig = new pulumi.Config("factory");
-/** Registry credentials: factory:oci.username / GHCR_USERNAME / GITHUB_ACTOR, and the secret factory:ghcrToken or GHCR_TOKEN. */
-function ociCredentials() {
-    const username = config.oci?.username ?? process.env.GHCR_USERNAME ?? process.env.GITHUB_ACTOR;
-    const password = secretConfig.getSecret("ghcrToken") ?? (process.env.GHCR_TOKEN ? pulumi.secret(process.env.GHCR_TOKEN) : undefined);
-    return password ? { username, password } : undefined;
-}
-const sourceUrl = gitRemoteUrl(projectDir);
-const githubToken = secretConfig.getSecret("githubToken") ?? (process.env.GITHUB_TOKEN ? pulumi.secret(process.env.GITHUB_TOKEN) : undefined);
-const primaryImage = config.release?.primaryImage ?? config.images[0];
 
 const baseImages: Record<string, ManagedBaseImage> = {};
-function baseImage(id: string, version: string): ManagedBaseImage {
-    const key = `${id}@${version}`;
-    try {
-        baseImages[key] ??= new ManagedBaseImage(`base-${id}-${version}`, {
-            id, version, cacheRoot: resolve(config.baseImageCache), mirror: config.baseImageMirror ?? process.env.IMAGE_FACTORY_BASE_IMAGE_MIRROR,
-        });
-    } catch (err) {
-        fail(err);
-    }
-    return baseImages[key];
+for (const b of config.baseImages) {
+    baseImages[`${b.id}@${b.version}`] = attempt(() => new ManagedBaseImage(`base-${b.id}-${b.version}`, {
+        id: b.id, version: b.version, cacheRoot: resolve(config.baseImageCache), mirror: config.baseImageMirror ?? process.env.IMAGE_FACTORY_BASE_IMAGE_MIRROR,
+    }));
 }
-for (const b of config.baseImages) baseImage(b.id, b.version);
+
+/** Proxmox: the provider, and the templates this stack kept on earlier runs (read from its own last outputs). */
+function proxmoxContext(): PublishContext["proxmox"] {
+    const p = config.proxmox;
+    if (!p?.enabled) return undefined;
+    const apiToken = secrets.getSecret("proxmoxApiToken") ?? envSecret("PROXMOX_VE_API_TOKEN");
+    const provider = new proxmoxve.Provider("proxmox", { endpoint: p.endpoint, apiToken, insecure: p.insecure });
+    const self = new pulumi.StackReference("previous-run", { name: `${pulumi.getOrganization()}/${pulumi.getProject()}/${pulumi.getStack()}` });
+    const previous = self.getOutput("proxmox").apply((out) => {
+        const templates = (out as { templates?: Record<string, TemplateRecord[]> } | undefined)?.templates ?? {};
+        return Object.values(templates).flat();
+    });
+    return { provider, apiToken, previous };
+}
+
+const ctx: PublishContext = {
+    config,
+    store,
+    resolve,
+    sourceUrl: gitRemoteUrl(projectDir),
+    githubToken: secrets.getSecret("githubToken") ?? envSecret("GITHUB_TOKEN"),
+    ociCredentials: (() => {
+        const password = secrets.getSecret("ghcrToken") ?? envSecret("GHCR_TOKEN");
+        return password ? { username: config.oci?.username ?? process.env.GHCR_USERNAME ?? process.env.GITHUB_ACTOR, password } : undefined;
+    })(),
+    primaryImage: config.release?.primaryImage ?? config.images[0],
+    proxmox: proxmoxContext(),
+    bootstrapUser: { name: config.bootstrapUser.name, keys: authorizedKeys },
+};
+const reusedFrom = config.reuse ? new pulumi.StackReference("reuse", { name: config.reuse.stack }) : undefined;
 
 const images: Record<string, pulumi.Output<unknown>> = {};
 const passes: Record<string, { images: string[] }> = {};
@@ -96,6 +101,27 @@ for (const pass of [1, 2, 3] as Pass[]) {
     const bootstrap = new BootstrapPass({ pass, previous });
     const inPass = recipes.filter((r) => r.pass === pass);
     for (const recipe of inPass) {
+        const targets = {
+            store: recipe.targets.includes("store"), oci: recipe.targets.includes("oci"),
+            release: recipe.targets.includes("release"), proxmox: recipe.targets.includes("proxmox"),
+        };
+        if (reused.has(recipe.name) && reusedFrom) {
+            // Built by another lab's stack: take its published artifact, register it here (Proxmox) only.
+            const theirs = reusedFrom.getOutput("images").apply((all) => {
+                const i = (all as Record<string, { version: string; sha256: string; size: number; qcow2Url: string | null; releaseAssetUrl: string | null; buildInfo: Record<string, unknown> }> | undefined)?.[recipe.name];
+                if (!i) throw new Error(`factory:reuse: ${config.reuse?.stack} has no image ${recipe.name} in its outputs`);
+                return i;
+            });
+            const url = theirs.apply((i) => (config.proxmox?.imageSource === "release" ? i.releaseAssetUrl : i.qcow2Url) ?? "");
+            const tpl = targets.proxmox && ctx.proxmox
+                ? proxmoxTemplate(recipe.name, { version: theirs.version, sha256: theirs.sha256, buildInfo: theirs.buildInfo, url }, ctx, bootstrap.childOptions())
+                : undefined;
+            images[recipe.name] = pulumi.output({
+                pass, reusedFrom: config.reuse?.stack, version: theirs.version, sha256: theirs.sha256, size: theirs.size, qcow2Url: theirs.qcow2Url,
+                proxmox: tpl ? { node: tpl.node, vmid: tpl.vmid, name: tpl.name } : null, proxmoxTemplates: tpl?.kept ?? null,
+            });
+            continue;
+        }
         const image = new Qcow2Image(recipe.name, {
             recipe,
             projectDir,
@@ -107,89 +133,24 @@ for (const pass of [1, 2, 3] as Pass[]) {
             versionOverride: config.version,
             evidence: { root: resolve(config.evidence.dir), sign: evidenceSigning() },
         }, bootstrap.childOptions());
-        const stored = recipe.targets.includes("store") ? store.publish(image) : undefined;
-        const title = pulumi.interpolate`${recipe.name}-${image.version}.qcow2`;
-        const oci = config.oci?.enabled && recipe.targets.includes("oci")
-            ? new OciArtifact(`${recipe.name}-oci`, {
-                registry: config.oci.registry,
-                repository: `${config.oci.repository}/${recipe.name}`,
-                version: image.version,
-                extraTags: config.oci.tags,
-                mediaType: config.oci.mediaType ?? `application/vnd.${config.vendor}.qcow2`,
-                artifactType: config.oci.artifactType ?? `application/vnd.${config.vendor}.qcow2`,
-                file: stored?.path ?? image.path,
-                title,
-                sha256: image.sha256,
-                buildInfo: image.buildInfo,
-                sourceUrl,
-                plainHttp: config.oci.plainHttp,
-                credentials: ociCredentials(),
-                provenance: config.oci.provenance,
-                deleteOnDestroy: config.oci.deleteOnDestroy,
-            }, { parent: image, dependsOn: [image.validation] })
-            : undefined;
-        const fileName = pulumi.interpolate`${recipe.name}-${image.version}.qcow2`;
-        const release = config.release?.enabled && recipe.targets.includes("release")
-            ? new GithubReleaseAsset(`${recipe.name}-release`, {
-                apiUrl: config.release.apiUrl, owner: config.release.owner, repo: config.release.repo, token: githubToken,
-                version: image.version, file: stored?.path ?? image.path, fileName, sha256: image.sha256, size: image.size,
-                buildInfo: image.buildInfo, ociRef: oci?.ref, deleteOnDestroy: config.release.deleteOnDestroy,
-            }, { parent: image, dependsOn: [image.validation] })
-            : undefined;
-        const metadata = config.release && (release || oci || stored)
-            ? new ReleaseMetadata(`${recipe.name}-release-metadata`, {
-                dir: resolve(config.release.metadataDir ?? "."),
-                source: config.release.manifestSource,
-                primary: recipe.name === primaryImage,
-                pkgManifestPath: image.pkgManifestPath,
-                record: pulumi.output({
-                    version: image.version, sha256: image.sha256, size: image.size, info: image.buildInfo,
-                    assetUrl: release?.assetUrl, sumUrl: release?.sha256AssetUrl, releaseUrl: release?.releaseUrl,
-                    ociRef: oci?.ref, ociDigest: oci?.manifestDigest, layerDigest: oci?.layerDigest, storeUrl: stored?.url,
-                }).apply((o) => {
-                    const i = o.info as { base?: { id?: string; sha256?: string }; git?: { commit?: string }; buildTime?: string; buildKey?: string };
-                    const name = `${recipe.name}-${o.version}.qcow2`;
-                    return {
-                        image: recipe.name, version: o.version, tag: o.version,
-                        qcow2: { name, sha256: o.sha256, size: o.size, assetUrl: o.assetUrl ?? null, storeUrl: o.storeUrl ?? null },
-                        sha256Asset: o.sumUrl ? { name: `${name}.sha256`, url: o.sumUrl } : null,
-                        releaseUrl: o.releaseUrl ?? null,
-                        oci: o.ociRef && o.ociDigest && o.layerDigest ? { ref: o.ociRef, digest: o.ociDigest, layerDigest: o.layerDigest } : null,
-                        base: { id: i.base?.id ?? "unknown", sha256: i.base?.sha256 ?? "unknown" },
-                        gitCommit: i.git?.commit ?? "unknown", buildTime: i.buildTime ?? "unknown", buildKey: i.buildKey ?? image.buildKey,
-                    };
-                }),
-            }, { parent: image })
-            : undefined;
-        images[recipe.name] = pulumi.output({
-            pass,
-            version: image.version,
-            sha256: image.sha256,
-            size: image.size,
-            buildKey: image.buildKey,
-            qcow2Url: stored?.url ?? null,
-            sha256Url: stored?.sha256Url ?? null,
-            storePath: stored?.path ?? null,
-            buildInfo: image.buildInfo,
-            ociRef: oci?.ref ?? null,
-            ociDigest: oci?.manifestDigest ?? null,
-            ociLayerDigest: oci?.layerDigest ?? null,
-            ociProvenanceDigest: oci?.provenanceDigest ?? null,
-            releaseUrl: release?.releaseUrl ?? null,
-            releaseAssetUrl: release?.assetUrl ?? null,
-            releaseSha256Url: release?.sha256AssetUrl ?? null,
-            toolsJson: metadata?.toolsJsonPath ?? null,
-            validation: { passed: image.validation.passed, checks: image.validation.checks.apply((c) => c.map((x) => `${x.status} ${x.id}`)), evidencePath: image.validation.evidencePath },
-        });
+        images[recipe.name] = pulumi.output({ pass, ...publishBuiltImage(image, targets, ctx) });
     }
     bootstrap.finish({ images: inPass.map((r) => r.name) });
     passes[String(pass)] = { images: inPass.map((r) => r.name) };
     previous = bootstrap;
 }
 
-export const schemaVersion = 1;
+export const schemaVersion = OUTPUTS_SCHEMA_VERSION;
 export const lab = config.lab;
 export const maxPass = config.maxPass;
 export const artifactStore = { root: store.root, baseUrl: store.baseUrl, layout: store.layout };
-export { images, passes };
 export const baseImageCache = Object.fromEntries(Object.entries(baseImages).map(([k, b]) => [k, { path: b.path, sha256: b.sha256, files: b.files }]));
+/** Templates kept per image, read back on the next run to keep VM ids stable and retire the oldest. */
+export const proxmox = ctx.proxmox
+    ? {
+        node: config.proxmox?.node,
+        templates: pulumi.output(images).apply((all) => Object.fromEntries(Object.entries(all as Record<string, { proxmoxTemplates?: TemplateRecord[] | null }>)
+            .filter(([, v]) => v.proxmoxTemplates).map(([k, v]) => [k, v.proxmoxTemplates as TemplateRecord[]]))),
+    }
+    : null;
+export { images, passes };

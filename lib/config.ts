@@ -93,6 +93,8 @@ const proxmoxSchema = z.object({
     vmids: z.record(z.string(), z.number().int().min(100)).default({}),
     namePattern: z.string().regex(/\{image\}/, "must contain {image}").default("tpl-{image}-{version}"),
     keepLast: z.number().int().min(1).max(50).default(3),
+    /** Where the node downloads images from: the artifact store (its publicBaseUrl) or the GitHub release asset. */
+    imageSource: z.enum(["store", "release"]).default("store"),
 }).strict();
 
 const debianSchema = z.object({
@@ -137,8 +139,11 @@ export const configSchema = z.object({
     baseImageCache: z.string().min(1).default(".cache/base-images"),
     /** Fetch base images from this mirror (http(s):// or file:// directory) instead of their upstream URLs. */
     baseImageMirror: z.string().regex(/^(https?|file):\/\/\S+$/, "must be an http(s):// or file:// URL").optional(),
-    /** Reuse artifacts of another stack (e.g. organization/image-factory/dvnt) instead of rebuilding them. */
-    reuseFromStack: z.string().regex(/^[^/\s]+\/[^/\s]+\/[^/\s]+$/, "must be org/project/stack").optional(),
+    /** Reuse images another stack built (e.g. dvntm taking dvnt's) instead of rebuilding them. */
+    reuse: z.object({
+        stack: z.string().regex(/^[^/\s]+\/[^/\s]+\/[^/\s]+$/, "must be org/project/stack"),
+        images: z.array(z.string().regex(/^[a-z0-9][a-z0-9-]*$/)).min(1),
+    }).strict().optional(),
     evidence: z.object({
         dir: z.string().min(1).default("evidence"),
     }).strict().default({ dir: "evidence" }),

@@ -1,0 +1,80 @@
+// Dynamic provider: retires Proxmox templates beyond factory:proxmox.keepLast. Only VMs that are templates and
+// carry this image's tag are touched; a template Proxmox refuses to delete (linked clones still use its disks)
+// is kept and reported, never forced.
+import * as pulumi from "@pulumi/pulumi";
+import { deleteVm, listVms } from "../lib/proxmoxApi";
+import type { TemplateRecord } from "../lib/vmids";
+import { FactoryResource } from "./dynamic";
+import { engineReporter } from "./progress";
+
+export interface TemplateRetentionInputs {
+    endpoint: string;
+    /** Secret input; never part of the outputs. */
+    apiToken?: string;
+    insecure: boolean;
+    node: string;
+    image: string;
+    retired: TemplateRecord[];
+    logUrn?: string;
+}
+
+export interface TemplateRetentionOutputs extends Omit<TemplateRetentionInputs, "apiToken"> {
+    deleted: number[];
+    keptInUse: Array<{ vmid: number; reason: string }>;
+}
+
+export function imageTag(image: string): string {
+    return `if-${image}`.toLowerCase();
+}
+
+async function retire(i: TemplateRetentionInputs): Promise<TemplateRetentionOutputs> {
+    const { apiToken, ...rest } = i;
+    const out: TemplateRetentionOutputs = { ...rest, deleted: [], keptInUse: [] };
+    if (i.retired.length === 0) return out;
+    if (!apiToken) throw new Error("retiring old templates needs factory:proxmoxApiToken");
+    const report = engineReporter(i.logUrn);
+    const t = { endpoint: i.endpoint, apiToken, insecure: i.insecure };
+    const vms = await listVms(t, i.node);
+    for (const r of i.retired) {
+        const vm = vms.find((v) => v.vmid === r.vmid);
+        if (!vm) continue; // already gone
+        const tags = (vm.tags ?? "").split(/[;,\s]+/);
+        if (vm.template !== 1 || !tags.includes(imageTag(i.image))) {
+            out.keptInUse.push({ vmid: r.vmid, reason: "not a template of this image (tags or template flag differ): left alone" });
+            continue;
+        }
+        try {
+            await deleteVm(t, i.node, r.vmid);
+            out.deleted.push(r.vmid);
+            report(`→ ${i.image}: retired template ${r.vmid} (${r.version})`);
+        } catch (err) {
+            out.keptInUse.push({ vmid: r.vmid, reason: (err as Error).message });
+            report(`→ ${i.image}: kept template ${r.vmid} (${r.version}): ${(err as Error).message}`);
+        }
+    }
+    return out;
+}
+
+export const provider: pulumi.dynamic.ResourceProvider<TemplateRetentionInputs, TemplateRetentionOutputs> = {
+    async create(inputs) {
+        return { id: `${inputs.node}/${inputs.image}`, outs: await retire(inputs) };
+    },
+    async diff(_id, olds, news) {
+        return { changes: JSON.stringify(olds.retired) !== JSON.stringify(news.retired) || olds.endpoint !== news.endpoint || olds.node !== news.node };
+    },
+    async update(_id, _olds, news) {
+        return { outs: await retire(news) };
+    },
+    async delete() {
+        // Destroying the stack retires nothing by itself: templates outlive it (clones may use them).
+    },
+};
+
+export class TemplateRetention extends FactoryResource {
+    declare readonly deleted: pulumi.Output<number[]>;
+    declare readonly keptInUse: pulumi.Output<Array<{ vmid: number; reason: string }>>;
+
+    constructor(name: string, args: pulumi.Inputs & { [K in keyof TemplateRetentionInputs]: pulumi.Input<TemplateRetentionInputs[K]> }, opts?: pulumi.CustomResourceOptions) {
+        super(provider as pulumi.dynamic.ResourceProvider, "TemplateRetention", name, { ...args, deleted: undefined, keptInUse: undefined }, opts);
+    }
+}
