@@ -75,6 +75,6 @@ describe("build plans and keys", () => {
     });
 
     it("rejects an unknown image with the list of known ones", () => {
-        assert.throws(() => loadRecipe("nope", path.join(project, "images")), /unknown image "nope".*known images: debian-12-minimal, second/);
+        assert.throws(() => loadRecipe("nope", path.join(project, "images")), /unknown image "nope".*known images: debian-12-minimal, debian-12-platform, debian-12-services, second$/);
     });
 });
