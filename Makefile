@@ -10,7 +10,7 @@ STACK ?= local
 TARGET ?= all
 
 .PHONY: list help deps preview up refresh destroy outputs validate verify-evidence \
-        services-start services-stop services-status test test-unit lint-workflows bench typecheck
+        consumer-vars services-start services-stop services-status test test-unit lint-workflows bench typecheck
 
 list help: ## List every target and every image with its type
 	@echo "targets:"
@@ -23,8 +23,8 @@ deps: ## Check required tools with versions (TARGET=engine|qcow2|validate|oci|..
 typecheck: ## Type-check the whole program (tsc --noEmit, strict)
 	@$(ENV); tsc -p tsconfig.json --noEmit
 
-preview: ## pulumi preview of STACK (default local)
-	@$(ENV); bash scripts/deps.sh engine >/dev/null && pulumi preview --stack $(STACK) --diff
+preview: ## pulumi preview of STACK (default local) with the policy pack, as in PR checks (POLICY=0: without)
+	@$(ENV); bash scripts/deps.sh engine >/dev/null && pulumi preview --stack $(STACK) --diff $(if $(filter 0,$(POLICY)),,--policy-pack policy)
 
 up: ## pulumi up of STACK (default local); the local stack needs `make services-start`
 	@$(ENV); bash scripts/deps.sh engine >/dev/null && pulumi up --stack $(STACK) --yes
@@ -35,8 +35,11 @@ refresh: ## pulumi refresh of STACK
 destroy: ## pulumi destroy of STACK (published OCI tags and release assets stay unless configured otherwise)
 	@$(ENV); pulumi destroy --stack $(STACK) --yes
 
-outputs: ## Stack outputs as JSON (the contract Terraform and Ansible read)
+outputs: ## Stack outputs as JSON (the contract Terraform and Ansible read; shape: schemas/outputs.schema.json)
 	@$(ENV); pulumi stack output --stack $(STACK) --json --show-secrets=false
+
+consumer-vars: ## Write STACK's outputs as Terraform tfvars and Ansible group vars for examples/ (checked against the schema first)
+	@$(ENV); node -r ts-node/register/transpile-only bin/consumer-vars.ts --stack $(STACK)
 
 services-start: ## Start the loopback services of the local stack (artifact HTTP server, OCI registry)
 	@bash scripts/services.sh start

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reports the tools each build target needs, with versions (FR-12). Read-only: never installs anything.
 # Usage: scripts/deps.sh [target...]   targets: engine qcow2 validate oci release proxmox evidence services
-#                                               boot-test packer iso pi bench workflows all (default: all)
+#                                               boot-test packer iso pi bench workflows consumers all (default: all)
 # Exit status: 0 when every required tool of the requested targets is present, 1 otherwise (naming them).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,6 +23,7 @@ declare -A REQUIRED=(
   [pi]="qemu-img sfdisk mkfs.ext4 mcopy mkfs.vfat debugfs"
   [bench]="sha256sum curl"
   [workflows]="actionlint"
+  [consumers]="node ansible-playbook"
 )
 declare -A OPTIONAL=(
   [engine]="go"
@@ -39,8 +40,9 @@ declare -A OPTIONAL=(
   [pi]="qemu-aarch64-static"
   [bench]="hyperfine"
   [workflows]=""
+  [consumers]="tofu terraform"
 )
-ORDER=(engine qcow2 validate oci release proxmox evidence services boot-test packer iso pi bench workflows)
+ORDER=(engine qcow2 validate oci release proxmox evidence services boot-test packer iso pi bench workflows consumers)
 
 version_of() {
   local t=$1 out
@@ -66,6 +68,7 @@ version_of() {
     qemu-aarch64-static) out=$(qemu-aarch64-static --version 2>/dev/null | head -1) ;;
     actionlint) out=$(actionlint -version 2>/dev/null | head -1) ;;
     packer) out=$(packer version 2>/dev/null | head -1) ;;
+    tofu|terraform) out=$(TF_CLI_CONFIG_FILE= "$t" version 2>/dev/null | head -1) ;;
     *) out=$("$t" --version 2>/dev/null | head -1) ;;
   esac
   printf '%s' "${out:-present}"

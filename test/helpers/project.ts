@@ -43,6 +43,8 @@ export class TestProject {
             if (fs.existsSync(src)) fs.cpSync(src, path.join(dir, entry), { recursive: true, filter: (s) => !s.includes("node_modules") });
         }
         fs.symlinkSync(path.join(REPO_ROOT, "node_modules"), path.join(dir, "node_modules"));
+        const policyModules = path.join(REPO_ROOT, "policy", "node_modules");
+        if (fs.existsSync(path.join(dir, "policy")) && fs.existsSync(policyModules)) fs.symlinkSync(policyModules, path.join(dir, "policy", "node_modules"));
         return new TestProject(dir, opts.env ?? {});
     }
 

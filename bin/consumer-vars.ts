@@ -1,0 +1,39 @@
+// Writes a stack's outputs for the consumers in examples/: Terraform tfvars JSON and Ansible group vars.
+//   make consumer-vars STACK=dvnt
+//   node -r ts-node/register/transpile-only bin/consumer-vars.ts --stack dvnt [--outputs file.json]
+//        [--terraform examples/terraform/outputs] [--ansible examples/ansible]
+import execa from "execa";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { consumerPaths, writeConsumerFiles } from "../lib/outputsContract";
+
+const root = path.join(__dirname, "..");
+function opt(name: string): string | undefined {
+    const i = process.argv.indexOf(`--${name}`);
+    return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+async function readOutputs(): Promise<unknown> {
+    const file = opt("outputs");
+    if (file) return JSON.parse(fs.readFileSync(file, "utf8"));
+    const stack = opt("stack") ?? "local";
+    // Secrets stay masked: nothing in the contract is secret, and a consumer file must never hold one.
+    const r = await execa("pulumi", ["stack", "output", "--json", "--stack", stack], { cwd: root, reject: false });
+    if (r.exitCode !== 0) throw new Error(`pulumi stack output --stack ${stack} failed: ${r.stderr.trim() || r.stdout.trim()}\n` +
+        "(is the stack initialised and deployed? `make up STACK=...` first; for dvnt/dvntm log in to their backend)");
+    return JSON.parse(r.stdout);
+}
+
+async function main(): Promise<void> {
+    const files = consumerPaths(
+        path.resolve(opt("terraform") ?? path.join(root, "examples", "terraform", "outputs")),
+        path.resolve(opt("ansible") ?? path.join(root, "examples", "ansible")),
+    );
+    await writeConsumerFiles(await readOutputs(), files);
+    console.log(`terraform: ${files.terraform}\nansible:   ${files.ansible}`);
+}
+
+main().catch((err: Error) => {
+    console.error(`consumer-vars: ${err.message}`);
+    process.exit(1);
+});
