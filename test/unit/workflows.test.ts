@@ -1,5 +1,6 @@
-// GitHub Actions workflows: every file passes actionlint (built from Go modules by tools/build.sh), and the
-// reusable OCI publishing workflow keeps the contract its callers rely on.
+// GitHub Actions workflows: every file passes actionlint (built from Go modules by tools/build.sh; it also checks the
+// inputs of pulumi/actions), the reusable OCI publishing workflow keeps the contract its callers rely on, and the
+// preview/up workflows run the right stacks with the policy pack.
 import { strict as assert } from "node:assert";
 import execa from "execa";
 import * as fs from "node:fs";
@@ -49,5 +50,42 @@ describe(".github/workflows", () => {
         assert.match(run, /oras pull "\$IMAGE_REF"/);
         assert.match(run, /GITHUB_STEP_SUMMARY/);
         assert.doesNotMatch(run, /-p "\$|--password "/, "the token must not be passed in argv");
+    });
+
+    type Step = { uses?: string; with?: Record<string, unknown>; run?: string; env?: Record<string, string> };
+    type Workflow = { on: Record<string, any>; jobs: Record<string, { "runs-on": unknown; strategy?: { matrix: Record<string, unknown> }; steps: Step[]; env?: Record<string, string> }> }; // eslint-disable-line @typescript-eslint/no-explicit-any -- trigger shapes vary per event
+    const load = (f: string) => parse(fs.readFileSync(path.join(WORKFLOWS, f), "utf8")) as Workflow;
+
+    it("preview.yml: pull requests, one preview per lab stack on its builder, policy pack, short PR comment", () => {
+        const wf = load("preview.yml");
+        assert.ok(wf.on.pull_request);
+        const job = wf.jobs.preview;
+        assert.deepEqual(job.strategy?.matrix.stack, ["dvnt", "dvntm"]);
+        assert.deepEqual(job["runs-on"], ["self-hosted", "linux", "${{ matrix.stack }}"]);
+        const action = job.steps.find((s) => s.uses?.startsWith("pulumi/actions@"));
+        assert.equal(action?.with?.command, "preview");
+        assert.equal(action?.with?.["stack-name"], "${{ matrix.stack }}");
+        assert.equal(action?.with?.policyPacks, "policy");
+        assert.equal(action?.with?.["comment-on-pr"], true);
+        assert.equal(action?.with?.["suppress-outputs"], true);
+        assert.match(job.steps.map((s) => s.run ?? "").join("\n"), /npm ci .*--prefix policy/);
+        assert.equal(job.env?.PULUMI_CONFIG_PASSPHRASE, "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}");
+    });
+
+    it("up.yml: release tags vYYYY.MM.DD(.N) only, dvnt before dvntm, tokens in env not argv, version from the tag", () => {
+        const wf = load("up.yml");
+        // GitHub's filter globs: [0-9] a digit, * anything but '/', other characters literal.
+        const globs = (wf.on.push.tags as string[]).map((g) => new RegExp(`^${g.replace(/\./g, "\\.").replace(/\*/g, "[^/]*")}$`));
+        const matches = (tag: string) => globs.some((g) => g.test(tag));
+        for (const tag of ["v2026.11.25", "v2026.11.25.2"]) assert.ok(matches(tag), tag);
+        for (const tag of ["v1.2.3", "latest", "2026.11.25", "v2026.1.25"]) assert.ok(!matches(tag), tag);
+        const job = wf.jobs.up;
+        assert.match(String(job.strategy?.matrix.stack), /\["dvnt","dvntm"\]/);
+        assert.equal((job.strategy as unknown as { "max-parallel": number })["max-parallel"], 1);
+        const run = job.steps.map((s) => s.run ?? "").join("\n");
+        assert.match(run, /bash scripts\/setup.sh/);
+        assert.match(run, /--config "factory:version=\$TAG"/);
+        assert.doesNotMatch(run, /secrets\.|TOKEN/, "tokens reach pulumi through env, never a command line");
+        for (const name of ["GITHUB_TOKEN", "GHCR_TOKEN", "PROXMOX_VE_API_TOKEN"]) assert.match(job.env?.[name] ?? "", /secrets/);
     });
 });
