@@ -12,3 +12,7 @@ export PULUMI_NODEJS_TRANSPILE_ONLY=true
 export PULUMI_HOME="${PULUMI_HOME:-$_if_root/.cache/pulumi-home}"
 mkdir -p "$_if_root/.pulumi-state" "$PULUMI_HOME"
 unset _if_root
+# Packer: plugins come from tools/build.sh (installed as `packer init` would), never from the network.
+export PACKER_PLUGIN_PATH="${PACKER_PLUGIN_PATH:-$IMAGE_FACTORY_ROOT/.tools/packer-plugins}"
+export PACKER_CHECKPOINT_DISABLE=1
+export PACKER_CACHE_DIR="${PACKER_CACHE_DIR:-$IMAGE_FACTORY_ROOT/.cache/packer}"

@@ -3,7 +3,8 @@
 # Idempotent: each tool carries a stamp of its inputs (go.mod, go.sum, sources, Go version, flags); a tool
 # whose stamp matches is not rebuilt, so a warm run takes well under a second.
 # Usage: tools/build.sh [tool...]   (default: all; tools: pulumi pulumi-language-nodejs
-#                                     pulumi-resource-pulumi-nodejs oras actionlint tofu packer)
+#                                     pulumi-resource-pulumi-nodejs oras actionlint tofu packer
+#                                     packer-plugin-qemu packer-plugin-ansible packer-plugin-proxmox)
 set -euo pipefail
 
 tools_dir=$(cd "$(dirname "$0")" && pwd)
@@ -70,5 +71,30 @@ if [[ -d "$tools_dir/tofu" ]] && want_tool tofu; then
   build tofu "$tools_dir/tofu" github.com/opentofu/opentofu/cmd/tofu "-s -w -X github.com/opentofu/opentofu/version.dev=no"
 fi
 if [[ -d "$tools_dir/packer" ]] && want_tool packer; then
-  build packer "$tools_dir/packer" github.com/hashicorp/packer "-s -w"
+  # VersionPrerelease is cleared so `packer version` prints the release, not "1.9.4-dev".
+  build packer "$tools_dir/packer" github.com/hashicorp/packer "-s -w -X github.com/hashicorp/packer/version.VersionPrerelease="
 fi
+
+# Packer plugins are separate binaries. They are installed the way `packer init` would install them
+# (<plugin path>/github.com/hashicorp/<name>/packer-plugin-<name>_v<version>_x5.0_<os>_<arch> plus a _SHA256SUM
+# file) so that each template's `required_plugins` pin resolves offline and `packer init` has nothing to fetch.
+plugins="$root/.tools/packer-plugins"
+install_plugin() { # name; the version is the one pinned in tools/packer-plugin-<name>/go.mod
+  local name=$1
+  local module=github.com/hashicorp/packer-plugin-$name
+  local version; version=$(cd "$tools_dir/packer-plugin-$name" && go list -m -f '{{.Version}}' "$module"); version=${version#v}
+  build "packer-plugin-$name" "$tools_dir/packer-plugin-$name" "$module" \
+    "-s -w -X $module/version.VersionPrerelease="
+  local api; api=$("$bin/packer-plugin-$name" describe | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>process.stdout.write(JSON.parse(s).api_version))')
+  local dir="$plugins/github.com/hashicorp/$name"
+  local file="$dir/packer-plugin-${name}_v${version}_${api}_$(go env GOOS)_$(go env GOARCH)"
+  mkdir -p "$dir"
+  if ! cmp -s "$bin/packer-plugin-$name" "$file"; then
+    rm -f "$dir"/packer-plugin-"${name}"_*
+    cp "$bin/packer-plugin-$name" "$file.partial" && mv -f "$file.partial" "$file"
+    sha256sum "$file" | cut -d' ' -f1 > "${file}_SHA256SUM"
+  fi
+}
+for plugin in qemu ansible proxmox; do
+  if [[ -d "$tools_dir/packer-plugin-$plugin" ]] && want_tool "packer-plugin-$plugin"; then install_plugin "$plugin"; fi
+done
