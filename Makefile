@@ -9,16 +9,55 @@ ENV := source $(ROOT)/scripts/env.sh
 STACK ?= local
 TARGET ?= all
 
-.PHONY: list help deps preview up refresh destroy outputs validate verify-evidence \
+.PHONY: vm builder-node pi iso packer-validate ansible-collections list help deps preview up refresh destroy outputs validate verify-evidence \
         consumer-vars services-start services-stop services-status test test-unit lint-workflows bench typecheck
 
 list help: ## List every target and every image with its type
 	@echo "targets:"
 	@grep -hE '^[a-zA-Z0-9 _-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([^:]+):.*## (.*)/  \1|\2/' | column -t -s '|'
-	@if [ -x node_modules/.bin/ts-node ] && [ -f bin/list-images.ts ]; then echo "images:"; node_modules/.bin/ts-node --transpile-only bin/list-images.ts --make; fi
+	@if [ -x node_modules/.bin/ts-node ]; then echo "images:"; node -r ts-node/register/transpile-only bin/list-images.ts --make; \
+	 else echo "images: (run bash scripts/setup.sh first: the list is generated from images/ by TypeScript)"; fi
 
-deps: ## Check required tools with versions (TARGET=engine|qcow2|validate|oci|...|all); non-zero if one is missing
+deps: ## Check required tools with versions (TARGET=engine|qcow2|packer|pi|iso|vm|builder-node|...|all); non-zero if one is missing
 	@bash scripts/deps.sh $(TARGET)
+
+# Per artifact type and per image (FR-12): build through the same pipeline as `pulumi up` (build key, sha256,
+# offline validation) without publishing; STACK picks the config. Each checks its tools first and stops naming
+# the missing one.
+KIND_DEPS_vm := qcow2 validate
+KIND_DEPS_builder-node := packer validate
+KIND_DEPS_pi := pi validate
+KIND_DEPS_iso := iso
+IMAGE_KIND = $(shell node -r ts-node/register/transpile-only bin/list-images.ts --json 2>/dev/null | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const r=JSON.parse(s||"[]").find(x=>x.name===process.argv[1]);process.stdout.write(r?r.kind:"")})' $(1))
+
+vm: ## Build every VM image (rootfs or Packer qemu), validated, not published
+	@bash scripts/deps.sh engine $(KIND_DEPS_vm) >/dev/null || { bash scripts/deps.sh $(KIND_DEPS_vm); exit 1; }
+	@$(ENV); node -r ts-node/register/transpile-only bin/build-image.ts --stack $(STACK) --kind vm
+
+builder-node: ## Build the builder node image (Packer qemu + Ansible), validated, not published
+	@bash scripts/deps.sh engine $(KIND_DEPS_builder-node) >/dev/null || { bash scripts/deps.sh $(KIND_DEPS_builder-node); exit 1; }
+	@$(ENV); node -r ts-node/register/transpile-only bin/build-image.ts --stack $(STACK) --kind builder-node
+
+pi: ## Build every Raspberry Pi image (offline customisation, arm64 via qemu-user-static), validated, not published
+	@bash scripts/deps.sh engine $(KIND_DEPS_pi) >/dev/null || { bash scripts/deps.sh $(KIND_DEPS_pi); exit 1; }
+	@$(ENV); node -r ts-node/register/transpile-only bin/build-image.ts --stack $(STACK) --kind pi
+
+iso: ## Build every ISO (unattended installer, NoCloud seed), reproducible, validated, not published
+	@bash scripts/deps.sh engine $(KIND_DEPS_iso) >/dev/null || { bash scripts/deps.sh $(KIND_DEPS_iso); exit 1; }
+	@$(ENV); node -r ts-node/register/transpile-only bin/build-image.ts --stack $(STACK) --kind iso
+
+image-%: ## Build one image by name (make list shows them): make image-<name> [STACK=local]
+	@kind='$(call IMAGE_KIND,$*)'; if [ -z "$$kind" ]; then echo "unknown image '$*': make list shows the images"; exit 2; fi; \
+	 case $$kind in vm) d="$(KIND_DEPS_vm)";; builder-node) d="$(KIND_DEPS_builder-node)";; pi) d="$(KIND_DEPS_pi)";; iso) d="$(KIND_DEPS_iso)";; esac; \
+	 bash scripts/deps.sh engine $$d >/dev/null || { bash scripts/deps.sh $$d; exit 1; }
+	@$(ENV); node -r ts-node/register/transpile-only bin/build-image.ts --stack $(STACK) --image $*
+
+packer-validate: ## packer validate every Packer template (as CI does), with generated variables
+	@bash scripts/deps.sh packer >/dev/null || { bash scripts/deps.sh packer; exit 1; }
+	@$(ENV); node -r ts-node/register/transpile-only bin/packer-validate.ts
+
+ansible-collections: ## Install ansible/requirements.yml into the project-local ansible/collections (never system-wide)
+	@bash scripts/ansible-collections.sh
 
 typecheck: ## Type-check the whole program (tsc --noEmit, strict)
 	@$(ENV); tsc -p tsconfig.json --noEmit

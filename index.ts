@@ -7,7 +7,11 @@ import { ArtifactStore } from "./components/ArtifactStore";
 import { BootstrapPass } from "./components/BootstrapPass";
 import { ManagedBaseImage } from "./components/ManagedBaseImage";
 import { proxmoxTemplate, publishBuiltImage, type PublishContext } from "./components/publish";
-import { Qcow2Image } from "./components/Qcow2Image";
+import { IsoImage } from "./components/IsoImage";
+import { PiImage } from "./components/PiImage";
+import { Qcow2Image, type BuiltImage, type ImageBase } from "./components/Qcow2Image";
+import { lookup, specHash } from "./lib/baseImages";
+import { catalog as baseImageCatalog } from "./images/catalog";
 import { resolveDebianSource } from "./lib/aptSources";
 import { ConfigError, parseConfig, readNamespace, resolveAuthorizedKeys, type FactoryConfig, type Pass } from "./lib/config";
 import { signingFromEnv } from "./lib/evidence";
@@ -93,6 +97,30 @@ const ctx: PublishContext = {
 };
 const reusedFrom = config.reuse ? new pulumi.StackReference("reuse", { name: config.reuse.stack }) : undefined;
 
+/** A Packer or Pi build's base: an image built earlier in this run, or a catalog entry (ManagedBaseImage). */
+const builtImages: Record<string, BuiltImage> = {};
+function baseOf(recipe: ImageRecipe): ImageBase | undefined {
+    const b = recipe.builder;
+    if (b.kind !== "packer" && b.kind !== "pi") return undefined;
+    if ("image" in b.base) {
+        const from = builtImages[b.base.image];
+        if (!from) {
+            throw new pulumi.RunError(`images/${recipe.name}: its base image ${b.base.image} is not built by this stack before it: ` +
+                `list ${b.base.image} in factory:images (in the same or an earlier pass, and before ${recipe.name})`);
+        }
+        return { id: `image:${b.base.image}`, version: "this-stack", identity: from.buildKey, path: from.path, sha256: from.sha256 };
+    }
+    const ref = b.base;
+    const key = `${ref.catalog}@${ref.version}`;
+    const spec = attempt(() => lookup(baseImageCatalog, ref.catalog, ref.version));
+    baseImages[key] ??= new ManagedBaseImage(`base-${ref.catalog}-${ref.version}`, {
+        id: ref.catalog, version: ref.version, cacheRoot: resolve(config.baseImageCache), mirror: config.baseImageMirror ?? process.env.IMAGE_FACTORY_BASE_IMAGE_MIRROR,
+    });
+    const m = baseImages[key];
+    return { id: ref.catalog, version: ref.version, identity: specHash(spec), path: m.path, sha256: m.sha256 };
+}
+const componentFor = { vm: Qcow2Image, "builder-node": Qcow2Image, pi: PiImage, iso: IsoImage } as const;
+
 const images: Record<string, pulumi.Output<unknown>> = {};
 const passes: Record<string, { images: string[] }> = {};
 let previous: BootstrapPass | undefined;
@@ -122,7 +150,8 @@ for (const pass of [1, 2, 3] as Pass[]) {
             });
             continue;
         }
-        const image = new Qcow2Image(recipe.name, {
+        const Component = componentFor[recipe.kind];
+        const image = new Component(recipe.name, {
             recipe,
             projectDir,
             workDir: resolve(config.workDir),
@@ -132,7 +161,9 @@ for (const pass of [1, 2, 3] as Pass[]) {
             debian,
             versionOverride: config.version,
             evidence: { root: resolve(config.evidence.dir), sign: evidenceSigning() },
+            base: baseOf(recipe),
         }, bootstrap.childOptions());
+        builtImages[recipe.name] = image;
         images[recipe.name] = pulumi.output({ pass, ...publishBuiltImage(image, targets, ctx) });
     }
     bootstrap.finish({ images: inPass.map((r) => r.name) });

@@ -4,7 +4,8 @@
 // EVIDENCE_GPG_KEY=<id>), and exits non-zero when a check fails.
 import * as path from "node:path";
 import { evidenceRunDir, signingFromEnv } from "../lib/evidence";
-import { formatReport, validateQcow2 } from "../lib/validate";
+import { formatReport } from "../lib/validate";
+import { validateArtifact } from "../lib/validateArtifact";
 import { writeValidationEvidence } from "../lib/validationEvidence";
 
 function opt(name: string): string | undefined {
@@ -20,7 +21,7 @@ async function main(): Promise<number> {
         console.error("usage: make validate QCOW2=/abs/path/image.qcow2 IMAGE=<name> VERSION=<version> [BOOTSTRAP_USER=<bootstrap user>]");
         return 2;
     }
-    const report = await validateQcow2(qcow2, { image, version, bootstrapUser: opt("user") ?? "ansible" });
+    const report = await validateArtifact(qcow2, { image, version, bootstrapUser: opt("user") ?? "ansible" });
     console.log(formatReport(report));
     const root = path.resolve(opt("evidence") ?? "evidence");
     const packet = await writeValidationEvidence(evidenceRunDir(root, image, version, new Date()), report, signingFromEnv());

@@ -3,7 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as path from "node:path";
 import { StoreRoot } from "../providers/storeRoot";
 import { StoredArtifact } from "../providers/storedArtifact";
-import type { Qcow2Image } from "./Qcow2Image";
+import type { BuiltImage } from "./Qcow2Image";
 
 export interface ArtifactStoreArgs {
     /** Absolute directory that holds images/<name>/<version>/... */
@@ -35,7 +35,7 @@ export class ArtifactStore extends pulumi.ComponentResource {
 
     /** Places an image version at its stable path and URL: images/<name>/<version>/<name>-<version>.qcow2.
      *  Only after the image passed validation: a failing image is never published. */
-    publish(image: Qcow2Image, opts: { dependsOn?: pulumi.Input<pulumi.Resource>[] } = {}): StoredArtifact {
+    publish(image: BuiltImage, opts: { dependsOn?: pulumi.Input<pulumi.Resource>[] } = {}): StoredArtifact {
         return new StoredArtifact(`${image.name}-stored`, {
             storeRoot: this.rootPath,
             baseUrl: this.baseUrlValue,
@@ -47,6 +47,7 @@ export class ArtifactStore extends pulumi.ComponentResource {
             buildJsonPath: image.buildJsonPath,
             pkgManifestPath: image.pkgManifestPath,
             logPath: image.logPath,
+            ext: image.format,
         }, { parent: this, dependsOn: [this.storeRoot, image.validation, ...(opts.dependsOn ?? [])] });
     }
 }

@@ -1,6 +1,10 @@
 // Qcow2Image: a recipe from images/<name>/ built into a checksummed qcow2, content-addressed by its build key.
+// BuiltImage is the shared body of every image component (PiImage and IsoImage have their own files and type
+// tokens): one content-addressed build, then the offline validation gate that publishing depends on.
 import * as pulumi from "@pulumi/pulumi";
-import { planBuild, type PlanArgs } from "../lib/build/plan";
+import { planBuild, withBase, type PlanArgs } from "../lib/build/plan";
+import type { ArtifactFormat } from "../lib/recipe";
+import { artifactFormat } from "../lib/recipe";
 import { dynamicType } from "../providers/dynamic";
 import { ImageValidation, type EvidenceSettings } from "../providers/imageValidation";
 import { urnLabel } from "../providers/progress";
@@ -13,14 +17,26 @@ export interface EvidenceArgs {
     sign?: { keyId: string; passphrase?: pulumi.Input<string>; gnupgHome?: string };
 }
 
-export interface Qcow2ImageArgs extends PlanArgs {
+export interface ImageBase {
+    id: string;
+    version: string;
+    /** Known at preview: the catalog sha256 or the base image's build key. */
+    identity: string;
+    path: pulumi.Input<string>;
+    sha256: pulumi.Input<string>;
+}
+
+export interface Qcow2ImageArgs extends Omit<PlanArgs, "base"> {
     /** Absolute root of the artifact store (versions already published there are not reused). */
     storeRoot: string;
     evidence: EvidenceArgs;
+    /** The base of a Packer or Pi build: another image of this stack or a ManagedBaseImage. */
+    base?: ImageBase;
 }
 
-export class Qcow2Image extends pulumi.ComponentResource {
+export abstract class BuiltImage extends pulumi.ComponentResource {
     readonly name: string;
+    readonly format: ArtifactFormat;
     /** Known at preview time: the hash of everything that shapes the image. */
     readonly buildKey: string;
     readonly sha256: pulumi.Output<string>;
@@ -37,17 +53,22 @@ export class Qcow2Image extends pulumi.ComponentResource {
     readonly validation: ImageValidation;
     readonly evidencePath: pulumi.Output<string | undefined>;
 
-    constructor(name: string, args: Qcow2ImageArgs, opts?: pulumi.ComponentResourceOptions) {
-        super("image-factory:image:Qcow2Image", name, {}, opts);
+    protected constructor(type: string, name: string, args: Qcow2ImageArgs, opts?: pulumi.ComponentResourceOptions) {
+        super(type, name, {}, opts);
         // Nested Inputs (the secret passphrase) resolve into one Output the providers take as a plain object.
         const evidence = pulumi.output(args.evidence) as pulumi.Output<EvidenceSettings>;
         this.name = args.recipe.name;
-        const plan = planBuild(args);
+        this.format = artifactFormat(args.recipe);
+        const base = args.base;
+        const plan = planBuild({ ...args, base: base ? { id: base.id, version: base.version, identity: base.identity } : undefined });
+        const request = base
+            ? pulumi.all([base.path, base.sha256]).apply(([p, sha256]) => withBase(plan.request, { path: p, sha256 }))
+            : plan.request;
         this.buildKey = plan.buildKey;
         this.build = new Qcow2Build(`${name}-build`, {
             name: this.name,
             buildKey: plan.buildKey,
-            request: plan.request,
+            request,
             versionOverride: args.versionOverride,
             storeRoot: args.storeRoot,
             projectDir: args.projectDir,
@@ -81,5 +102,11 @@ export class Qcow2Image extends pulumi.ComponentResource {
         this.registerOutputs({
             buildKey: this.buildKey, sha256: this.sha256, size: this.size, path: this.path, version: this.version, buildInfo: this.buildInfo,
         });
+    }
+}
+
+export class Qcow2Image extends BuiltImage {
+    constructor(name: string, args: Qcow2ImageArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("image-factory:image:Qcow2Image", name, args, opts);
     }
 }

@@ -10,7 +10,7 @@ import type { ArtifactStore } from "./ArtifactStore";
 import { GithubReleaseAsset } from "./GithubReleaseAsset";
 import { OciArtifact } from "./OciArtifact";
 import { ProxmoxTemplate } from "./ProxmoxTemplate";
-import type { Qcow2Image } from "./Qcow2Image";
+import type { BuiltImage } from "./Qcow2Image";
 
 export interface PublishContext {
     config: FactoryConfig;
@@ -31,20 +31,22 @@ export interface Targets {
     proxmox: boolean;
 }
 
-export function publishBuiltImage(image: Qcow2Image, targets: Targets, ctx: PublishContext): Record<string, unknown> {
+export function publishBuiltImage(image: BuiltImage, targets: Targets, ctx: PublishContext): Record<string, unknown> {
     const { config } = ctx;
     const name = image.name;
     const gate = [image.validation];
     const stored = targets.store ? ctx.store.publish(image) : undefined;
-    const title = pulumi.interpolate`${name}-${image.version}.qcow2`;
+    const title = pulumi.interpolate`${name}-${image.version}.${image.format}`;
+    // qcow2 keeps the configurable type the consumers (fetch, tools.json) know; other formats say what they are.
+    const fileType = image.format === "qcow2" ? undefined : `application/vnd.${config.vendor}.${image.format === "iso" ? "iso" : "img+xz"}`;
     const oci = config.oci?.enabled && targets.oci
         ? new OciArtifact(`${name}-oci`, {
             registry: config.oci.registry,
             repository: `${config.oci.repository}/${name}`,
             version: image.version,
             extraTags: config.oci.tags,
-            mediaType: config.oci.mediaType ?? `application/vnd.${config.vendor}.qcow2`,
-            artifactType: config.oci.artifactType ?? `application/vnd.${config.vendor}.qcow2`,
+            mediaType: fileType ?? config.oci.mediaType ?? `application/vnd.${config.vendor}.qcow2`,
+            artifactType: fileType ?? config.oci.artifactType ?? `application/vnd.${config.vendor}.qcow2`,
             file: stored?.path ?? image.path,
             title,
             sha256: image.sha256,
@@ -63,7 +65,8 @@ export function publishBuiltImage(image: Qcow2Image, targets: Targets, ctx: Publ
             buildInfo: image.buildInfo, ociRef: oci?.ref, deleteOnDestroy: config.release.deleteOnDestroy,
         }, { parent: image, dependsOn: gate })
         : undefined;
-    const metadata = config.release && (release || oci || stored)
+    // releases/<version>.json, the changelog and tools.json describe the qcow2 a consumer boots.
+    const metadata = config.release && image.format === "qcow2" && (release || oci || stored)
         ? new ReleaseMetadata(`${name}-release-metadata`, {
             dir: ctx.resolve(config.release.metadataDir ?? "."),
             source: config.release.manifestSource,
@@ -89,7 +92,7 @@ export function publishBuiltImage(image: Qcow2Image, targets: Targets, ctx: Publ
         }, { parent: image })
         : undefined;
     const downloadUrl = config.proxmox?.imageSource === "release" ? release?.assetUrl : stored?.url;
-    const proxmox = targets.proxmox && ctx.proxmox
+    const proxmox = targets.proxmox && ctx.proxmox && image.format === "qcow2"
         ? proxmoxTemplate(name, { version: image.version, sha256: image.sha256, buildInfo: image.buildInfo, url: downloadUrl }, ctx, { parent: image, dependsOn: gate })
         : undefined;
     return {
@@ -97,6 +100,7 @@ export function publishBuiltImage(image: Qcow2Image, targets: Targets, ctx: Publ
         sha256: image.sha256,
         size: image.size,
         buildKey: image.buildKey,
+        format: image.format,
         qcow2Url: stored?.url ?? null,
         sha256Url: stored?.sha256Url ?? null,
         storePath: stored?.path ?? null,

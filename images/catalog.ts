@@ -44,4 +44,21 @@ export const catalog: ManagedImageSpec[] = [
             disk: { artifact: "rootfs", interface: "virtio", format: "qcow2" },
         },
     },
+    {
+        // FR-4: the base of the Raspberry Pi images, the last Raspberry Pi OS Lite (64-bit) release on Bookworm.
+        // Upstream publishes the digest (the .sha256 beside the image), not the size.
+        id: "raspios-bookworm-arm64-lite",
+        version: "2025-05-13",
+        description: "Raspberry Pi OS Lite (64-bit), Bookworm, 2025-05-13 release: the flashable disk image, decompressed",
+        artifacts: [
+            {
+                name: "image",
+                url: "https://downloads.raspberrypi.com/raspios_lite_arm64/images/raspios_lite_arm64-2025-05-13/2025-05-13-raspios-bookworm-arm64-lite.img.xz",
+                sha256: "62d025b9bc7ca0e1facfec74ae56ac13978b6745c58177f081d39fbb8041ed45",
+                filename: "2025-05-13-raspios-bookworm-arm64-lite.img.xz",
+                transforms: [{ kind: "Decompress", format: "xz" }, { kind: "Rename", to: "raspios.img" }],
+            },
+        ],
+        qemu: { machine: "raspi3b", disk: { artifact: "image", interface: "virtio", format: "raw" } },
+    },
 ];

@@ -14,9 +14,9 @@ import { applyTransforms, type Transform } from "./transforms";
 export interface ManagedArtifactSpec {
     name: string;
     url: string;
-    /** sha256 and size of the file as downloaded. */
+    /** sha256 and size of the file as downloaded (size omitted where upstream publishes only the digest). */
     sha256: string;
-    size: number;
+    size?: number;
     filename: string;
     transforms: Transform[];
 }
@@ -106,8 +106,8 @@ function readManifest(dir: string): CacheManifest | undefined {
     }
 }
 
-function mb(n: number): string {
-    return `${Math.round(n / 1e6)} MB`;
+function mb(n: number | undefined): string {
+    return n === undefined ? "? MB" : `${Math.round(n / 1e6)} MB`;
 }
 
 function sourceUrl(a: ManagedArtifactSpec, mirror?: string): string {
@@ -146,9 +146,9 @@ async function fetchArtifact(spec: ManagedImageSpec, a: ManagedArtifactSpec, dir
         throw baseImageError("download", `${label}: ${e.message}`);
     }
     const got = await hashFile(dl);
-    if (got.sha256 !== a.sha256 || got.size !== a.size) {
+    if (got.sha256 !== a.sha256 || (a.size !== undefined && got.size !== a.size)) {
         fs.rmSync(dl, { force: true });
-        throw baseImageError("checksum", `${label}: checksum mismatch for ${a.name} (${url}): expected sha256 ${a.sha256} (${a.size} bytes), ` +
+        throw baseImageError("checksum", `${label}: checksum mismatch for ${a.name} (${url}): expected sha256 ${a.sha256}${a.size === undefined ? "" : ` (${a.size} bytes)`}, ` +
             `got ${got.sha256} (${got.size} bytes); the file was removed. If upstream really changed, update images/catalog.ts and bump the version.`);
     }
     // Transforms run in a scratch dir; only the finished file moves into the cache.

@@ -60,6 +60,8 @@ export interface RunOptions {
     /** Appended to the error message when the command fails: how to fix it. */
     hint?: string;
     timeoutMs?: number;
+    /** Sees every chunk of output as it arrives (progress from long-running tools). */
+    onOutput?: (chunk: string) => void;
     /** Start from an empty environment (plus opts.env) instead of this process's: keeps host secrets out of chroots. */
     cleanEnv?: boolean;
 }
@@ -83,8 +85,11 @@ export async function run(cmd: string, args: readonly string[], opts: RunOptions
         extendEnv: !opts.cleanEnv,
         stripFinalNewline: false,
     });
-    if (opts.log) {
-        child.all?.on("data", (chunk: Buffer) => opts.log?.write(chunk.toString()));
+    if (opts.log || opts.onOutput) {
+        child.all?.on("data", (chunk: Buffer) => {
+            opts.log?.write(chunk.toString());
+            opts.onOutput?.(chunk.toString());
+        });
     }
     const r = await child;
     // execa reports a command that could not start with no exit code and the spawn errno's code.

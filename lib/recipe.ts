@@ -18,22 +18,89 @@ const rootfsBuilder = z.object({
     hostname: z.string().regex(/^[a-z0-9-]{1,63}$/).optional(),
 }).strict();
 
+/** Where a Packer or Pi build starts from: another image of this factory, or an entry of the base-image catalog. */
+const baseRef = z.union([
+    z.object({ image: z.string().regex(/^[a-z0-9][a-z0-9-]*$/) }).strict(),
+    z.object({ catalog: z.string().regex(/^[a-z0-9][a-z0-9.-]*$/), version: z.string().min(1) }).strict(),
+]);
+
+const packerBuilder = z.object({
+    kind: z.literal("packer"),
+    /** HCL2 template in the image folder. `qemu` builds a qcow2 here; `proxmox` builds the template on the node (FR-2). */
+    template: z.string().default("image.pkr.hcl"),
+    path: z.enum(["qemu", "proxmox"]).default("qemu"),
+    base: baseRef,
+    playbook: z.string().optional(),
+    diskSize: z.string().regex(/^\d+[MG]$/).default("8G"),
+    memoryMiB: z.number().int().min(512).max(65536).default(2048),
+    cpus: z.number().int().min(1).max(64).default(2),
+    /** Ansible variables for the playbook (not secrets: they land in the build log and build.json). */
+    vars: z.record(z.string(), z.unknown()).default({}),
+}).strict();
+
+const piBuilder = z.object({
+    kind: z.literal("pi"),
+    base: baseRef,
+    playbook: z.string().optional(),
+    growMiB: z.number().int().min(0).max(65536).default(512),
+    hostname: z.string().regex(/^[a-z0-9-]{1,63}$/).optional(),
+    vars: z.record(z.string(), z.unknown()).default({}),
+}).strict();
+
+const isoBuilder = z.object({
+    kind: z.literal("iso"),
+    /** debian-installer: unattended install (preseed) on isolinux; nocloud-seed: a cloud-init NoCloud seed. */
+    flavour: z.enum(["debian-installer", "nocloud-seed"]),
+    volumeId: z.string().regex(/^[A-Za-z0-9_]{1,32}$/).optional(),
+    hostname: z.string().regex(/^[a-z0-9-]{1,63}$/).optional(),
+    /** Extra packages the installer adds. */
+    packages: z.array(z.string().regex(/^[a-z0-9][a-z0-9+.-]+$/)).default([]),
+    kernelArgs: z.string().default("console=ttyS0,115200n8"),
+}).strict();
+
 export const recipeSchema = z.object({
     name: z.string().regex(/^[a-z0-9][a-z0-9-]*$/),
     description: z.string().min(1),
     pass: passSchema,
     /** Artifact type (FR-1..FR-8): VM template image, Raspberry Pi image, bootable ISO, builder node image. */
     kind: z.enum(["vm", "pi", "iso", "builder-node"]),
-    builder: z.discriminatedUnion("kind", [rootfsBuilder]),
+    builder: z.discriminatedUnion("kind", [rootfsBuilder, packerBuilder, piBuilder, isoBuilder]),
     /** Where the artifact is published. */
     targets: z.array(z.enum(TARGETS)).default(["store"]),
     /** Unix time used as SOURCE_DATE_EPOCH when no mirror snapshot pins one (reproducible timestamps). */
     sourceDateEpoch: z.number().int().min(0).default(1735689600),
-}).strict();
+}).strict().superRefine((r, ctx) => {
+    const b = r.builder.kind;
+    const expected: Record<string, string[]> = { vm: ["rootfs", "packer"], "builder-node": ["rootfs", "packer"], pi: ["pi"], iso: ["iso"] };
+    if (!expected[r.kind].includes(b)) {
+        ctx.addIssue({ code: "custom", path: ["builder", "kind"], message: `a ${r.kind} image is built by ${expected[r.kind].join(" or ")}, not ${b}` });
+    }
+    if (r.builder.kind === "packer" && r.builder.path === "proxmox" && r.targets.some((t) => t !== "proxmox")) {
+        ctx.addIssue({ code: "custom", path: ["targets"], message: "a Packer → Proxmox build makes a template on the node and no file: its only target is proxmox" });
+    }
+    if ((b === "pi" || b === "iso") && r.targets.includes("proxmox")) {
+        ctx.addIssue({ code: "custom", path: ["targets"], message: `a ${r.kind} image cannot become a Proxmox VM template` });
+    }
+});
 
 export type ImageRecipe = z.infer<typeof recipeSchema>;
 export type RecipeInput = z.input<typeof recipeSchema>;
 export type RootfsBuilder = z.infer<typeof rootfsBuilder>;
+export type PackerBuilder = z.infer<typeof packerBuilder>;
+export type PiBuilder = z.infer<typeof piBuilder>;
+export type IsoBuilder = z.infer<typeof isoBuilder>;
+export type BaseRef = z.infer<typeof baseRef>;
+
+/** The file an image's build produces: VM images are qcow2, Pi images flashable raw .img.xz, ISOs .iso. */
+export type ArtifactFormat = "qcow2" | "img.xz" | "iso";
+
+export function artifactFormat(recipe: Pick<ImageRecipe, "builder">): ArtifactFormat {
+    switch (recipe.builder.kind) {
+        case "pi": return "img.xz";
+        case "iso": return "iso";
+        default: return "qcow2";
+    }
+}
 
 export const IMAGES_DIR = path.resolve(__dirname, "..", "images");
 

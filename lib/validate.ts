@@ -11,7 +11,8 @@ import { toolVersions } from "./build/toolVersions";
 export const MANIFEST_PATH = "/etc/image-factory/pkg-manifest.txt";
 export const BUILD_JSON_PATH = "/etc/image-factory/build.json";
 
-export type CheckStatus = "pass" | "fail";
+/** "skip": the check does not apply to this kind of image (the reason says why); it never blocks publishing. */
+export type CheckStatus = "pass" | "fail" | "skip";
 
 export interface CheckResult {
     id: string;
@@ -39,6 +40,8 @@ export interface ValidateExpect {
     bootstrapUser: string;
     /** Fields build.json must carry (the artifact's recorded inputs), e.g. { buildKey }. */
     buildInfo?: Record<string, string>;
+    /** Check id -> why it does not apply (e.g. Raspberry Pi OS Bookworm configures first boot without cloud-init). */
+    notApplicable?: Record<string, string>;
 }
 
 /** Read access to an image's file system, resolving symlinks the way the running system would. */
@@ -337,6 +340,11 @@ async function sudoRules(v: ImageView): Promise<Array<{ file: string; text: stri
 export async function runChecks(v: ImageView, expect: ValidateExpect): Promise<CheckResult[]> {
     const results: CheckResult[] = [];
     for (const c of CHECKS) {
+        const na = expect.notApplicable?.[c.id];
+        if (na) {
+            results.push({ id: c.id, title: c.title, status: "skip", reason: `not applicable: ${na}` });
+            continue;
+        }
         try {
             results.push({ id: c.id, title: c.title, ...(await c.run(v, expect)) });
         } catch (err) {
@@ -350,7 +358,7 @@ export async function runChecks(v: ImageView, expect: ValidateExpect): Promise<C
 export async function validateQcow2(qcow2: string, expect: ValidateExpect, opts: { scratch?: string } = {}): Promise<ValidationReport> {
     const t0 = Date.now();
     const report = (checks: CheckResult[]): ValidationReport => ({
-        schemaVersion: 1, image: expect.image, version: expect.version, qcow2, passed: checks.every((c) => c.status === "pass"),
+        schemaVersion: 1, image: expect.image, version: expect.version, qcow2, passed: checks.every((c) => c.status !== "fail"),
         startedAt: new Date(t0).toISOString(), durationMs: Date.now() - t0, tools: toolVersions(["qemu-img", "e2fsprogs"]), checks,
     });
     const missing = ["qemu-img", "debugfs"].filter((t) => !which(t));
@@ -384,7 +392,7 @@ export async function validateQcow2(qcow2: string, expect: ValidateExpect, opts:
 export function formatReport(r: ValidationReport): string {
     const lines = [`validation of ${r.image} ${r.version} (${r.qcow2}): ${r.passed ? "PASSED" : "FAILED"}`];
     for (const c of r.checks) {
-        lines.push(`  ${c.status === "pass" ? "PASS" : "FAIL"}  ${c.id.padEnd(30)} ${c.reason}`);
+        lines.push(`  ${c.status.toUpperCase()}  ${c.id.padEnd(30)} ${c.reason}`);
         if (c.fix) lines.push(`        fix: ${c.fix}`);
     }
     return lines.join("\n");

@@ -4,7 +4,8 @@ import * as pulumi from "@pulumi/pulumi";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { evidenceRunDir, type SigningOptions } from "../lib/evidence";
-import { formatReport, validateQcow2, type ValidateExpect } from "../lib/validate";
+import { formatReport, type ValidateExpect } from "../lib/validate";
+import { validateArtifact } from "../lib/validateArtifact";
 import { writeValidationEvidence } from "../lib/validationEvidence";
 import { FactoryResource } from "./dynamic";
 import { engineReporter } from "./progress";
@@ -47,7 +48,7 @@ async function validate(i: ImageValidationInputs): Promise<ImageValidationOutput
     const report = engineReporter(i.logUrn);
     report(`→ ${i.expect.image} ${i.expect.version}: validating offline (cloud-init, sshd, python3, sudo, manifest, build info)…`);
     fs.mkdirSync(i.scratchDir, { recursive: true });
-    const r = await validateQcow2(i.qcow2, i.expect, { scratch: i.scratchDir });
+    const r = await validateArtifact(i.qcow2, i.expect, { scratch: i.scratchDir });
     const packet = await writeValidationEvidence(runDirFor(i), r, i.evidence.sign);
     if (!r.passed) {
         throw new Error(`${formatReport(r)}\nThe image is not published. Evidence: ${packet.dir}`);

@@ -21,6 +21,8 @@ export interface StoredArtifactInputs {
     pkgManifestPath: string;
     /** The full build log, kept next to the artifact (secrets already redacted when it was written). */
     logPath: string;
+    /** File extension by artifact format: qcow2 (default), img.xz, iso. */
+    ext?: string;
 }
 
 export interface StoredArtifactOutputs extends StoredArtifactInputs {
@@ -34,7 +36,7 @@ export interface StoredArtifactOutputs extends StoredArtifactInputs {
 const SIDE_FILES = ["build.json", "pkg-manifest.txt", "build.log"] as const;
 
 function describe(i: StoredArtifactInputs): StoredArtifactOutputs {
-    const p = artifactPaths(i.storeRoot, i.name, i.version);
+    const p = artifactPaths(i.storeRoot, i.name, i.version, i.ext ?? "qcow2");
     const rel = p.relQcow2;
     return {
         ...i,
@@ -49,7 +51,7 @@ function describe(i: StoredArtifactInputs): StoredArtifactOutputs {
 /** True when the stored copy is the one described (size and recorded digest; no re-hash). */
 function intact(o: StoredArtifactOutputs): boolean {
     try {
-        const p = artifactPaths(o.storeRoot, o.name, o.version);
+        const p = artifactPaths(o.storeRoot, o.name, o.version, o.ext ?? "qcow2");
         if (fs.statSync(p.qcow2).size !== o.size) return false;
         return parseSha256sums(fs.readFileSync(p.sha256File, "utf8")).get(p.fileName) === o.sha256;
     } catch {
@@ -59,7 +61,7 @@ function intact(o: StoredArtifactOutputs): boolean {
 
 async function place(i: StoredArtifactInputs): Promise<StoredArtifactOutputs> {
     const out = describe(i);
-    const p = artifactPaths(i.storeRoot, i.name, i.version);
+    const p = artifactPaths(i.storeRoot, i.name, i.version, i.ext ?? "qcow2");
     try {
         await fs.promises.mkdir(p.dir, { recursive: true });
         if (!intact(out)) {
@@ -112,7 +114,7 @@ export const provider: pulumi.dynamic.ResourceProvider<StoredArtifactInputs, Sto
         return { id, props };
     },
     async delete(_id, props) {
-        const p = artifactPaths(props.storeRoot, props.name, props.version);
+        const p = artifactPaths(props.storeRoot, props.name, props.version, props.ext ?? "qcow2");
         // Only what this resource wrote; a replacement under the same path (same version) is left alone.
         if (fs.existsSync(p.sha256File) && parseSha256sums(fs.readFileSync(p.sha256File, "utf8")).get(p.fileName) !== props.sha256) return;
         for (const f of [p.qcow2, p.sha256File, ...SIDE_FILES.map((s) => path.join(p.dir, s))]) await fs.promises.rm(f, { force: true });

@@ -7,7 +7,7 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 export PATH="$root/.tools/bin:$root/node_modules/.bin:$PATH:/usr/sbin:/sbin"
 
-# target: required tools | optional tools
+# target: required tools | optional tools. Files some targets need are checked below (FILES).
 declare -A REQUIRED=(
   [engine]="node npm pulumi pulumi-language-nodejs pulumi-resource-pulumi-nodejs"
   [qcow2]="qemu-img debootstrap mkfs.ext4 grub-mkimage sfdisk ansible-playbook"
@@ -18,12 +18,14 @@ declare -A REQUIRED=(
   [evidence]="sha256sum"
   [services]="node docker-registry"
   [boot-test]="qemu-system-x86_64 cloud-localds ssh ssh-keygen"
-  [packer]="packer qemu-system-x86_64 ansible-playbook"
-  [iso]="xorriso"
-  [pi]="qemu-img sfdisk mkfs.ext4 mcopy mkfs.vfat debugfs"
+  [packer]="packer qemu-system-x86_64 qemu-img ansible-playbook xorriso ssh-keygen debugfs"
+  [iso]="xorriso cpio gzip"
+  [pi]="qemu-img sfdisk losetup mount e2fsck resize2fs qemu-aarch64-static xz debugfs ansible-playbook"
   [bench]="sha256sum curl"
   [workflows]="actionlint"
   [consumers]="node ansible-playbook"
+  [vm]="qemu-img debootstrap mkfs.ext4 grub-mkimage sfdisk ansible-playbook debugfs"
+  [builder-node]="packer qemu-system-x86_64 qemu-img ansible-playbook xorriso ssh-keygen debugfs"
 )
 declare -A OPTIONAL=(
   [engine]="go"
@@ -37,12 +39,18 @@ declare -A OPTIONAL=(
   [boot-test]=""
   [packer]=""
   [iso]="genisoimage"
-  [pi]="qemu-aarch64-static"
+  [pi]="mcopy mkfs.vfat"
   [bench]="hyperfine"
   [workflows]=""
   [consumers]="tofu terraform"
+  [vm]="packer qemu-system-x86_64"
+  [builder-node]=""
 )
-ORDER=(engine qcow2 validate oci release proxmox evidence services boot-test packer iso pi bench workflows consumers)
+declare -A FILES=(
+  [iso]="/usr/lib/ISOLINUX/isolinux.bin /usr/lib/ISOLINUX/isohdpfx.bin /usr/lib/syslinux/modules/bios/ldlinux.c32 /usr/lib/debian-installer/images/12/amd64/text/debian-installer/amd64/linux"
+  [pi]="/proc/sys/fs/binfmt_misc/qemu-aarch64"
+)
+ORDER=(engine qcow2 validate oci release proxmox evidence services boot-test packer iso pi bench workflows consumers vm builder-node)
 
 version_of() {
   local t=$1 out
@@ -92,6 +100,14 @@ for target in "${targets[@]}"; do
       missing+=("$t")
     fi
   done
+  for f in ${FILES[$target]:-}; do
+    if [[ -e "$f" ]]; then
+      printf '  ok       %-30s\n' "$f"
+    else
+      printf '  MISSING  %-30s (required: %s)\n' "$f" "$(case $f in */binfmt_misc/*) echo "binfmt registration of qemu-user-static; bash scripts/setup.sh does it as root";; *) echo "a Debian package; bash scripts/setup.sh installs it";; esac)"
+      missing+=("$f")
+    fi
+  done
   for t in ${OPTIONAL[$target]}; do
     if command -v "$t" >/dev/null 2>&1; then
       printf '  ok       %-30s %s (optional)\n' "$t" "$(version_of "$t")"
@@ -101,14 +117,9 @@ for target in "${targets[@]}"; do
   done
 done
 
-if [[ " ${targets[*]} " == *" qcow2 "* || " ${targets[*]} " == *" packer "* || " ${targets[*]} " == *" boot-test "* ]]; then
-  # FR-11: say how VMs will run, never fail silently.
-  if [[ -r /dev/kvm && -w /dev/kvm ]]; then
-    echo "virtualisation: /dev/kvm usable: qemu runs with KVM acceleration"
-  else
-    echo "virtualisation: /dev/kvm not usable here: qemu falls back to TCG (software), roughly 5-10x slower;" \
-      "enable VT-x/AMD-V (and nested virtualisation in a VM) to speed up boots and Packer builds"
-  fi
+if [[ " ${targets[*]} " =~ \ (qcow2|packer|boot-test|vm|builder-node)\  ]]; then
+  # FR-11: say how VMs will run (KVM, or TCG with a warning and an estimate), never fail silently.
+  bash "$root/scripts/virt-check.sh"
 fi
 
 if ((${#missing[@]})); then

@@ -12,6 +12,7 @@ say() { printf 'setup: %s\n' "$*"; }
 missing=()
 while read -r cmd pkg _; do
   [[ -z "$cmd" || "$cmd" == \#* ]] && continue
+  if [[ "$cmd" == /* ]]; then [[ -e "$cmd" ]] || missing+=("$pkg"); continue; fi # a file, not a command
   command -v "$cmd" >/dev/null 2>&1 || [[ -x "/usr/sbin/$cmd" || -x "/sbin/$cmd" ]] || missing+=("$pkg")
 done < scripts/os-packages.txt
 if ((${#missing[@]})); then
@@ -34,6 +35,16 @@ if ((${#missing[@]})); then
   if command -v systemctl >/dev/null && systemctl is-active --quiet docker-registry 2>/dev/null; then
     systemctl stop docker-registry 2>/dev/null || sudo -n systemctl stop docker-registry 2>/dev/null || true
   fi
+fi
+
+# --- foreign-architecture chroots (Raspberry Pi images) ---------------------------------------------------
+# qemu-user-static registers qemu-aarch64 with binfmt_misc ("F": the kernel keeps the interpreter open, so a
+# chroot needs no copy of it). A container may start without binfmt_misc mounted; mount it when we may.
+if [[ $(id -u) -eq 0 && ! -e /proc/sys/fs/binfmt_misc/register ]]; then
+  mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null || say "binfmt_misc cannot be mounted here: Raspberry Pi images cannot be customised on this machine"
+fi
+if [[ $(id -u) -eq 0 && -e /proc/sys/fs/binfmt_misc/register && ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]] && command -v update-binfmts >/dev/null; then
+  update-binfmts --enable qemu-aarch64 2>/dev/null || update-binfmts --import qemu-aarch64 2>/dev/null || true
 fi
 
 # --- npm packages -----------------------------------------------------------------------------------------

@@ -9,6 +9,10 @@ import { BuildLog, type Progress, seconds } from "../buildlog";
 import { run } from "../exec";
 import { hashFile } from "../sha256";
 import { removeTree } from "./chroot";
+import type { ArtifactFormat } from "../recipe";
+import { buildIso, ISO_STAGES, type IsoSpec } from "./iso";
+import { buildWithPacker, PACKER_STAGES, type PackerQemuSpec } from "./packer";
+import { buildPi, PI_STAGES, type PiSpec } from "./pi";
 import { buildRootfs, ROOTFS_STAGES, type RootfsSpec } from "./rootfs";
 
 export const RESULT_SCHEMA_VERSION = 1;
@@ -18,8 +22,9 @@ export interface BuildResult {
     name: string;
     buildKey: string;
     version: string;
-    /** Absolute path of the qcow2 in the build cache. */
+    /** Absolute path of the artifact (qcow2, .img.xz or .iso) in the build cache. */
     path: string;
+    format: ArtifactFormat;
     sha256: string;
     size: number;
     virtualSize: number;
@@ -35,8 +40,12 @@ export interface BuildRequest {
     name: string;
     buildKey: string;
     version: string;
-    builder: "rootfs";
-    rootfs: Omit<RootfsSpec, "buildInfo" | "buildKey">;
+    builder: "rootfs" | "packer" | "pi" | "iso";
+    format: ArtifactFormat;
+    rootfs?: Omit<RootfsSpec, "buildInfo" | "buildKey">;
+    packer?: Omit<PackerQemuSpec, "buildInfo" | "buildKey">;
+    pi?: Omit<PiSpec, "buildInfo" | "buildKey">;
+    iso?: Omit<IsoSpec, "buildKey">;
     /** Traceability fields (git commit, recipe hash, tools...) merged into build.json. */
     buildInfo: Record<string, unknown>;
     /** <workDir>/builds and <workDir>/cache. */
@@ -132,32 +141,30 @@ export async function buildImage(req: BuildRequest, progress: Progress = () => u
     const work = path.join(dir, "work");
     try {
         await checkFreeSpace(dir, req.minFreeBytes ?? 4 * 2 ** 30);
-        if (process.getuid?.() !== 0) {
-            throw new Error("the rootfs builder needs root (debootstrap, chroot, mount): run pulumi up as root");
+        if (process.getuid?.() !== 0 && req.builder !== "iso") {
+            throw new Error(`the ${req.builder} builder needs root (debootstrap, chroot, mount, loop devices): run pulumi up as root`);
         }
         log.line(`build ${req.buildKey} of ${req.name} ${req.version}`);
         const buildInfo = { ...req.buildInfo, version: req.version, buildKey: req.buildKey };
-        const rootfs = await buildRootfs({ ...req.rootfs, buildKey: req.buildKey, buildInfo }, { work, cache: req.cacheDir }, log);
-        const fullInfo = { ...buildInfo, base: rootfs.base };
-
-        const qcow2 = path.join(dir, `${req.name}.qcow2`);
+        const qcow2 = path.join(dir, `${req.name}.${req.format}`);
         const partial = `${qcow2}.partial`;
-        const digest = await log.stage("convert to qcow2 (compressed, sparse), check, sha256", ROOTFS_STAGES, async () => {
+        const built = await runBuilder(req, buildInfo, { work, cache: req.cacheDir }, log);
+        const fullInfo = { ...buildInfo, base: built.base };
+        const digest = await log.stage(built.finishStage, built.stages, async () => {
             fs.rmSync(partial, { force: true });
-            await run("qemu-img", ["convert", "-q", "-c", "-f", "raw", "-O", "qcow2", "-o", "compat=1.1,cluster_size=65536", rootfs.rawDisk, partial], { log });
-            await run("qemu-img", ["check", "-q", partial], { log, hint: "qemu-img produced an inconsistent image" });
-            // The one read of the finished image: streaming, 1 MiB at a time.
+            await built.finish(partial);
+            // The one read of the finished artifact: streaming, 1 MiB at a time.
             const d = await hashFile(partial);
             fs.renameSync(partial, qcow2);
             return d;
         });
-        const { virtualSize } = await qemuImgInfo(qcow2);
+        const virtualSize = req.format === "qcow2" ? (await qemuImgInfo(qcow2)).virtualSize : built.virtualSize ?? digest.size;
         const pkgManifestPath = path.join(dir, "pkg-manifest.txt");
-        fs.renameSync(rootfs.pkgManifest, pkgManifestPath);
+        fs.renameSync(built.pkgManifest, pkgManifestPath);
         const buildJsonPath = path.join(dir, "build.json");
         await writeFileAtomic(buildJsonPath, `${JSON.stringify(fullInfo, null, 2)}\n`);
         const result: BuildResult = {
-            schemaVersion: RESULT_SCHEMA_VERSION, name: req.name, buildKey: req.buildKey, version: req.version, path: qcow2,
+            schemaVersion: RESULT_SCHEMA_VERSION, name: req.name, buildKey: req.buildKey, version: req.version, path: qcow2, format: req.format,
             sha256: digest.sha256, size: digest.size, virtualSize, buildInfo: fullInfo, logPath, pkgManifestPath, buildJsonPath,
             durationSeconds: Math.round((Date.now() - t0) / 1000),
         };
@@ -167,7 +174,7 @@ export async function buildImage(req: BuildRequest, progress: Progress = () => u
         return result;
     } catch (err) {
         log.line(`build failed: ${(err as Error).stack ?? String(err)}`);
-        fs.rmSync(path.join(dir, `${req.name}.qcow2.partial`), { force: true });
+        fs.rmSync(path.join(dir, `${req.name}.${req.format}.partial`), { force: true });
         const e = explainFsError(err, dir);
         e.message = `${e.message}\n(full build log: ${logPath})`;
         throw e;
@@ -175,6 +182,54 @@ export async function buildImage(req: BuildRequest, progress: Progress = () => u
         await removeTree(work, log).catch((e: Error) => log.line(`could not remove ${work}: ${e.message}`));
         log.close();
         lock.release();
+    }
+}
+
+interface BuilderOutput {
+    /** Writes the final artifact to `out` (the pipeline hashes and renames it). */
+    finish: (out: string) => Promise<void>;
+    finishStage: string;
+    stages: number;
+    pkgManifest: string;
+    base: unknown;
+    virtualSize?: number;
+}
+
+async function convertQcow2(src: string, srcFormat: string, out: string, log: BuildLog): Promise<void> {
+    await run("qemu-img", ["convert", "-q", "-c", "-f", srcFormat, "-O", "qcow2", "-o", "compat=1.1,cluster_size=65536", src, out], { log });
+    await run("qemu-img", ["check", "-q", out], { log, hint: "qemu-img produced an inconsistent image" });
+}
+
+async function runBuilder(req: BuildRequest, buildInfo: Record<string, unknown>, dirs: { work: string; cache: string }, log: BuildLog): Promise<BuilderOutput> {
+    const key = { buildKey: req.buildKey, buildInfo };
+    switch (req.builder) {
+        case "rootfs": {
+            const r = await buildRootfs({ ...(req.rootfs as NonNullable<BuildRequest["rootfs"]>), ...key }, dirs, log);
+            return { finish: (out) => convertQcow2(r.rawDisk, "raw", out, log), finishStage: "convert to qcow2 (compressed, sparse), check, sha256",
+                stages: ROOTFS_STAGES, pkgManifest: r.pkgManifest, base: r.base };
+        }
+        case "packer": {
+            const spec = req.packer as NonNullable<BuildRequest["packer"]>;
+            if (!spec.base.path || !spec.base.sha256) throw new Error(`${req.name}: the base image ${spec.base.id} has no file yet`);
+            const r = await buildWithPacker({ ...spec, ...key }, dirs, log);
+            // Recompressed: Packer's qcow2 is uncompressed, and every image ships the same way.
+            return { finish: (out) => convertQcow2(r.qcow2, "qcow2", out, log), finishStage: "recompress the qcow2, check, sha256",
+                stages: PACKER_STAGES, pkgManifest: r.pkgManifest, base: r.base };
+        }
+        case "pi": {
+            const spec = req.pi as NonNullable<BuildRequest["pi"]>;
+            if (!spec.base.path || !spec.base.sha256) throw new Error(`${req.name}: the base image ${spec.base.id} has no file yet`);
+            const r = await buildPi({ ...spec, ...key }, dirs, log);
+            const rawSize = fs.statSync(r.rawImage).size;
+            return {
+                finish: (out) => run("sh", ["-c", `xz -T0 -3 -c "${r.rawImage}" > "${out}"`], { log, hint: "xz failed (Debian package xz-utils; is the disk full?)" }).then(() => undefined),
+                finishStage: "compress the flashable image (xz), sha256", stages: PI_STAGES, pkgManifest: r.pkgManifest, base: r.base, virtualSize: rawSize,
+            };
+        }
+        case "iso": {
+            const r = await buildIso({ ...(req.iso as NonNullable<BuildRequest["iso"]>), buildKey: req.buildKey }, dirs, log);
+            return { finish: async (out) => fs.copyFileSync(r.iso, out), finishStage: "sha256 of the ISO", stages: ISO_STAGES, pkgManifest: r.manifest, base: r.base };
+        }
     }
 }
 

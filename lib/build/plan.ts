@@ -3,7 +3,7 @@
 // key, and tests can check which images a change would rebuild without building anything.
 import * as path from "node:path";
 import type { ImageRecipe } from "../recipe";
-import { recipeFiles } from "../recipe";
+import { artifactFormat, recipeFiles } from "../recipe";
 import { canonicalJson, computeBuildKey, hashFiles, sha256Hex, sourceRevision } from "./buildKey";
 import type { BuildRequest } from "./pipeline";
 import { BASE_PACKAGES } from "./rootfs";
@@ -27,6 +27,12 @@ export interface PlanArgs {
     domain: string;
     debian: DebianSource;
     versionOverride?: string;
+    /**
+     * The base of a Packer or Pi build, as known at preview time: `identity` is the catalog sha256 or the base
+     * image's build key (either fixes the base's bytes). Its path and sha256 are filled into the request when
+     * the base exists (withBase), so the key never waits for a build.
+     */
+    base?: { id: string; version: string; identity: string };
 }
 
 export interface BuildPlan {
@@ -43,65 +49,123 @@ export function snapshotEpoch(snapshot: string): number {
     return Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6]) / 1000;
 }
 
+const TOOLS_BY_BUILDER: Record<string, string[]> = {
+    rootfs: ["debootstrap", "qemu-img", "e2fsprogs", "fdisk"],
+    packer: ["packer", "qemu-img", "e2fsprogs"],
+    pi: ["qemu-img", "e2fsprogs", "fdisk", "qemu-user-static"],
+    iso: ["xorriso"],
+};
+
 export function planBuild(args: PlanArgs): BuildPlan {
     const r = args.recipe;
     const b = r.builder;
     const imagesDir = path.join(args.projectDir, "images");
-    const playbook = b.playbook ? path.join(imagesDir, r.name, b.playbook) : undefined;
+    const imageDir = path.join(imagesDir, r.name);
+    const playbook = "playbook" in b && b.playbook ? path.join(imageDir, b.playbook) : undefined;
     const files = hashFiles(recipeFiles(r.name, imagesDir), args.projectDir);
     const debian = args.debian;
-    const securityMirror = debian.securityMirror;
+    if ((b.kind === "packer" || b.kind === "pi") && !args.base) {
+        throw new Error(`images/${r.name}: a ${b.kind} build needs its base (${JSON.stringify(b.base)}) resolved by the caller`);
+    }
     const variables = {
         bootstrapUser: args.bootstrapUser,
         domain: args.domain,
         debian,
-        basePackages: BASE_PACKAGES,
+        basePackages: b.kind === "rootfs" ? BASE_PACKAGES : null,
         versionOverride: args.versionOverride ?? null,
     };
-    const tools = toolVersions(["debootstrap", "qemu-img", "e2fsprogs", "fdisk", ...(playbook ? ["ansible-core"] : [])]);
+    const tools = toolVersions([...TOOLS_BY_BUILDER[b.kind], ...(playbook ? ["ansible-core"] : [])]);
     const builderRevision = sourceRevision(BUILDER_DIR);
+    const base = args.base ? { id: `${args.base.id}@${args.base.version}`, sha256: args.base.identity } : null;
     const buildKey = computeBuildKey({
-        builder: b.kind, builderRevision, recipe: r as unknown as Record<string, unknown>, files, variables, base: null, tools,
+        builder: b.kind, builderRevision, recipe: r as unknown as Record<string, unknown>, files, variables, base, tools,
     });
     const sourceDateEpoch = args.debian.snapshot ? snapshotEpoch(args.debian.snapshot) : r.sourceDateEpoch;
-    return {
-        buildKey,
-        request: {
-            name: r.name,
-            buildKey,
-            builder: "rootfs",
-            rootfs: {
-                name: r.name,
-                hostname: b.hostname ?? r.name,
-                domain: args.domain,
-                suite: b.suite,
-                mirror: debian.mirror,
-                securityMirror,
-                snapshot: debian.snapshot,
-                snapshotBase: debian.snapshotBase,
-                packages: b.packages,
-                diskSizeMiB: b.diskSizeMiB,
-                user: args.bootstrapUser,
-                playbook,
-                ansibleRolesPath: [path.join(args.projectDir, "ansible", "roles")],
-                ansibleCollectionsPath: [path.join(args.projectDir, "ansible", "collections")],
-                sourceDateEpoch,
-            },
-            buildInfo: {
-                schemaVersion: 1,
-                image: r.name,
-                description: r.description,
-                kind: r.kind,
-                pass: r.pass,
-                builder: b.kind,
-                builderRevision,
-                recipe: { sha256: sha256Hex(canonicalJson(files)), files },
-                sourceDateEpoch,
-                tools,
-                bootstrapUser: args.bootstrapUser.name,
-            },
-            buildsDir: path.join(args.workDir, "builds"),
-            cacheDir: path.join(args.workDir, "cache"),
-        },
+    const hostname = ("hostname" in b && b.hostname) || r.name;
+    const ansibleRolesPath = [path.join(args.projectDir, "ansible", "roles")];
+    const ansibleCollectionsPath = [path.join(args.projectDir, "ansible", "collections")];
+    const buildInfo = {
+        schemaVersion: 1,
+        image: r.name,
+        description: r.description,
+        kind: r.kind,
+        pass: r.pass,
+        builder: b.kind,
+        builderRevision,
+        format: artifactFormat(r),
+        recipe: { sha256: sha256Hex(canonicalJson(files)), files },
+        sourceDateEpoch,
+        tools,
+        bootstrapUser: args.bootstrapUser.name,
     };
+    const common = {
+        name: r.name,
+        buildKey,
+        format: artifactFormat(r),
+        buildInfo,
+        buildsDir: path.join(args.workDir, "builds"),
+        cacheDir: path.join(args.workDir, "cache"),
+    };
+    const pendingBase = args.base ? { id: args.base.id, version: args.base.version, sha256: "", path: "" } : undefined;
+    switch (b.kind) {
+        case "rootfs":
+            return {
+                buildKey,
+                request: {
+                    ...common,
+                    builder: "rootfs",
+                    rootfs: {
+                        name: r.name, hostname, domain: args.domain, suite: b.suite, mirror: debian.mirror, securityMirror: debian.securityMirror,
+                        snapshot: debian.snapshot, snapshotBase: debian.snapshotBase, packages: b.packages, diskSizeMiB: b.diskSizeMiB,
+                        user: args.bootstrapUser, playbook, ansibleRolesPath, ansibleCollectionsPath, sourceDateEpoch,
+                    },
+                },
+            };
+        case "packer":
+            if (b.path === "proxmox") throw new Error(`images/${r.name}: a Packer → Proxmox build makes no file; it is planned by planPackerProxmox`);
+            return {
+                buildKey,
+                request: {
+                    ...common,
+                    builder: "packer",
+                    packer: {
+                        name: r.name, hostname, domain: args.domain, imageDir, template: path.join(imageDir, b.template), playbook,
+                        user: args.bootstrapUser, base: pendingBase as NonNullable<typeof pendingBase>, diskSize: b.diskSize, memoryMiB: b.memoryMiB,
+                        cpus: b.cpus, vars: b.vars, ansibleRolesPath, ansibleCollectionsPath, projectDir: args.projectDir, sourceDateEpoch,
+                    },
+                },
+            };
+        case "pi":
+            return {
+                buildKey,
+                request: {
+                    ...common,
+                    builder: "pi",
+                    pi: {
+                        name: r.name, hostname, domain: args.domain, user: args.bootstrapUser, base: pendingBase as NonNullable<typeof pendingBase>,
+                        growMiB: b.growMiB, playbook, ansibleRolesPath, ansibleCollectionsPath, extraVars: b.vars, sourceDateEpoch,
+                    },
+                },
+            };
+        case "iso":
+            return {
+                buildKey,
+                request: {
+                    ...common,
+                    builder: "iso",
+                    iso: {
+                        name: r.name, flavour: b.flavour, volumeId: b.volumeId ?? (b.flavour === "nocloud-seed" ? "cidata" : r.name.toUpperCase().replace(/-/g, "_").slice(0, 32)),
+                        hostname, domain: args.domain, user: args.bootstrapUser, mirror: debian.mirror, suite: "bookworm", packages: b.packages,
+                        sourceDateEpoch, kernelArgs: b.kernelArgs,
+                    },
+                },
+            };
+    }
+}
+
+/** The request with the base's real file and digest, once the base exists. */
+export function withBase<R extends BuildPlan["request"]>(request: R, base: { path: string; sha256: string }): R {
+    if (request.packer) return { ...request, packer: { ...request.packer, base: { ...request.packer.base, ...base } } };
+    if (request.pi) return { ...request, pi: { ...request.pi, base: { ...request.pi.base, ...base } } };
+    return request;
 }

@@ -92,7 +92,7 @@ path-include=/usr/share/locale/locale.alias
 path-exclude=/usr/share/lintian/*
 `;
 
-function sshdDropIn(): string {
+export function sshdDropIn(): string {
     // sshd keeps the first value it reads; this file sorts before cloud-init's 50-cloud-init.conf, so a
     // metadata service asking for password login cannot turn it back on.
     return ["# image-factory: key-only SSH (FR-3); validated offline before publishing", "PasswordAuthentication no",
@@ -163,7 +163,7 @@ export async function buildRootfs(spec: RootfsSpec, dirs: RootfsDirs, log: Build
 
         await log.stage(spec.playbook ? `ansible-playbook ${path.basename(spec.playbook)} (chroot connection)` : "ansible (no playbook in recipe)",
             ROOTFS_STAGES, async () => {
-                if (spec.playbook) await runPlaybook(spec, rootDir, dirs.work, log);
+                if (spec.playbook) await runPlaybook({ ...spec, playbook: spec.playbook }, rootDir, dirs.work, log, { verifyIdempotent: true });
             });
 
         const pkgManifest = path.join(dirs.work, "pkg-manifest.txt");
@@ -249,11 +249,33 @@ async function configure(chroot: Chroot, spec: RootfsSpec, env: Record<string, s
     await chroot.exec(["sshd", "-t"], { hint: "sshd rejects the generated configuration" });
 }
 
-async function runPlaybook(spec: RootfsSpec, rootDir: string, work: string, log: BuildLog): Promise<void> {
+export interface PlaybookRun {
+    name: string;
+    user: { name: string };
+    playbook: string;
+    ansibleRolesPath?: string[];
+    ansibleCollectionsPath?: string[];
+    sourceDateEpoch: number;
+    extraVars?: Record<string, unknown>;
+}
+
+/** The PLAY RECAP totals of an ansible-playbook run (summed over hosts). */
+export function playRecap(output: string): { ok: number; changed: number; failed: number } | undefined {
+    const rows = [...output.matchAll(/^\S+\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=\d+\s+failed=(\d+)/gm)];
+    if (!rows.length) return undefined;
+    return rows.reduce((a, m) => ({ ok: a.ok + Number(m[1]), changed: a.changed + Number(m[2]), failed: a.failed + Number(m[3]) }), { ok: 0, changed: 0, failed: 0 });
+}
+
+/**
+ * Runs the recipe's playbook against an image root over Ansible's chroot connection. With `verifyIdempotent`
+ * it runs a second time and fails unless that run changes nothing (NFR-2: provisioning converges).
+ */
+export async function runPlaybook(spec: PlaybookRun, rootDir: string, work: string, log: BuildLog, opts: { verifyIdempotent?: boolean } = {}): Promise<{ first: ReturnType<typeof playRecap>; second?: ReturnType<typeof playRecap> }> {
     const tmp = path.join(work, "ansible-tmp");
     fs.mkdirSync(tmp, { recursive: true });
-    await run("ansible-playbook", ["-i", `${rootDir},`, "-c", "community.general.chroot", "-e", `image_name=${spec.name}`,
-        "-e", `bootstrap_user=${spec.user.name}`, spec.playbook as string], {
+    const vars = path.join(work, "ansible-extra-vars.json");
+    fs.writeFileSync(vars, JSON.stringify({ image_name: spec.name, bootstrap_user: spec.user.name, ...spec.extraVars }));
+    const once = () => run("ansible-playbook", ["-i", `${rootDir},`, "-c", "community.general.chroot", "-e", `@${vars}`, spec.playbook], {
         log,
         env: {
             ANSIBLE_HOST_KEY_CHECKING: "False",
@@ -269,10 +291,19 @@ async function runPlaybook(spec: RootfsSpec, rootDir: string, work: string, log:
         },
         hint: "the recipe's playbook failed against the image root; the build log has Ansible's output",
     });
+    const first = playRecap((await once()).stdout);
+    if (!opts.verifyIdempotent) return { first };
+    const second = playRecap((await once()).stdout);
+    if (!second || second.changed > 0) {
+        throw new Error(`${path.basename(spec.playbook)} is not idempotent: a second run against the same image changed ${second?.changed ?? "?"} task(s) ` +
+            "(NFR-2); make those tasks declarative (state=present, creates=, changed_when) and see the build log for which ones");
+    }
+    log.info(`→ ${spec.name}: ${path.basename(spec.playbook)} converged: first run changed ${first?.changed ?? "?"}, second run changed 0`);
+    return { first, second };
 }
 
 /** What makes two builds of the same inputs differ, and what every clone must regenerate, goes away here. */
-async function cleanup(rootDir: string, sourceDateEpoch: number, log: BuildLog): Promise<void> {
+export async function cleanup(rootDir: string, sourceDateEpoch: number, log: BuildLog): Promise<void> {
     const rm = (rel: string) => fs.rmSync(path.join(rootDir, rel), { recursive: true, force: true });
     const emptyDir = (rel: string) => {
         const d = path.join(rootDir, rel);

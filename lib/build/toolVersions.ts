@@ -28,6 +28,7 @@ const PROBES: Record<string, () => string> = {
     fdisk: () => debVersion("fdisk"),
     packer: () => firstLine("packer", ["version"]),
     xorriso: () => debVersion("xorriso"),
+    "qemu-user-static": () => debVersion("qemu-user-static"),
 };
 
 export function toolVersion(tool: string): string {

@@ -38,7 +38,7 @@ describe("build plans and keys", () => {
         const b = planBuild(args("debian-12-minimal"));
         assert.match(a.buildKey, /^[0-9a-f]{64}$/);
         assert.equal(a.buildKey, b.buildKey);
-        assert.equal(a.request.rootfs.user.authorizedKeys[0], KEY);
+        assert.equal(a.request.rootfs!.user.authorizedKeys[0], KEY);
         assert.equal(a.request.buildsDir, "/nonexistent/work/builds");
     });
 
@@ -62,8 +62,8 @@ describe("build plans and keys", () => {
     it("derives SOURCE_DATE_EPOCH from a pinned snapshot, else from the recipe", () => {
         assert.equal(snapshotEpoch("20250520T000000Z"), 1747699200);
         const pinned = planBuild(args("debian-12-minimal", { debian: { suite: "bookworm", mirror: "http://mirror.example/debian", securityMirror: "http://mirror.example/debian-security", snapshot: "20250520T000000Z", snapshotBase: "http://snapshots.example" } }));
-        assert.equal(pinned.request.rootfs.sourceDateEpoch, 1747699200);
-        assert.equal(planBuild(args("debian-12-minimal")).request.rootfs.sourceDateEpoch, 1735689600);
+        assert.equal(pinned.request.rootfs!.sourceDateEpoch, 1747699200);
+        assert.equal(planBuild(args("debian-12-minimal")).request.rootfs!.sourceDateEpoch, 1735689600);
     });
 
     it("canonical JSON ignores key order; derived UUIDs are stable and well-formed", () => {

@@ -1,0 +1,98 @@
+// `make image-<name>` / `make <type>`: build (or reuse) images through the same pipeline `pulumi up` runs (build
+// key, one streaming sha256, offline validation), without publishing. The stack's config is read from
+// Pulumi.yaml and Pulumi.<stack>.yaml (secrets are not needed to build). A Packer or Pi build's base is built
+// or fetched first: another image of the factory, or a base-image catalog entry (verified, cached).
+//   build-image.ts --stack local --image builder-node
+//   build-image.ts --stack local --kind iso
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { parse as parseYaml } from "yaml";
+import { ensureImage, lookup, specHash } from "../lib/baseImages";
+import { buildImage, type BuildResult } from "../lib/build/pipeline";
+import { planBuild, withBase } from "../lib/build/plan";
+import { resolveDebianSource } from "../lib/aptSources";
+import { parseConfig, resolveAuthorizedKeys, type FactoryConfig } from "../lib/config";
+import { gitInfo } from "../lib/git";
+import { listImageNames, loadRecipe, type ImageRecipe } from "../lib/recipe";
+import { formatReport } from "../lib/validate";
+import { validateArtifact } from "../lib/validateArtifact";
+import { nextVersion } from "../lib/version";
+import { catalog } from "../images/catalog";
+
+const projectDir = path.resolve(__dirname, "..");
+
+function opt(name: string): string | undefined {
+    const i = process.argv.indexOf(`--${name}`);
+    return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+/** Project defaults (Pulumi.yaml `value`s) overlaid with the stack file; secure values are skipped. */
+export function stackConfig(stack: string, dir = projectDir): FactoryConfig {
+    const project = parseYaml(fs.readFileSync(path.join(dir, "Pulumi.yaml"), "utf8")) as { config?: Record<string, { value?: unknown } | unknown> };
+    const file = path.join(dir, `Pulumi.${stack}.yaml`);
+    if (!fs.existsSync(file)) throw new Error(`no stack file ${path.relative(process.cwd(), file)}: STACK must name one of ${fs.readdirSync(dir).filter((f) => /^Pulumi\..+\.yaml$/.test(f)).map((f) => f.slice(7, -5)).join(", ")}`);
+    const stackFile = parseYaml(fs.readFileSync(file, "utf8")) as { config?: Record<string, unknown> };
+    const raw: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(project.config ?? {})) {
+        if (k.startsWith("factory:") && v && typeof v === "object" && "value" in v) raw[k.slice(8)] = (v as { value: unknown }).value;
+    }
+    for (const [k, v] of Object.entries(stackFile.config ?? {})) {
+        if (k.startsWith("factory:") && !(v && typeof v === "object" && "secure" in v)) raw[k.slice(8)] = v;
+    }
+    return parseConfig(raw);
+}
+
+async function main(): Promise<number> {
+    const stack = opt("stack") ?? "local";
+    const config = stackConfig(stack);
+    const kind = opt("kind");
+    const names = opt("image") ? [opt("image") as string] : listImageNames().filter((n) => !kind || loadRecipe(n).kind === kind);
+    if (names.length === 0) {
+        console.error(`no images ${kind ? `of type ${kind}` : ""} (see make list)`);
+        return 2;
+    }
+    const keys = resolveAuthorizedKeys(config.bootstrapUser, projectDir);
+    const debian = resolveDebianSource(config.debian, true);
+    const workDir = path.resolve(projectDir, config.workDir);
+    const done: Record<string, BuildResult> = {};
+    const progress = (m: string) => console.log(m);
+
+    const build = async (recipe: ImageRecipe): Promise<BuildResult> => {
+        if (done[recipe.name]) return done[recipe.name];
+        const b = recipe.builder;
+        let base: { id: string; version: string; identity: string; path: string; sha256: string } | undefined;
+        if (b.kind === "packer" || b.kind === "pi") {
+            if ("image" in b.base) {
+                const from = await build(loadRecipe(b.base.image));
+                base = { id: `image:${b.base.image}`, version: "this-stack", identity: from.buildKey, path: from.path, sha256: from.sha256 };
+            } else {
+                const spec = lookup(catalog, b.base.catalog, b.base.version);
+                const got = await ensureImage(spec, { cacheRoot: path.resolve(projectDir, config.baseImageCache), mirror: config.baseImageMirror ?? process.env.IMAGE_FACTORY_BASE_IMAGE_MIRROR, progress });
+                const file = Object.values(got.files)[0];
+                base = { id: spec.id, version: spec.version, identity: specHash(spec), path: file.path, sha256: file.sha256 };
+            }
+        }
+        if (b.kind === "packer" && b.path === "proxmox") throw new Error(`${recipe.name} builds on the Proxmox node: run it with pulumi up on a lab stack`);
+        const plan = planBuild({ recipe, projectDir, workDir, bootstrapUser: { name: config.bootstrapUser.name, authorizedKeys: keys }, domain: config.domain, debian,
+            versionOverride: config.version, base: base && { id: base.id, version: base.version, identity: base.identity } });
+        const request = base ? withBase(plan.request, base) : plan.request;
+        const result = await buildImage({ ...request, version: config.version ?? nextVersion(new Date(), []),
+            buildInfo: { ...request.buildInfo, buildTime: new Date().toISOString(), git: gitInfo(projectDir) } }, progress);
+        const report = await validateArtifact(result.path, { image: recipe.name, version: result.version, bootstrapUser: config.bootstrapUser.name, buildInfo: { buildKey: result.buildKey } },
+            { scratch: path.join(workDir, "validate") });
+        console.log(formatReport(report));
+        if (!report.passed) throw new Error(`${recipe.name} failed validation (report above)`);
+        console.log(`${recipe.name} ${result.version}: ${result.path}\n  sha256 ${result.sha256}  ${result.size} bytes  build key ${result.buildKey.slice(0, 16)}${result.reused ? "  (reused)" : ""}`);
+        done[recipe.name] = result;
+        return result;
+    };
+    for (const n of names) await build(loadRecipe(n));
+    return 0;
+}
+
+if (require.main === module) {
+    main().then((code) => process.exit(code), (err: Error) => {
+        console.error(`build-image: ${err.message}`);
+        process.exit(1);
+    });
+}

@@ -1,0 +1,54 @@
+// `make list`: every image under images/, generated from the recipes themselves (adding a folder adds a line),
+// with its artifact type, builder, pass and publishing targets, and the make targets that build it.
+//   list-images.ts          a table
+//   list-images.ts --make   the same, indented for `make list`
+//   list-images.ts --json   machine-readable
+//   list-images.ts --names [--kind K]   names only (the Makefile's per-type targets use this)
+import { artifactFormat, listImageNames, loadRecipe, type ImageRecipe } from "../lib/recipe";
+
+export interface ImageRow {
+    name: string;
+    kind: ImageRecipe["kind"];
+    builder: string;
+    format: string;
+    pass: number;
+    targets: string[];
+    description: string;
+}
+
+export function imageRows(imagesDir?: string): ImageRow[] {
+    return listImageNames(imagesDir).map((name) => {
+        const r = loadRecipe(name, imagesDir);
+        const b = r.builder;
+        const builder = b.kind === "packer" ? `packer/${b.path}` : b.kind === "iso" ? `iso/${b.flavour}` : b.kind;
+        return { name, kind: r.kind, builder, format: b.kind === "packer" && b.path === "proxmox" ? "proxmox-template" : artifactFormat(r),
+            pass: r.pass, targets: r.targets, description: r.description };
+    });
+}
+
+function main(): void {
+    const args = process.argv.slice(2);
+    const rows = imageRows();
+    const kindAt = args.indexOf("--kind");
+    const kind = kindAt >= 0 ? args[kindAt + 1] : undefined;
+    const selected = kind ? rows.filter((r) => r.kind === kind) : rows;
+    if (args.includes("--json")) {
+        console.log(JSON.stringify(selected, null, 2));
+        return;
+    }
+    if (args.includes("--names")) {
+        console.log(selected.map((r) => r.name).join("\n"));
+        return;
+    }
+    const indent = args.includes("--make") ? "  " : "";
+    const header = ["image", "type", "builder", "artifact", "pass", "targets", "make"];
+    const table = [header, ...selected.map((r) => [r.name, r.kind, r.builder, r.format, String(r.pass), r.targets.join(","), `image-${r.name}`])];
+    const widths = header.map((_, i) => Math.max(...table.map((row) => row[i].length)));
+    for (const row of table) console.log(indent + row.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd());
+    if (indent) {
+        const kinds = [...new Set(rows.map((r) => r.kind))].sort();
+        console.log(`${indent}per type: ${kinds.map((k) => `make ${k}`).join(", ")}   (one image: make image-<name>)`);
+    }
+}
+
+if (require.main === module) main();

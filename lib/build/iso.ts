@@ -1,0 +1,315 @@
+// The ISO builder (FR-8): bootable and seed ISOs assembled with xorriso from a staged tree, reproducibly (every
+// timestamp is SOURCE_DATE_EPOCH, file order is sorted, the installer's initrd addition is a --reproducible cpio
+// compressed without a name or time), so the same inputs give the same bytes and the same sha256.
+//   debian-installer: Debian's netboot installer (kernel + initrd from the debian-installer-12-netboot-amd64
+//     package, whose version is recorded) booted by isolinux from El Torito, with a preseed file in the initrd
+//     (d-i reads /preseed.cfg from its initrd by itself): an unattended install of an Ansible-ready Debian 12.
+//   nocloud-seed: a cloud-init NoCloud seed (volume id "cidata": user-data, meta-data, network-config) that
+//     configures the bootstrap user of any cloud image booted beside it.
+import * as fs from "node:fs";
+import * as path from "node:path";
+import * as zlib from "node:zlib";
+import type { BuildLog } from "../buildlog";
+import { run } from "../exec";
+import { sha256Hex } from "./buildKey";
+
+export const ISO_STAGES = 4; // stage, assemble, inspect, (sha256 by the pipeline)
+export const INSTALLER_DIR = "/usr/lib/debian-installer/images/12/amd64/text/debian-installer/amd64";
+export const ISOLINUX_BIN = "/usr/lib/ISOLINUX/isolinux.bin";
+export const ISOHYBRID_MBR = "/usr/lib/ISOLINUX/isohdpfx.bin";
+export const LDLINUX_C32 = "/usr/lib/syslinux/modules/bios/ldlinux.c32";
+export const BOOT_IMAGE = "isolinux/isolinux.bin";
+export const BOOT_CATALOG = "isolinux/boot.cat";
+
+export type IsoFlavour = "debian-installer" | "nocloud-seed";
+
+export interface IsoSpec {
+    name: string;
+    flavour: IsoFlavour;
+    /** ISO 9660 volume id (max 32 characters; "cidata" for a NoCloud seed). */
+    volumeId: string;
+    hostname: string;
+    domain: string;
+    user: { name: string; authorizedKeys: string[] };
+    /** Debian mirror the installer installs from (the lab's mirror). */
+    mirror: string;
+    suite: string;
+    /** Extra packages the installer adds (preseed pkgsel/include). */
+    packages: string[];
+    sourceDateEpoch: number;
+    buildKey: string;
+    /** Kernel command line additions (serial console by default so installs can be watched headless). */
+    kernelArgs: string;
+}
+
+export interface IsoResult {
+    iso: string;
+    /** Files on the ISO, sorted, with their sha256: the ISO's "package manifest". */
+    manifest: string;
+    base: { id: string; sha256: string; version?: string } | null;
+}
+
+// cloud-init user-data: the FR-3 posture, the same as the rootfs builder bakes in.
+export function nocloudUserData(spec: Pick<IsoSpec, "hostname" | "domain" | "user">): string {
+    const keys = spec.user.authorizedKeys.map((k) => `      - ${JSON.stringify(k)}`).join("\n");
+    return [
+        "#cloud-config",
+        `hostname: ${spec.hostname}`,
+        `fqdn: ${spec.hostname}.${spec.domain}`,
+        "ssh_pwauth: false",
+        "disable_root: true",
+        "users:",
+        `  - name: ${spec.user.name}`,
+        "    shell: /bin/bash",
+        "    lock_passwd: true",
+        "    sudo: \"ALL=(ALL) NOPASSWD:ALL\"",
+        "    ssh_authorized_keys:",
+        keys || "      []",
+        "",
+    ].join("\n");
+}
+
+export function nocloudMetaData(spec: Pick<IsoSpec, "name" | "hostname" | "buildKey">): string {
+    // The instance id changes with the build: cloud-init re-runs its per-instance modules for a new seed.
+    return `instance-id: ${spec.name}-${spec.buildKey.slice(0, 12)}\nlocal-hostname: ${spec.hostname}\n`;
+}
+
+const NETWORK_CONFIG = "version: 2\nethernets:\n  primary:\n    match:\n      name: \"e*\"\n    dhcp4: true\n";
+
+/** The script the installer runs in the target at the end: the same FR-3 posture as every image. */
+export function lateCommandScript(spec: Pick<IsoSpec, "user">): string {
+    const u = spec.user.name;
+    const keys = spec.user.authorizedKeys.join("\n");
+    return [
+        "set -e",
+        `install -d -m 0700 -o ${u} -g ${u} /home/${u}/.ssh`,
+        `printf '%s\\n' '${keys.replace(/'/g, "")}' > /home/${u}/.ssh/authorized_keys`,
+        `chown ${u}:${u} /home/${u}/.ssh/authorized_keys && chmod 0600 /home/${u}/.ssh/authorized_keys`,
+        `printf '%s\\n' '${u} ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/90-${u} && chmod 0440 /etc/sudoers.d/90-${u}`,
+        "install -d /etc/ssh/sshd_config.d",
+        "printf 'PasswordAuthentication no\\nKbdInteractiveAuthentication no\\nPermitRootLogin prohibit-password\\n' > /etc/ssh/sshd_config.d/10-image-factory.conf",
+        `passwd -l ${u}`,
+        "",
+    ].join("\n");
+}
+
+export function preseed(spec: IsoSpec): string {
+    const mirror = new URL(spec.mirror);
+    const late = Buffer.from(lateCommandScript(spec)).toString("base64");
+    const packages = ["openssh-server", "python3", "sudo", "cloud-init", "qemu-guest-agent", ...spec.packages];
+    return [
+        "# Generated by image-factory (lib/build/iso.ts): unattended Debian install, Ansible-ready (FR-3).",
+        "d-i debian-installer/locale string C.UTF-8",
+        "d-i keyboard-configuration/xkb-keymap select us",
+        "d-i netcfg/choose_interface select auto",
+        `d-i netcfg/get_hostname string ${spec.hostname}`,
+        `d-i netcfg/get_domain string ${spec.domain}`,
+        "d-i netcfg/hostname seen true",
+        "d-i mirror/country string manual",
+        `d-i mirror/protocol string ${mirror.protocol.replace(/:$/, "")}`,
+        `d-i mirror/${mirror.protocol.replace(/:$/, "")}/hostname string ${mirror.host}`,
+        `d-i mirror/${mirror.protocol.replace(/:$/, "")}/directory string ${mirror.pathname.replace(/\/+$/, "") || "/"}`,
+        `d-i mirror/${mirror.protocol.replace(/:$/, "")}/proxy string`,
+        `d-i mirror/suite string ${spec.suite}`,
+        "d-i clock-setup/utc boolean true",
+        "d-i time/zone string Etc/UTC",
+        "d-i clock-setup/ntp boolean false",
+        "d-i passwd/root-login boolean false",
+        "d-i passwd/make-user boolean true",
+        `d-i passwd/user-fullname string ${spec.user.name}`,
+        `d-i passwd/username string ${spec.user.name}`,
+        // A locked password: the bootstrap user logs in with its SSH key only.
+        "d-i passwd/user-password-crypted password !",
+        "d-i partman-auto/method string regular",
+        "d-i partman-auto/choose_recipe select atomic",
+        "d-i partman-partitioning/confirm_write_new_label boolean true",
+        "d-i partman/choose_partition select finish",
+        "d-i partman/confirm boolean true",
+        "d-i partman/confirm_nooverwrite boolean true",
+        "d-i apt-setup/services-select multiselect security, updates",
+        "tasksel tasksel/first multiselect standard, ssh-server",
+        `d-i pkgsel/include string ${packages.join(" ")}`,
+        "d-i pkgsel/upgrade select none",
+        "popularity-contest popularity-contest/participate boolean false",
+        "d-i grub-installer/only_debian boolean true",
+        "d-i grub-installer/bootdev string default",
+        `d-i preseed/late_command string in-target sh -c 'echo ${late} | base64 -d | sh'`,
+        "d-i finish-install/reboot_in_progress note",
+        "",
+    ].join("\n");
+}
+
+export function isolinuxCfg(spec: Pick<IsoSpec, "kernelArgs">): string {
+    return [
+        "# Generated by image-factory: boot the installer unattended, no prompt.",
+        "default install",
+        "prompt 0",
+        "timeout 1",
+        "label install",
+        "  kernel /install/vmlinuz",
+        `  append initrd=/install/initrd.gz auto=true priority=critical ${spec.kernelArgs} ---`,
+        "",
+    ].join("\n");
+}
+
+/** Sets every mtime under dir (and dir) to the epoch, so the ISO's directory records do not depend on when. */
+function clampTimes(dir: string, epoch: number): void {
+    const walk = (p: string) => {
+        const st = fs.lstatSync(p);
+        if (st.isDirectory()) for (const e of fs.readdirSync(p)) walk(path.join(p, e));
+        if (!st.isSymbolicLink()) fs.utimesSync(p, epoch, epoch);
+    };
+    walk(dir);
+}
+
+function writeFile(root: string, rel: string, content: string | Buffer, mode = 0o644): void {
+    const p = path.join(root, rel);
+    fs.mkdirSync(path.dirname(p), { recursive: true });
+    fs.writeFileSync(p, content, { mode });
+    fs.chmodSync(p, mode);
+}
+
+/** A gzip'd newc cpio holding /preseed.cfg: appended to the installer's initrd (the kernel unpacks both). */
+async function preseedCpio(work: string, content: string, epoch: number, log: BuildLog): Promise<Buffer> {
+    const dir = path.join(work, "preseed-cpio");
+    fs.rmSync(dir, { recursive: true, force: true });
+    writeFile(dir, "preseed.cfg", content);
+    clampTimes(dir, epoch);
+    const cpioFile = path.join(work, "preseed.cpio");
+    await run("sh", ["-c", `cd "${dir}" && printf 'preseed.cfg\\n' | cpio --quiet -o -H newc --reproducible -R 0:0 > "${cpioFile}"`], { log });
+    const { stdout } = await run("sh", ["-c", `gzip -n -9 -c "${cpioFile}" | base64 -w0`], { log: undefined });
+    return Buffer.from(stdout.trim(), "base64");
+}
+
+async function installerVersion(): Promise<string> {
+    const { stdout } = await run("dpkg-query", ["-W", "-f=${Version}", "debian-installer-12-netboot-amd64"], {
+        hint: "the unattended-install ISO needs the Debian package debian-installer-12-netboot-amd64 (bash scripts/setup.sh installs it)",
+    });
+    return stdout.trim();
+}
+
+/** Stages the ISO tree. Returns the base (the installer) it was made from, if any. */
+async function stageTree(spec: IsoSpec, tree: string, work: string, log: BuildLog): Promise<IsoResult["base"]> {
+    if (spec.flavour === "nocloud-seed") {
+        writeFile(tree, "user-data", nocloudUserData(spec));
+        writeFile(tree, "meta-data", nocloudMetaData(spec));
+        writeFile(tree, "network-config", NETWORK_CONFIG);
+        return null;
+    }
+    for (const f of [path.join(INSTALLER_DIR, "linux"), path.join(INSTALLER_DIR, "initrd.gz"), ISOLINUX_BIN, LDLINUX_C32, ISOHYBRID_MBR]) {
+        if (!fs.existsSync(f)) {
+            throw new Error(`${f} is missing: the installer ISO needs the Debian packages debian-installer-12-netboot-amd64, isolinux and ` +
+                "syslinux-common (bash scripts/setup.sh installs them)");
+        }
+    }
+    const version = await installerVersion();
+    const seed = preseed(spec);
+    writeFile(tree, "preseed.cfg", seed); // a readable copy; the installer reads the one inside its initrd
+    const initrd = fs.readFileSync(path.join(INSTALLER_DIR, "initrd.gz"));
+    const addition = await preseedCpio(work, seed, spec.sourceDateEpoch, log);
+    writeFile(tree, "install/initrd.gz", Buffer.concat([initrd, addition]));
+    fs.mkdirSync(path.join(tree, "install"), { recursive: true });
+    fs.copyFileSync(path.join(INSTALLER_DIR, "linux"), path.join(tree, "install/vmlinuz"));
+    fs.mkdirSync(path.join(tree, "isolinux"), { recursive: true });
+    fs.copyFileSync(ISOLINUX_BIN, path.join(tree, BOOT_IMAGE));
+    fs.copyFileSync(LDLINUX_C32, path.join(tree, "isolinux/ldlinux.c32"));
+    writeFile(tree, "isolinux/isolinux.cfg", isolinuxCfg(spec));
+    const kernelSha = sha256Hex(fs.readFileSync(path.join(INSTALLER_DIR, "linux")));
+    return { id: "debian-installer-12-netboot-amd64", version, sha256: sha256Hex(Buffer.concat([Buffer.from(kernelSha), initrd])) };
+}
+
+export function xorrisoArgs(spec: Pick<IsoSpec, "flavour" | "volumeId">, tree: string, out: string): string[] {
+    const common = ["-as", "mkisofs", "-o", out, "-V", spec.volumeId, "-J", "-joliet-long", "-r", "-iso-level", "3"];
+    const boot = spec.flavour === "debian-installer"
+        ? ["-b", BOOT_IMAGE, "-c", BOOT_CATALOG, "-no-emul-boot", "-boot-load-size", "4", "-boot-info-table", "-isohybrid-mbr", ISOHYBRID_MBR]
+        : [];
+    return [...common, ...boot, tree];
+}
+
+/** Files on the finished ISO (read back from the image, not the staging tree) with sizes, sorted. */
+export async function isoFiles(iso: string): Promise<{ path: string; size: number }[]> {
+    const { stdout } = await run("xorriso", ["-indev", iso, "-find", "/", "-type", "f", "-exec", "lsdl", "--"], { hint: "is this an ISO 9660 image?" });
+    const out: { path: string; size: number }[] = [];
+    for (const line of stdout.split("\n")) {
+        // -rw-r--r--    1 0        0            1234 Jan  1  2025 '/path'
+        const m = /^\S+\s+\d+\s+\S+\s+\S+\s+(\d+)\s+\S+\s+\S+\s+\S+\s+'(.*)'$/.exec(line.trim());
+        if (m) out.push({ path: m[2], size: Number(m[1]) });
+    }
+    return out.sort((a, b) => a.path.localeCompare(b.path));
+}
+
+/** The El Torito boot catalog as xorriso reports it: platform, emulation and boot image path per entry. */
+export async function bootCatalog(iso: string): Promise<{ entries: { platform: string; emulation: string; path: string }[]; catalogPath?: string }> {
+    const { stdout } = await run("xorriso", ["-indev", iso, "-report_el_torito", "plain"]);
+    const entries: { platform: string; emulation: string; path: string }[] = [];
+    let catalogPath: string | undefined;
+    for (const line of stdout.split("\n")) {
+        const cat = /^El Torito cat path\s*:\s*(\S+)/.exec(line);
+        if (cat) catalogPath = cat[1];
+        // "El Torito boot img :   1  BIOS  y   none  0x0000  0x00      4       5968"  then "El Torito img path :   1  /isolinux/isolinux.bin"
+        const img = /^El Torito boot img\s*:\s*\d+\s+(\S+)\s+\S+\s+(\S+)/.exec(line);
+        if (img) entries.push({ platform: img[1], emulation: img[2], path: "" });
+        const p = /^El Torito img path\s*:\s*(\d+)\s+(\S+)/.exec(line);
+        if (p && entries[Number(p[1]) - 1]) entries[Number(p[1]) - 1].path = p[2];
+    }
+    return { entries, catalogPath };
+}
+
+/**
+ * Member names of an initrd made of concatenated gzip'd newc cpio archives (how the preseed is added). cpio(1)
+ * stops at the first archive's trailer, so the headers are walked here.
+ */
+export function initrdMembers(gz: Buffer): string[] {
+    const data = zlib.gunzipSync(gz); // multi-member gzip: every archive, one after the other
+    const names: string[] = [];
+    let off = 0;
+    while (off + 110 <= data.length) {
+        if (data.toString("latin1", off, off + 6) !== "070701") {
+            off++; // padding (zeros) between archives
+            continue;
+        }
+        const field = (i: number) => parseInt(data.toString("latin1", off + 6 + i * 8, off + 14 + i * 8), 16);
+        const fileSize = field(6);
+        const nameSize = field(11);
+        const name = data.toString("utf8", off + 110, off + 110 + nameSize - 1);
+        const align = (n: number) => (n + 3) & ~3;
+        off = align(off + 110 + nameSize) + align(fileSize);
+        if (name !== "TRAILER!!!") names.push(name);
+    }
+    return names;
+}
+
+/** Extracts one file of an ISO (no mount, no root). */
+export async function isoExtract(iso: string, file: string, dest: string): Promise<void> {
+    fs.rmSync(dest, { force: true });
+    await run("xorriso", ["-osirrox", "on", "-indev", iso, "-extract", file, dest]);
+}
+
+export async function buildIso(spec: IsoSpec, dirs: { work: string }, log: BuildLog): Promise<IsoResult> {
+    const tree = path.join(dirs.work, "tree");
+    fs.rmSync(tree, { recursive: true, force: true });
+    fs.mkdirSync(tree, { recursive: true });
+    const base = await log.stage(`stage the ${spec.flavour} tree`, ISO_STAGES, async () => {
+        const b = await stageTree(spec, tree, dirs.work, log);
+        clampTimes(tree, spec.sourceDateEpoch);
+        return b;
+    });
+    const iso = path.join(dirs.work, `${spec.name}.iso`);
+    await log.stage("assemble the ISO (xorriso, fixed timestamps)", ISO_STAGES, async () => {
+        fs.rmSync(iso, { force: true });
+        // SOURCE_DATE_EPOCH makes xorriso fix the volume dates, the volume UUID and every file date.
+        await run("xorriso", xorrisoArgs(spec, tree, iso), { log, env: { SOURCE_DATE_EPOCH: String(spec.sourceDateEpoch) } });
+    });
+    const manifest = path.join(dirs.work, "iso-manifest.txt");
+    await log.stage("inspect the ISO (files, boot catalog)", ISO_STAGES, async () => {
+        const files = await isoFiles(iso);
+        fs.writeFileSync(manifest, files.map((f) => `${f.path}\t${f.size}`).join("\n") + "\n");
+        if (spec.flavour === "debian-installer") {
+            const cat = await bootCatalog(iso);
+            if (!cat.entries.some((e) => e.path === `/${BOOT_IMAGE}` && e.platform === "BIOS")) {
+                throw new Error(`the ISO has no BIOS El Torito entry for /${BOOT_IMAGE}: xorriso did not make it bootable`);
+            }
+        }
+    });
+    return { iso, manifest, base };
+}

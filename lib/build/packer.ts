@@ -1,0 +1,169 @@
+// The Packer builder (FR-1): `packer build` of the image folder's HCL2 template, run by execa under Pulumi with
+// Packer's UI lines as progress. The qemu path boots a base qcow2 (another image of this factory or a catalog
+// cloud image) from a copy, seeds cloud-init from a CD labelled cidata with a throw-away SSH key, lets Packer's
+// Ansible provisioner shape it, and hands the qcow2 to the pipeline (recompressed, checksummed, validated).
+// Plugins are pinned in the template's required_plugins and installed by tools/build.sh (PACKER_PLUGIN_PATH),
+// so nothing is downloaded when a build runs.
+import { execFileSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import type { BuildLog } from "../buildlog";
+import { run } from "../exec";
+import { OfflineImage } from "../inspect";
+import { nocloudMetaData, nocloudUserData } from "./iso";
+
+export const PACKER_STAGES = 5; // prepare, packer build, read manifest, (convert + sha256 by the pipeline)
+export const PACKER_KEY_COMMENT = "image-factory-packer-build";
+
+export interface PackerQemuSpec {
+    name: string;
+    hostname: string;
+    domain: string;
+    /** Absolute paths: the image folder (Packer's working directory), its template and playbook. */
+    imageDir: string;
+    template: string;
+    playbook?: string;
+    user: { name: string; authorizedKeys: string[] };
+    base: { id: string; version: string; sha256: string; path: string };
+    diskSize: string;
+    memoryMiB: number;
+    cpus: number;
+    vars: Record<string, unknown>;
+    ansibleRolesPath: string[];
+    ansibleCollectionsPath: string[];
+    /** Project root: PACKER_PLUGIN_PATH defaults to its .tools/packer-plugins. */
+    projectDir: string;
+    sourceDateEpoch: number;
+    buildKey: string;
+    buildInfo: Record<string, unknown>;
+}
+
+export interface PackerResult {
+    qcow2: string;
+    pkgManifest: string;
+    accel: "kvm" | "tcg";
+    base: { id: string; version: string; sha256: string };
+}
+
+/** FR-11: KVM or TCG, decided (and explained) by scripts/virt-check.sh. */
+export function virtualisation(projectDir: string): { accel: "kvm" | "tcg"; reason: string } {
+    try {
+        const out = execFileSync("bash", [path.join(projectDir, "scripts/virt-check.sh"), "--json"], { encoding: "utf8" });
+        const v = JSON.parse(out.trim().split("\n").pop() as string) as { accel: string; reason: string };
+        return { accel: v.accel === "kvm" ? "kvm" : "tcg", reason: v.reason };
+    } catch (err) {
+        return { accel: "tcg", reason: `virtualisation check failed (${(err as Error).message.split("\n")[0]})` };
+    }
+}
+
+export function packerEnv(projectDir: string): Record<string, string> {
+    return {
+        PACKER_PLUGIN_PATH: process.env.PACKER_PLUGIN_PATH ?? path.join(projectDir, ".tools/packer-plugins"),
+        PACKER_CACHE_DIR: process.env.PACKER_CACHE_DIR ?? path.join(projectDir, ".cache/packer"),
+        PACKER_CHECKPOINT_DISABLE: "1",
+        PACKER_NO_COLOR: "1",
+        CHECKPOINT_DISABLE: "1",
+    };
+}
+
+/** The variables a qemu-path template receives: paths and names only, never a secret. */
+export function qemuVariables(spec: PackerQemuSpec, work: string, accel: string): Record<string, string | number> {
+    return {
+        image_name: spec.name,
+        base_image_url: `file://${spec.base.path}`,
+        base_image_sha256: spec.base.sha256,
+        output_dir: path.join(work, "output"),
+        seed_dir: path.join(work, "seed"),
+        ssh_username: spec.user.name,
+        ssh_private_key_file: path.join(work, "ssh", "id_ed25519"),
+        playbook: spec.playbook ?? path.join(spec.imageDir, "playbook.yml"),
+        ansible_roles_path: spec.ansibleRolesPath.join(":"),
+        ansible_collections_path: [...spec.ansibleCollectionsPath, "/usr/share/ansible/collections", "/usr/lib/python3/dist-packages"].join(":"),
+        build_json: path.join(work, "build.json"),
+        extra_vars_file: path.join(work, "ansible-vars.json"),
+        accelerator: accel,
+        disk_size: spec.diskSize,
+        memory: spec.memoryMiB,
+        cpus: spec.cpus,
+        serial_log: path.join(work, "serial.log"),
+    };
+}
+
+/** Writes everything the template's variables point at: seed, throw-away key, build info, Ansible vars. */
+export async function prepareQemuInputs(spec: PackerQemuSpec, work: string, accel: string, log?: BuildLog): Promise<string> {
+    const vars = qemuVariables(spec, work, accel);
+    fs.rmSync(String(vars.output_dir), { recursive: true, force: true }); // Packer refuses an existing output directory
+    fs.mkdirSync(path.join(work, "ssh"), { recursive: true, mode: 0o700 });
+    const key = String(vars.ssh_private_key_file);
+    if (!fs.existsSync(key)) await run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", PACKER_KEY_COMMENT, "-f", key], { log });
+    const pub = fs.readFileSync(`${key}.pub`, "utf8").trim();
+    fs.mkdirSync(String(vars.seed_dir), { recursive: true });
+    const user = { ...spec.user, authorizedKeys: [...spec.user.authorizedKeys, pub] };
+    fs.writeFileSync(path.join(String(vars.seed_dir), "user-data"), nocloudUserData({ hostname: spec.hostname, domain: spec.domain, user }));
+    fs.writeFileSync(path.join(String(vars.seed_dir), "meta-data"), nocloudMetaData({ name: spec.name, hostname: spec.hostname, buildKey: spec.buildKey }));
+    const base = { id: spec.base.id, version: spec.base.version, sha256: spec.base.sha256 };
+    fs.writeFileSync(String(vars.build_json), `${JSON.stringify({ ...spec.buildInfo, base }, null, 2)}\n`);
+    fs.writeFileSync(String(vars.extra_vars_file), JSON.stringify({ image_name: spec.name, bootstrap_user: spec.user.name, ...spec.vars }));
+    const varFile = path.join(work, "image.pkrvars.json");
+    fs.writeFileSync(varFile, `${JSON.stringify(vars, null, 2)}\n`);
+    return varFile;
+}
+
+/** `packer validate` of a template with a var file: the same check CI runs on every template. */
+export async function packerValidate(template: string, varFile: string, projectDir: string, log?: BuildLog): Promise<void> {
+    await run("packer", ["validate", `-var-file=${varFile}`, path.basename(template)], {
+        cwd: path.dirname(template), env: packerEnv(projectDir), log,
+        hint: `fix ${path.relative(projectDir, template)} (packer validate); plugins come from tools/build.sh into .tools/packer-plugins`,
+    });
+}
+
+/** Packer's UI lines ("==> qemu.image: Waiting for SSH...") become progress; everything goes to the log. */
+function progressLines(log: BuildLog, label: string): (chunk: string) => void {
+    let last = 0;
+    let carry = "";
+    return (chunk) => {
+        const lines = (carry + chunk).split("\n");
+        carry = lines.pop() ?? "";
+        for (const l of lines) {
+            const m = /==> (\S+): (.*)$/.exec(l);
+            if (m && Date.now() - last > 2000) {
+                last = Date.now();
+                log.info(`→ ${label}: packer: ${m[2].slice(0, 160)}`);
+            }
+        }
+    };
+}
+
+export async function buildWithPacker(spec: PackerQemuSpec, dirs: { work: string }, log: BuildLog): Promise<PackerResult> {
+    const virt = virtualisation(spec.projectDir);
+    const varFile = await log.stage("prepare seed CD, throw-away SSH key, variables; packer validate", PACKER_STAGES, async () => {
+        if (virt.accel === "tcg") log.info(`→ ${spec.name}: WARNING: Packer's VM runs under TCG (${virt.reason}); expect a build several times slower than with KVM`);
+        const f = await prepareQemuInputs(spec, dirs.work, virt.accel, log);
+        await packerValidate(spec.template, f, spec.projectDir, log);
+        return f;
+    });
+    await log.stage(`packer build ${path.basename(spec.template)} (qemu, ${virt.accel})`, PACKER_STAGES, async () => {
+        const onChunk = progressLines(log, spec.name);
+        await run("packer", ["build", "-color=false", "-on-error=cleanup", `-var-file=${varFile}`, path.basename(spec.template)], {
+            cwd: spec.imageDir,
+            env: { ...packerEnv(spec.projectDir), PACKER_LOG: "0" },
+            log,
+            onOutput: onChunk,
+            hint: `packer build failed; the build log has Packer's output and ${path.join(dirs.work, "serial.log")} the VM's console`,
+        });
+    });
+    const qcow2 = path.join(dirs.work, "output", `${spec.name}.qcow2`);
+    if (!fs.existsSync(qcow2)) throw new Error(`packer finished but left no ${qcow2}: check output_directory and vm_name in ${spec.template}`);
+    const pkgManifest = path.join(dirs.work, "pkg-manifest.txt");
+    await log.stage("read the package manifest back from the image", PACKER_STAGES, async () => {
+        const img = await OfflineImage.open(qcow2, { tmpDir: dirs.work });
+        try {
+            const manifest = await img.readFile("/etc/image-factory/pkg-manifest.txt");
+            if (!manifest) throw new Error("the image has no /etc/image-factory/pkg-manifest.txt: the template's final shell provisioner must write it");
+            fs.writeFileSync(pkgManifest, manifest);
+        } finally {
+            img.close();
+        }
+    });
+    return { qcow2, pkgManifest, accel: virt.accel, base: { id: spec.base.id, version: spec.base.version, sha256: spec.base.sha256 } };
+}

@@ -1,0 +1,177 @@
+// The Raspberry Pi builder (FR-4): a Raspberry Pi OS (Bookworm, arm64) disk image customised offline. The base
+// image is copied, its partitions are loop-mounted (root, and the FAT boot partition at /boot/firmware), and the
+// arm64 userland runs on this amd64 host through qemu-user-static registered with binfmt_misc, so `useradd`,
+// `systemctl enable`, apt and Ansible's chroot connection work as they would on the Pi. Nothing boots.
+// The artifact is the flashable raw image compressed with xz (what Raspberry Pi Imager and `xzcat | dd` take).
+import * as fs from "node:fs";
+import * as path from "node:path";
+import type { BuildLog } from "../buildlog";
+import { run } from "../exec";
+import { Chroot, removeTree } from "./chroot";
+import { BUILD_JSON_PATH, MANIFEST_PATH, SSHD_DROPIN, cleanup, runPlaybook, sshdDropIn } from "./rootfs";
+
+export const PI_STAGES = 7; // copy + grow, mount, configure, ansible, manifest, clean + unmount, (xz + sha256 by the pipeline)
+
+export interface PiSpec {
+    name: string;
+    hostname: string;
+    domain: string;
+    user: { name: string; authorizedKeys: string[] };
+    /** The base image, a raw disk (ManagedBaseImage decompresses the .img.xz of Raspberry Pi OS). */
+    base: { id: string; version: string; sha256: string; path: string };
+    /** Extra space for the root partition, so provisioning has room (Raspberry Pi OS ships its root nearly full). */
+    growMiB: number;
+    playbook?: string;
+    ansibleRolesPath?: string[];
+    ansibleCollectionsPath?: string[];
+    extraVars?: Record<string, unknown>;
+    sourceDateEpoch: number;
+    buildKey: string;
+    buildInfo: Record<string, unknown>;
+}
+
+export interface PiResult {
+    rawImage: string;
+    pkgManifest: string;
+    base: { id: string; version: string; sha256: string };
+}
+
+interface PartitionEntry { node: string; start: number; size: number; type: string }
+
+/** The partition table of a raw image, from sfdisk's JSON (sector units). */
+export async function partitions(image: string): Promise<PartitionEntry[]> {
+    const { stdout } = await run("sfdisk", ["--json", image], { hint: `${image} has no readable partition table: is it a Raspberry Pi OS .img?` });
+    const t = JSON.parse(stdout) as { partitiontable: { partitions: PartitionEntry[] } };
+    return t.partitiontable.partitions;
+}
+
+/** Raspberry Pi OS layout: partition 1 is the FAT boot partition, partition 2 the ext4 root. */
+export function piLayout(parts: PartitionEntry[]): { boot: PartitionEntry; root: PartitionEntry } {
+    const boot = parts[0];
+    const root = parts[1];
+    if (!boot || !root || !["c", "b", "e"].includes(boot.type.toLowerCase()) || root.type !== "83") {
+        throw new Error(`not a Raspberry Pi OS layout (expected partition 1 FAT (type c) and partition 2 Linux (type 83), found ${parts.map((p) => p.type).join(", ") || "none"})`);
+    }
+    return { boot, root };
+}
+
+async function attachLoop(image: string, offsetBytes: number, sizeBytes: number, log: BuildLog): Promise<string> {
+    const { stdout } = await run("losetup", ["--find", "--show", "--offset", String(offsetBytes), "--sizelimit", String(sizeBytes), image], {
+        log, hint: "loop devices are needed to mount the image's partitions: run as root on a host (or container) with /dev/loop-control",
+    });
+    return stdout.trim();
+}
+
+/** binfmt_misc must run arm64 binaries through qemu-user-static, or nothing inside the image can execute. */
+export function assertForeignExec(): void {
+    const entry = "/proc/sys/fs/binfmt_misc/qemu-aarch64";
+    if (!fs.existsSync(entry) || !fs.readFileSync(entry, "utf8").startsWith("enabled")) {
+        throw new Error("arm64 binaries cannot run on this host: qemu-aarch64 is not registered with binfmt_misc; install qemu-user-static and " +
+            "binfmt-support, then (as root) mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc && update-binfmts --enable qemu-aarch64 " +
+            "(bash scripts/setup.sh does both)");
+    }
+    const flags = /flags: (\S*)/.exec(fs.readFileSync(entry, "utf8"))?.[1] ?? "";
+    if (!flags.includes("F")) {
+        throw new Error("qemu-aarch64 is registered without the F (fix binary) flag, so a chroot cannot find the interpreter; re-register it with update-binfmts --enable qemu-aarch64 from Debian's qemu-user-static");
+    }
+}
+
+async function configurePi(chroot: Chroot, spec: PiSpec): Promise<void> {
+    const u = spec.user;
+    chroot.write("/etc/hostname", `${spec.hostname}\n`);
+    chroot.write("/etc/hosts", `127.0.0.1\tlocalhost\n127.0.1.1\t${spec.hostname}.${spec.domain} ${spec.hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n`);
+    chroot.write(SSHD_DROPIN, sshdDropIn());
+    const exists = await chroot.exec(["getent", "passwd", u.name]).then(() => true, () => false);
+    if (!exists) {
+        await chroot.exec(["useradd", "--create-home", "--shell", "/bin/bash", "--user-group", "--groups", "sudo", "--comment", "Bootstrap user (image-factory)", u.name]);
+    }
+    await chroot.exec(["passwd", "--lock", u.name]);
+    const home = `/home/${u.name}`;
+    chroot.write(`${home}/.ssh/authorized_keys`, `${u.authorizedKeys.join("\n")}\n`, 0o600);
+    await chroot.exec(["chown", "-R", `${u.name}:${u.name}`, `${home}/.ssh`]);
+    fs.chmodSync(chroot.path(`${home}/.ssh`), 0o700);
+    const sudoers = `/etc/sudoers.d/90-image-factory-${u.name}`;
+    chroot.write(sudoers, `# image-factory bootstrap user: Ansible needs non-interactive privilege escalation\n${u.name} ALL=(ALL:ALL) NOPASSWD: ALL\n`, 0o440);
+    await chroot.exec(["visudo", "--check", "--strict", "--file", sudoers], { hint: "the generated sudoers drop-in is invalid (or sudo is missing from the base image)" });
+    // SSH on first boot, both ways Raspberry Pi OS knows: the unit enabled, and the boot-partition flag.
+    await chroot.exec(["systemctl", "enable", "ssh.service"]);
+    chroot.write("/boot/firmware/ssh", "");
+    // Raspberry Pi OS asks for a first user on first boot unless one is configured; ours is, so skip the wizard.
+    if (fs.existsSync(chroot.path("/lib/systemd/system/userconfig.service"))) await chroot.exec(["systemctl", "mask", "userconfig.service"]);
+    await chroot.exec(["ssh-keygen", "-A"]);
+    fs.mkdirSync(chroot.path("/run/sshd"), { recursive: true, mode: 0o755 });
+    await chroot.exec(["/usr/sbin/sshd", "-t"], { hint: "sshd rejects the generated configuration" });
+}
+
+export async function buildPi(spec: PiSpec, dirs: { work: string; cache: string }, log: BuildLog): Promise<PiResult> {
+    assertForeignExec();
+    const image = path.join(dirs.work, `${spec.name}.img`);
+    const root = path.join(dirs.work, "root");
+    await removeTree(root, log);
+    const chroot = new Chroot(root, log);
+    const loops: string[] = [];
+    try {
+        await log.stage(`copy ${spec.base.id} ${spec.base.version} and grow its root by ${spec.growMiB} MiB`, PI_STAGES, async () => {
+            fs.rmSync(image, { force: true });
+            await run("cp", ["--sparse=always", spec.base.path, image], { log });
+            if (spec.growMiB > 0) {
+                const size = fs.statSync(image).size;
+                fs.truncateSync(image, size + spec.growMiB * 2 ** 20);
+                // Partition 2 ends at the end of the disk, as on every Raspberry Pi OS image.
+                await run("sfdisk", ["--no-reread", "--no-tell-kernel", "-N", "2", image], { input: ", +\n", log });
+            }
+        });
+        const { boot, root: rootPart } = piLayout(await partitions(image));
+        await log.stage("mount root and boot partitions (loop devices)", PI_STAGES, async () => {
+            const rootLoop = await attachLoop(image, rootPart.start * 512, rootPart.size * 512, log);
+            loops.push(rootLoop);
+            if (spec.growMiB > 0) {
+                await run("e2fsck", ["-f", "-p", rootLoop], { log }).catch(() => undefined); // resize2fs insists on a fresh check
+                await run("resize2fs", [rootLoop], { log });
+            }
+            fs.mkdirSync(root, { recursive: true });
+            await run("mount", [rootLoop, root], { log });
+            const bootLoop = await attachLoop(image, boot.start * 512, boot.size * 512, log);
+            loops.push(bootLoop);
+            fs.mkdirSync(path.join(root, "boot/firmware"), { recursive: true });
+            await run("mount", ["-t", "vfat", bootLoop, path.join(root, "boot/firmware")], { log });
+            await chroot.mountSystem();
+            // apt inside the image needs name resolution; the image's own resolv.conf comes back afterwards.
+            const resolv = chroot.path("/etc/resolv.conf");
+            if (fs.existsSync(resolv) || fs.lstatSync(resolv, { throwIfNoEntry: false })) fs.renameSync(resolv, `${resolv}.image-factory`);
+            fs.copyFileSync("/etc/resolv.conf", resolv);
+        });
+        await log.stage("configure: bootstrap user, sudo, sshd, first boot", PI_STAGES, () => configurePi(chroot, spec));
+        await log.stage(spec.playbook ? `ansible-playbook ${path.basename(spec.playbook)} (chroot connection, arm64 via qemu-user)` : "ansible (no playbook)",
+            PI_STAGES, async () => {
+                if (spec.playbook) {
+                    await runPlaybook({ ...spec, playbook: spec.playbook }, root, dirs.work, log, { verifyIdempotent: true });
+                }
+            });
+        const pkgManifest = path.join(dirs.work, "pkg-manifest.txt");
+        const base = { id: spec.base.id, version: spec.base.version, sha256: spec.base.sha256 };
+        await log.stage("package manifest and build info", PI_STAGES, async () => {
+            chroot.write(BUILD_JSON_PATH, `${JSON.stringify({ ...spec.buildInfo, base }, null, 2)}\n`);
+            const { stdout } = await chroot.exec(["dpkg-query", "-W", "-f", "${binary:Package}\\t${Version}\\t${Architecture}\\n"]);
+            const manifest = `${stdout.split("\n").filter(Boolean).sort().join("\n")}\n`;
+            fs.writeFileSync(pkgManifest, manifest);
+            chroot.write(MANIFEST_PATH, manifest);
+        });
+        await log.stage("clean up and unmount", PI_STAGES, async () => {
+            await chroot.exec(["apt-get", "clean"]).catch(() => undefined);
+            const resolv = chroot.path("/etc/resolv.conf");
+            fs.rmSync(resolv, { force: true });
+            if (fs.lstatSync(`${resolv}.image-factory`, { throwIfNoEntry: false })) fs.renameSync(`${resolv}.image-factory`, resolv);
+            await chroot.unmountAll();
+            // cleanup() works on the root only; the boot partition is FAT (2 s timestamps, nothing per machine).
+            await run("mount", [loops[0], root], { log });
+            await cleanup(root, spec.sourceDateEpoch, log);
+            await run("umount", [root], { log });
+        });
+        return { rawImage: image, pkgManifest, base };
+    } finally {
+        await chroot.unmountAll().catch(() => undefined);
+        for (const l of loops.reverse()) await run("losetup", ["--detach", l], { log }).catch(() => undefined);
+        await removeTree(root, log).catch(() => undefined);
+    }
+}
