@@ -8,6 +8,7 @@ import { BootstrapPass } from "./components/BootstrapPass";
 import { ManagedBaseImage } from "./components/ManagedBaseImage";
 import { proxmoxTemplate, publishBuiltImage, type PublishContext } from "./components/publish";
 import { IsoImage } from "./components/IsoImage";
+import { PackerProxmoxTemplate } from "./components/PackerProxmoxTemplate";
 import { PiImage } from "./components/PiImage";
 import { Qcow2Image, type BuiltImage, type ImageBase } from "./components/Qcow2Image";
 import { lookup, specHash } from "./lib/baseImages";
@@ -17,7 +18,7 @@ import { ConfigError, parseConfig, readNamespace, resolveAuthorizedKeys, type Fa
 import { signingFromEnv } from "./lib/evidence";
 import { gitRemoteUrl } from "./lib/git";
 import { loadRecipe, type ImageRecipe } from "./lib/recipe";
-import type { TemplateRecord } from "./lib/vmids";
+import { allocateVmid, type TemplateRecord } from "./lib/vmids";
 
 // Bump with any change to the shape in schemas/outputs.schema.json (its schemaVersion const too).
 const OUTPUTS_SCHEMA_VERSION = 1;
@@ -119,6 +120,36 @@ function baseOf(recipe: ImageRecipe): ImageBase | undefined {
     const m = baseImages[key];
     return { id: ref.catalog, version: ref.version, identity: specHash(spec), path: m.path, sha256: m.sha256 };
 }
+/** Proxmox templates made in this run, per image (the base of a Packer → Proxmox build). */
+const templatesMade: Record<string, { node: pulumi.Output<string>; vmid: pulumi.Output<number>; name: pulumi.Output<string> }> = {};
+
+/** A Packer → Proxmox image (FR-2): built on the node from its base image's template; no file, no store. */
+function nodeBuiltTemplate(recipe: ImageRecipe, pass: Pass, opts: pulumi.ComponentResourceOptions): pulumi.Output<unknown> {
+    const b = recipe.builder as Extract<ImageRecipe["builder"], { kind: "packer" }>;
+    const p = config.proxmox;
+    const baseName = "image" in b.base ? b.base.image : "";
+    const base = builtImages[baseName];
+    const baseTemplate = templatesMade[baseName];
+    if (!p?.enabled || !ctx.proxmox) throw new pulumi.RunError(`images/${recipe.name} builds on a Proxmox node: the stack needs factory:proxmox`);
+    if (!base || !baseTemplate) {
+        throw new pulumi.RunError(`images/${recipe.name} clones the template of ${baseName || JSON.stringify(b.base)}: list that image (with the proxmox target) before it in factory:images`);
+    }
+    if (!p.packerSshKeyFile) throw new pulumi.RunError(`images/${recipe.name}: set factory:proxmox.packerSshKeyFile (the bootstrap user's private key Packer logs in with)`);
+    // One id per base version (a new base version makes a new template beside the old one); never the id of the
+    // template it clones.
+    const vmid = pulumi.all([ctx.proxmox.previous, base.version, baseTemplate.vmid]).apply(([prev, version, cloneId]) => allocateVmid(recipe.name, version,
+        [...prev, { image: baseName, version: "clone-source", vmid: cloneId, name: "", sha256: "" }], { range: p.vmidRange, blocks: p.vmids, keepLast: p.keepLast }));
+    const tpl = new PackerProxmoxTemplate(recipe.name, {
+        recipe, projectDir, workDir: resolve(config.workDir), apiToken: ctx.proxmox.apiToken, vmid, bootstrapUser: config.bootstrapUser.name,
+        proxmox: { endpoint: p.endpoint, insecure: p.insecure, node: p.node, bridge: p.bridge, diskStorage: p.diskStorage, namePattern: p.namePattern, sshKeyFile: p.packerSshKeyFile as string },
+        base: { version: base.version, sha256: base.sha256, templateName: baseTemplate.name },
+    }, opts);
+    return pulumi.output({
+        pass, format: "proxmox-template", version: base.version, sha256: base.sha256, buildKey: tpl.buildKey, builtOn: p.node,
+        proxmox: { node: tpl.node, vmid: tpl.vmid, name: tpl.name },
+    });
+}
+
 const componentFor = { vm: Qcow2Image, "builder-node": Qcow2Image, pi: PiImage, iso: IsoImage } as const;
 
 const images: Record<string, pulumi.Output<unknown>> = {};
@@ -150,6 +181,10 @@ for (const pass of [1, 2, 3] as Pass[]) {
             });
             continue;
         }
+        if (recipe.builder.kind === "packer" && recipe.builder.path === "proxmox") {
+            images[recipe.name] = nodeBuiltTemplate(recipe, pass, bootstrap.childOptions());
+            continue;
+        }
         const Component = componentFor[recipe.kind];
         const image = new Component(recipe.name, {
             recipe,
@@ -164,7 +199,10 @@ for (const pass of [1, 2, 3] as Pass[]) {
             base: baseOf(recipe),
         }, bootstrap.childOptions());
         builtImages[recipe.name] = image;
-        images[recipe.name] = pulumi.output({ pass, ...publishBuiltImage(image, targets, ctx) });
+        const published = publishBuiltImage(image, targets, ctx);
+        if (published.proxmoxResource) templatesMade[recipe.name] = published.proxmoxResource;
+        const { proxmoxResource: _tpl, ...record } = published;
+        images[recipe.name] = pulumi.output({ pass, ...record });
     }
     bootstrap.finish({ images: inPass.map((r) => r.name) });
     passes[String(pass)] = { images: inPass.map((r) => r.name) };

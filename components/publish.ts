@@ -31,7 +31,7 @@ export interface Targets {
     proxmox: boolean;
 }
 
-export function publishBuiltImage(image: BuiltImage, targets: Targets, ctx: PublishContext): Record<string, unknown> {
+export function publishBuiltImage(image: BuiltImage, targets: Targets, ctx: PublishContext): Record<string, unknown> & { proxmoxResource?: ProxmoxTemplate } {
     const { config } = ctx;
     const name = image.name;
     const gate = [image.validation];
@@ -116,6 +116,8 @@ export function publishBuiltImage(image: BuiltImage, targets: Targets, ctx: Publ
         proxmox: proxmox ? { node: proxmox.node, vmid: proxmox.vmid, name: proxmox.name } : null,
         validation: { passed: image.validation.passed, checks: image.validation.checks.apply((c) => c.map((x) => `${x.status} ${x.id}`)), evidencePath: image.validation.evidencePath },
         proxmoxTemplates: proxmox?.kept ?? null,
+        /** Not an output: the template resource, for images built on the node from it (Packer → Proxmox). */
+        proxmoxResource: proxmox,
     };
 }
 

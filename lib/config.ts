@@ -95,6 +95,8 @@ const proxmoxSchema = z.object({
     keepLast: z.number().int().min(1).max(50).default(3),
     /** Where the node downloads images from: the artifact store (its publicBaseUrl) or the GitHub release asset. */
     imageSource: z.enum(["store", "release"]).default("store"),
+    /** Packer → Proxmox builds (FR-2): private key of the bootstrap user, for Packer's SSH into the clone. */
+    packerSshKeyFile: z.string().min(1).optional(),
 }).strict();
 
 const debianSchema = z.object({

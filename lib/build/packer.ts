@@ -117,19 +117,15 @@ export async function packerValidate(template: string, varFile: string, projectD
     });
 }
 
-/** Packer's UI lines ("==> qemu.image: Waiting for SSH...") become progress; everything goes to the log. */
+/** Packer's UI lines ("==> qemu.image: Waiting for SSH...") and Ansible's task names become progress lines. */
 function progressLines(log: BuildLog, label: string): (chunk: string) => void {
-    let last = 0;
     let carry = "";
     return (chunk) => {
         const lines = (carry + chunk).split("\n");
         carry = lines.pop() ?? "";
         for (const l of lines) {
-            const m = /==> (\S+): (.*)$/.exec(l);
-            if (m && Date.now() - last > 2000) {
-                last = Date.now();
-                log.info(`→ ${label}: packer: ${m[2].slice(0, 160)}`);
-            }
+            const m = /==> \S+: (.*)$/.exec(l) ?? /\S+: (TASK \[.*\]|PLAY RECAP)/.exec(l);
+            if (m) log.info(`→ ${label}: packer: ${m[1].replace(/\s*\*+$/, "").slice(0, 160)}`);
         }
     };
 }

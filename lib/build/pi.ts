@@ -62,6 +62,66 @@ async function attachLoop(image: string, offsetBytes: number, sizeBytes: number,
     return stdout.trim();
 }
 
+/**
+ * The FAT boot partition seen as a directory at /boot/firmware. Loop-mounted when the kernel has vfat; otherwise
+ * (containers often lack the module) copied out with mtools, bind-mounted, and written back file by file
+ * afterwards (changed and new files with mcopy, removed ones with mdel), so the partition keeps its volume id.
+ */
+class BootPartition {
+    private snapshot?: string;
+    private dir?: string;
+    mode: "mount" | "mtools" = "mount";
+
+    constructor(private readonly image: string, private readonly offset: number, private readonly work: string, private readonly log: BuildLog) {}
+
+    private get spec(): string {
+        return `${this.image}@@${this.offset}`;
+    }
+
+    async attach(target: string, loop: string): Promise<void> {
+        fs.mkdirSync(target, { recursive: true });
+        try {
+            await run("mount", ["-t", "vfat", loop, target], { log: this.log });
+            return;
+        } catch (err) {
+            if (!/unknown filesystem type/.test((err as Error).message)) throw err;
+            this.log.info("→ boot partition: this kernel cannot mount vfat; editing it with mtools instead (no mount)");
+        }
+        this.mode = "mtools";
+        this.dir = path.join(this.work, "bootfs");
+        this.snapshot = path.join(this.work, "bootfs.orig");
+        for (const d of [this.dir, this.snapshot]) {
+            fs.rmSync(d, { recursive: true, force: true });
+            fs.mkdirSync(d, { recursive: true });
+            await run("mcopy", ["-s", "-n", "-m", "-i", this.spec, "::/*", d], { log: this.log, env: { MTOOLS_SKIP_CHECK: "1" } });
+        }
+        await run("mount", ["--bind", this.dir, target], { log: this.log });
+    }
+
+    /** Writes back what provisioning changed (mtools mode); a mounted partition needs nothing. */
+    async writeBack(epoch: number): Promise<void> {
+        if (this.mode !== "mtools" || !this.dir || !this.snapshot) return;
+        const env = { MTOOLS_SKIP_CHECK: "1" };
+        const walk = (root: string, rel = ""): string[] => fs.readdirSync(path.join(root, rel), { withFileTypes: true })
+            .flatMap((e) => (e.isDirectory() ? [`${path.join(rel, e.name)}/`, ...walk(root, path.join(rel, e.name))] : [path.join(rel, e.name)]));
+        const now = new Set(walk(this.dir));
+        const before = new Set(walk(this.snapshot));
+        for (const rel of [...now].sort()) {
+            const p = path.join(this.dir, rel);
+            if (rel.endsWith("/")) {
+                if (!before.has(rel)) await run("mmd", ["-i", this.spec, `::/${rel.slice(0, -1)}`], { log: this.log, env });
+                continue;
+            }
+            if (before.has(rel) && fs.readFileSync(p).equals(fs.readFileSync(path.join(this.snapshot, rel)))) continue;
+            fs.utimesSync(p, epoch, epoch);
+            await run("mcopy", ["-o", "-m", "-i", this.spec, p, `::/${rel}`], { log: this.log, env });
+        }
+        for (const rel of [...before].filter((r) => !now.has(r)).sort().reverse()) {
+            await run(rel.endsWith("/") ? "mrd" : "mdel", ["-i", this.spec, `::/${rel.replace(/\/$/, "")}`], { log: this.log, env });
+        }
+    }
+}
+
 /** binfmt_misc must run arm64 binaries through qemu-user-static, or nothing inside the image can execute. */
 export function assertForeignExec(): void {
     const entry = "/proc/sys/fs/binfmt_misc/qemu-aarch64";
@@ -110,6 +170,7 @@ export async function buildPi(spec: PiSpec, dirs: { work: string; cache: string 
     await removeTree(root, log);
     const chroot = new Chroot(root, log);
     const loops: string[] = [];
+    let bootPart: BootPartition | undefined;
     try {
         await log.stage(`copy ${spec.base.id} ${spec.base.version} and grow its root by ${spec.growMiB} MiB`, PI_STAGES, async () => {
             fs.rmSync(image, { force: true });
@@ -133,8 +194,8 @@ export async function buildPi(spec: PiSpec, dirs: { work: string; cache: string 
             await run("mount", [rootLoop, root], { log });
             const bootLoop = await attachLoop(image, boot.start * 512, boot.size * 512, log);
             loops.push(bootLoop);
-            fs.mkdirSync(path.join(root, "boot/firmware"), { recursive: true });
-            await run("mount", ["-t", "vfat", bootLoop, path.join(root, "boot/firmware")], { log });
+            bootPart = new BootPartition(image, boot.start * 512, dirs.work, log);
+            await bootPart.attach(path.join(root, "boot/firmware"), bootLoop);
             await chroot.mountSystem();
             // apt inside the image needs name resolution; the image's own resolv.conf comes back afterwards.
             const resolv = chroot.path("/etc/resolv.conf");
@@ -163,6 +224,7 @@ export async function buildPi(spec: PiSpec, dirs: { work: string; cache: string 
             fs.rmSync(resolv, { force: true });
             if (fs.lstatSync(`${resolv}.image-factory`, { throwIfNoEntry: false })) fs.renameSync(`${resolv}.image-factory`, resolv);
             await chroot.unmountAll();
+            await bootPart?.writeBack(spec.sourceDateEpoch);
             // cleanup() works on the root only; the boot partition is FAT (2 s timestamps, nothing per machine).
             await run("mount", [loops[0], root], { log });
             await cleanup(root, spec.sourceDateEpoch, log);

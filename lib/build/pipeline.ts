@@ -148,6 +148,7 @@ export async function buildImage(req: BuildRequest, progress: Progress = () => u
         const buildInfo = { ...req.buildInfo, version: req.version, buildKey: req.buildKey };
         const qcow2 = path.join(dir, `${req.name}.${req.format}`);
         const partial = `${qcow2}.partial`;
+        fs.mkdirSync(work, { recursive: true });
         const built = await runBuilder(req, buildInfo, { work, cache: req.cacheDir }, log);
         const fullInfo = { ...buildInfo, base: built.base };
         const digest = await log.stage(built.finishStage, built.stages, async () => {

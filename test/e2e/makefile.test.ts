@@ -4,6 +4,7 @@ import execa from "execa";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { imageRows } from "../../bin/list-images";
 import { REPO_ROOT } from "../helpers/setup";
 
 const INSTALLERS = ["npm", "npx", "apt-get", "apt", "dpkg", "go", "pip", "pip3", "sudo"];
@@ -55,6 +56,54 @@ describe("Makefile (FR-12)", () => {
         } finally {
             fs.rmSync(bin, { recursive: true, force: true });
         }
+    });
+
+    it("make list names every image under images/ with its type, builder and artifact, generated from the recipes", async () => {
+        const { stdout } = await execa("make", ["-s", "list"], { cwd: REPO_ROOT });
+        const rows = imageRows();
+        assert.ok(rows.length >= 9);
+        for (const r of rows) {
+            assert.match(stdout, new RegExp(`^\\s+${r.name}\\s+${r.kind}\\s+${r.builder.replace("/", "\\/")}\\s+${r.format.replace(".", "\\.")}\\s+${r.pass}\\s`, "m"), `make list lacks ${r.name}`);
+        }
+        for (const target of ["vm", "builder-node", "pi", "iso", "packer-validate", "ansible-collections"]) {
+            assert.match(stdout, new RegExp(`^\\s+${target}\\s+\\S`, "m"), `make list lacks the ${target} target`);
+        }
+        assert.match(stdout, /per type: make builder-node, make iso, make pi, make vm/);
+    });
+
+    it("make deps TARGET=pi names a missing tool; TARGET=iso checks the installer files", async () => {
+        const bin = pathWithout("qemu-aarch64-static");
+        try {
+            const r = await execa("make", ["-s", "deps", "TARGET=pi"], { cwd: REPO_ROOT, reject: false, env: { PATH: bin }, extendEnv: false });
+            assert.notEqual(r.exitCode, 0);
+            assert.match(r.stdout, /MISSING\s+qemu-aarch64-static\s+\(required\)/);
+            assert.match(r.stderr, /missing required tools: qemu-aarch64-static/);
+        } finally {
+            fs.rmSync(bin, { recursive: true, force: true });
+        }
+        const iso = await execa("make", ["-s", "deps", "TARGET=iso"], { cwd: REPO_ROOT, reject: false });
+        assert.equal(iso.exitCode, 0, iso.all);
+        assert.match(iso.stdout, /ok\s+\/usr\/lib\/ISOLINUX\/isolinux\.bin/);
+    });
+
+    it("make deps TARGET=builder-node says how VMs will run (FR-11): KVM, or TCG with a warning and an estimate", async () => {
+        const r = await execa("make", ["-s", "deps", "TARGET=builder-node"], { cwd: REPO_ROOT, reject: false });
+        assert.match(r.stdout, /^virtualisation: cpu flag: .*; nested: .*; \/dev\/kvm: (yes|no)$/m);
+        assert.match(r.stdout, /^virtualisation: (qemu runs with KVM \(.+\)|WARNING: qemu runs under TCG, software emulation: .+)$/m);
+        if (/TCG/.test(r.stdout)) assert.match(r.stdout, /expect roughly 5-10x longer/);
+        const forced = await execa("bash", ["scripts/virt-check.sh", "--json"], { cwd: REPO_ROOT, env: { IMAGE_FACTORY_ACCEL: "tcg" } });
+        assert.deepEqual((JSON.parse(forced.stdout) as { accel: string; reason: string }), { ...(JSON.parse(forced.stdout) as object), accel: "tcg", reason: "set by IMAGE_FACTORY_ACCEL" });
+    });
+
+    it("make iso builds every ISO through the pipeline and validates it; an unknown image exits 2", async () => {
+        const r = await execa("make", ["-s", "iso"], { cwd: REPO_ROOT, reject: false, all: true });
+        assert.equal(r.exitCode, 0, r.all);
+        assert.match(r.stdout, /^validation of debian-12-installer-iso .*: PASSED$/m);
+        assert.match(r.stdout, /^validation of nocloud-seed-iso .*: PASSED$/m);
+        assert.match(r.stdout, /^ {2}sha256 [0-9a-f]{64} {2}\d+ bytes/m);
+        const bad = await execa("make", ["-s", "image-no-such-image"], { cwd: REPO_ROOT, reject: false, all: true });
+        assert.equal(bad.exitCode, 2);
+        assert.match(bad.all ?? "", /unknown image 'no-such-image': make list shows the images/);
     });
 
     it("never installs: no package manager appears in the Makefile or what it runs", () => {

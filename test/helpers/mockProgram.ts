@@ -51,9 +51,17 @@ function outputsFor(type: string, name: string, inputs: Record<string, unknown>,
         case `${DYN}OciPush`:
             return { ...inputs, ref: `oci://${inputs.registry}/${inputs.repository}:${(inputs.tags as string[])[0]}`, manifestDigest: `sha256:${fakeSha(name)}`, layerDigest: `sha256:${inputs.sha256}`, size: 150_000_000, provenanceDigest: `sha256:${fakeSha(`${name}-prov`)}` };
         case `${DYN}GithubReleaseUpload`:
-            return { ...inputs, releaseUrl: `https://github.example/${inputs.owner}/${inputs.repo}/releases/tag/${inputs.tag}`, assetUrl: `https://github.example/${inputs.owner}/${inputs.repo}/releases/download/${inputs.tag}/${inputs.fileName}`, sha256AssetUrl: "x" };
+            return { ...inputs, releaseUrl: `https://github.example/${inputs.owner}/${inputs.repo}/releases/tag/${inputs.tag}`, assetUrl: `https://github.example/${inputs.owner}/${inputs.repo}/releases/download/${inputs.tag}/${inputs.fileName}`, sha256AssetUrl: `https://github.example/${inputs.owner}/${inputs.repo}/releases/download/${inputs.tag}/${inputs.fileName}.sha256` };
         case `${DYN}ReleaseMetadata`:
             return { ...inputs, files: [], toolsJsonPath: "/repo/manifests/x.tools.json" };
+        case `${DYN}PackerProxmoxTemplate`: {
+            const spec = inputs.spec as { node: string; vmid: number; templateName: string };
+            return { ...inputs, node: spec.node, vmid: spec.vmid, name: spec.templateName, builtAt: "2026-11-25T12:00:00.000Z", logPath: "/work/packer.log" };
+        }
+        case `${DYN}StoreRoot`:
+            return { ...inputs, schemaVersion: 1, layout: "images/<name>/<version>/<name>-<version>.<ext>" };
+        case `${DYN}BaseImageFetch`:
+            return { ...inputs, path: `/cache/base/${name}.img`, sha256: fakeSha(`base:${name}`), files: {} };
         case `${DYN}TemplateRetention`:
             return { ...inputs, deleted: (inputs.retired as Array<{ vmid: number }>).map((r) => r.vmid), keptInUse: [] };
         default:
