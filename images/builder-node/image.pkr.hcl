@@ -125,6 +125,19 @@ build {
       "ANSIBLE_NOCOLOR=1",
     ]
   }
+  provisioner "ansible" {
+    # NFR-2: the same playbook again; the factory fails the build unless this run reports changed=0.
+    playbook_file   = var.playbook
+    user            = var.ssh_username
+    use_proxy       = false
+    extra_arguments = ["--extra-vars", "@${var.extra_vars_file}"]
+    ansible_env_vars = [
+      "ANSIBLE_ROLES_PATH=${var.ansible_roles_path}",
+      "ANSIBLE_COLLECTIONS_PATH=${var.ansible_collections_path}",
+      "ANSIBLE_HOST_KEY_CHECKING=False",
+      "ANSIBLE_NOCOLOR=1",
+    ]
+  }
 
   # Traceability and a clean first boot: the manifest and build info the validation gate reads, then no trace
   # of this build (its key, cloud-init's state, the machine id) so every VM made from the image is new.

@@ -56,6 +56,7 @@ export function nocloudUserData(spec: Pick<IsoSpec, "hostname" | "domain" | "use
         "#cloud-config",
         `hostname: ${spec.hostname}`,
         `fqdn: ${spec.hostname}.${spec.domain}`,
+        "manage_etc_hosts: true",
         "ssh_pwauth: false",
         "disable_root: true",
         "users:",

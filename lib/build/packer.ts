@@ -11,6 +11,7 @@ import type { BuildLog } from "../buildlog";
 import { run } from "../exec";
 import { OfflineImage } from "../inspect";
 import { nocloudMetaData, nocloudUserData } from "./iso";
+import { playRecaps } from "./rootfs";
 
 export const PACKER_STAGES = 5; // prepare, packer build, read manifest, (convert + sha256 by the pipeline)
 export const PACKER_KEY_COMMENT = "image-factory-packer-build";
@@ -130,6 +131,24 @@ function progressLines(log: BuildLog, label: string): (chunk: string) => void {
     };
 }
 
+/**
+ * NFR-2 for Packer builds: templates run their playbook twice (two identical Ansible provisioners); the second
+ * run must change nothing. A template with a single Ansible provisioner is not checked (and says so).
+ */
+export function assertConverged(name: string, output: string, log?: BuildLog): void {
+    const recaps = playRecaps(output);
+    if (recaps.length < 2) {
+        log?.info(`→ ${name}: ${recaps.length} Ansible run(s) in the Packer build: convergence not checked (add the provisioner twice to check it)`);
+        return;
+    }
+    const [first, last] = [recaps[0], recaps[recaps.length - 1]];
+    if (last.changed > 0) {
+        throw new Error(`${name}: the playbook is not idempotent: its second run inside the Packer build changed ${last.changed} task(s) (NFR-2); ` +
+            "make those tasks declarative (state=present, creates=, changed_when) and see the build log for which ones");
+    }
+    log?.info(`→ ${name}: playbook converged: first run changed ${first.changed}, second run changed 0`);
+}
+
 export async function buildWithPacker(spec: PackerQemuSpec, dirs: { work: string }, log: BuildLog): Promise<PackerResult> {
     const virt = virtualisation(spec.projectDir);
     const varFile = await log.stage("prepare seed CD, throw-away SSH key, variables; packer validate", PACKER_STAGES, async () => {
@@ -140,13 +159,18 @@ export async function buildWithPacker(spec: PackerQemuSpec, dirs: { work: string
     });
     await log.stage(`packer build ${path.basename(spec.template)} (qemu, ${virt.accel})`, PACKER_STAGES, async () => {
         const onChunk = progressLines(log, spec.name);
+        let output = "";
         await run("packer", ["build", "-color=false", "-on-error=cleanup", `-var-file=${varFile}`, path.basename(spec.template)], {
             cwd: spec.imageDir,
             env: { ...packerEnv(spec.projectDir), PACKER_LOG: "0" },
             log,
-            onOutput: onChunk,
+            onOutput: (chunk) => {
+                output += chunk;
+                onChunk(chunk);
+            },
             hint: `packer build failed; the build log has Packer's output and ${path.join(dirs.work, "serial.log")} the VM's console`,
         });
+        assertConverged(spec.name, output, log);
     });
     const qcow2 = path.join(dirs.work, "output", `${spec.name}.qcow2`);
     if (!fs.existsSync(qcow2)) throw new Error(`packer finished but left no ${qcow2}: check output_directory and vm_name in ${spec.template}`);

@@ -259,11 +259,26 @@ export interface PlaybookRun {
     extraVars?: Record<string, unknown>;
 }
 
-/** The PLAY RECAP totals of an ansible-playbook run (summed over hosts). */
+/** The PLAY RECAP totals of an ansible-playbook run (summed over hosts; lines may carry a prefix such as Packer's). */
 export function playRecap(output: string): { ok: number; changed: number; failed: number } | undefined {
-    const rows = [...output.matchAll(/^\S+\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=\d+\s+failed=(\d+)/gm)];
+    const rows = [...output.matchAll(/^.*?\S+\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=\d+\s+failed=(\d+)/gm)];
     if (!rows.length) return undefined;
     return rows.reduce((a, m) => ({ ok: a.ok + Number(m[1]), changed: a.changed + Number(m[2]), failed: a.failed + Number(m[3]) }), { ok: 0, changed: 0, failed: 0 });
+}
+
+/** Each PLAY RECAP of an output holding several runs (Packer's two Ansible provisioners), in order. */
+export function playRecaps(output: string): Array<NonNullable<ReturnType<typeof playRecap>>> {
+    const out: Array<NonNullable<ReturnType<typeof playRecap>>> = [];
+    for (const block of output.split(/PLAY RECAP \**/).slice(1)) {
+        const hosts: string[] = [];
+        for (const line of block.split("\n").slice(1)) {
+            if (/ok=\d+/.test(line)) hosts.push(line);
+            else if (hosts.length || !/^\s*(\S+:)?\s*$/.test(line)) break; // blank (or Packer's "name:" prefix only) lines come first
+        }
+        const r = playRecap(hosts.join("\n"));
+        if (r) out.push(r);
+    }
+    return out;
 }
 
 /**

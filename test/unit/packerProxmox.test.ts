@@ -94,6 +94,22 @@ echo "==> proxmox-clone.image: Creating VM"
         }
     });
 
+    it("the other builders' bases: Pi images from the catalog's Raspberry Pi OS, builder-node from debian-12-minimal's build", () => {
+        const builds = Object.fromEntries(dvnt.ofType(`${DYN}Qcow2Build`).map((b) => [b.inputs.name as string, b.inputs]));
+        const pi = (builds["sdr-pi"].request as { pi: { base: Record<string, unknown> }; format: string });
+        assert.equal(pi.format, "img.xz");
+        assert.deepEqual(pi.pi.base, { id: "raspios-bookworm-arm64-lite", version: "2025-05-13", path: "/cache/base/base-raspios-bookworm-arm64-lite-2025-05-13-fetch.img",
+            sha256: fakeSha("base:base-raspios-bookworm-arm64-lite-2025-05-13-fetch") });
+        const fetches = dvnt.ofType(`${DYN}BaseImageFetch`).map((f) => f.name);
+        assert.deepEqual(fetches, ["base-raspios-bookworm-arm64-lite-2025-05-13-fetch"], "one fetch shared by both Pi images");
+        const bn = builds["builder-node"].request as { packer: { base: Record<string, unknown> } };
+        assert.deepEqual(bn.packer.base, { id: "image:debian-12-minimal", version: "this-stack", path: "/work/builds/debian-12-minimal.qcow2", sha256: fakeSha("debian-12-minimal@v2026.11.25") });
+        for (const iso of ["debian-12-installer-iso", "nocloud-seed-iso"]) assert.equal((builds[iso].request as { format: string }).format, "iso");
+        const components = dvnt.resources.map((r) => `${r.type}::${r.name}`);
+        for (const c of ["image-factory:image:PiImage::sdr-pi", "image-factory:image:IsoImage::nocloud-seed-iso", "image-factory:image:Qcow2Image::builder-node",
+            "image-factory:proxmox:PackerProxmoxTemplate::debian-12-minimal-pve"]) assert.ok(components.includes(c), c);
+    });
+
     it("refuses a malformed token and a manifest without a VM id, naming the fix", () => {
         assert.throws(() => splitApiToken("just-a-secret"), /user@realm!tokenid=secret/);
         assert.deepEqual(splitApiToken("root@pam!ci=abc-def"), { tokenId: "root@pam!ci", secret: "abc-def" });
