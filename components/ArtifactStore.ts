@@ -47,7 +47,8 @@ export class ArtifactStore extends pulumi.ComponentResource {
             buildJsonPath: image.buildJsonPath,
             pkgManifestPath: image.pkgManifestPath,
             logPath: image.logPath,
-            ext: image.format,
+            // Only when not qcow2: stores published before other formats existed see no new input (no diff).
+            ...(image.format === "qcow2" ? {} : { ext: image.format }),
         }, { parent: this, dependsOn: [this.storeRoot, image.validation, ...(opts.dependsOn ?? [])] });
     }
 }
