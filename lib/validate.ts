@@ -371,6 +371,7 @@ export async function validateQcow2(qcow2: string, expect: ValidateExpect, opts:
             reason: !path.isAbsolute(qcow2) ? `${JSON.stringify(qcow2)} is not an absolute path` : `no file at ${qcow2}`, fix: FIX.path }]);
     }
     let img: OfflineImage | undefined;
+    if (opts.scratch) fs.mkdirSync(opts.scratch, { recursive: true });
     const scratch = fs.mkdtempSync(path.join(opts.scratch ?? os.tmpdir(), "if-validate-"));
     try {
         try {

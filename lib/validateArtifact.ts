@@ -45,6 +45,7 @@ export async function validateIso(iso: string, expect: ValidateExpect & { flavou
         return report();
     }
     const names = new Set(files.map((f) => f.path));
+    if (opts.scratch) fs.mkdirSync(opts.scratch, { recursive: true });
     const scratch = fs.mkdtempSync(path.join(opts.scratch ?? os.tmpdir(), "if-iso-"));
     try {
         const flavour = expect.flavour ?? (names.has("/user-data") ? "nocloud-seed" : "debian-installer");
@@ -102,6 +103,7 @@ export async function validateArtifact(file: string, expect: ValidateExpect, opt
     const format = formatOf(file);
     if (format === "iso") return validateIso(file, expect, opts);
     if (format === "qcow2") return validateQcow2(file, expect, opts);
+    if (opts.scratch) fs.mkdirSync(opts.scratch, { recursive: true });
     const scratch = fs.mkdtempSync(path.join(opts.scratch ?? os.tmpdir(), "if-img-"));
     try {
         const raw = path.join(scratch, "image.img");
