@@ -8,7 +8,7 @@ import * as path from "node:path";
 import type { BuildLog } from "../buildlog";
 import { run } from "../exec";
 import { Chroot, removeTree } from "./chroot";
-import { BUILD_JSON_PATH, MANIFEST_PATH, SSHD_DROPIN, cleanup, runPlaybook, sshdDropIn } from "./rootfs";
+import { BUILD_JSON_PATH, MANIFEST_PATH, SSHD_DROPIN, checkSshd, cleanup, configureBootstrapUser, runPlaybook, sshdDropIn } from "./rootfs";
 
 export const PI_STAGES = 7; // copy + grow, mount, configure, ansible, manifest, clean + unmount, (xz + sha256 by the pipeline)
 
@@ -141,26 +141,13 @@ async function configurePi(chroot: Chroot, spec: PiSpec): Promise<void> {
     chroot.write("/etc/hostname", `${spec.hostname}\n`);
     chroot.write("/etc/hosts", `127.0.0.1\tlocalhost\n127.0.1.1\t${spec.hostname}.${spec.domain} ${spec.hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n`);
     chroot.write(SSHD_DROPIN, sshdDropIn());
-    const exists = await chroot.exec(["getent", "passwd", u.name]).then(() => true, () => false);
-    if (!exists) {
-        await chroot.exec(["useradd", "--create-home", "--shell", "/bin/bash", "--user-group", "--groups", "sudo", "--comment", "Bootstrap user (image-factory)", u.name]);
-    }
-    await chroot.exec(["passwd", "--lock", u.name]);
-    const home = `/home/${u.name}`;
-    chroot.write(`${home}/.ssh/authorized_keys`, `${u.authorizedKeys.join("\n")}\n`, 0o600);
-    await chroot.exec(["chown", "-R", `${u.name}:${u.name}`, `${home}/.ssh`]);
-    fs.chmodSync(chroot.path(`${home}/.ssh`), 0o700);
-    const sudoers = `/etc/sudoers.d/90-image-factory-${u.name}`;
-    chroot.write(sudoers, `# image-factory bootstrap user: Ansible needs non-interactive privilege escalation\n${u.name} ALL=(ALL:ALL) NOPASSWD: ALL\n`, 0o440);
-    await chroot.exec(["visudo", "--check", "--strict", "--file", sudoers], { hint: "the generated sudoers drop-in is invalid (or sudo is missing from the base image)" });
+    await configureBootstrapUser(chroot, u);
     // SSH on first boot, both ways Raspberry Pi OS knows: the unit enabled, and the boot-partition flag.
     await chroot.exec(["systemctl", "enable", "ssh.service"]);
     chroot.write("/boot/firmware/ssh", "");
     // Raspberry Pi OS asks for a first user on first boot unless one is configured; ours is, so skip the wizard.
     if (fs.existsSync(chroot.path("/lib/systemd/system/userconfig.service"))) await chroot.exec(["systemctl", "mask", "userconfig.service"]);
-    await chroot.exec(["ssh-keygen", "-A"]);
-    fs.mkdirSync(chroot.path("/run/sshd"), { recursive: true, mode: 0o755 });
-    await chroot.exec(["/usr/sbin/sshd", "-t"], { hint: "sshd rejects the generated configuration" });
+    await checkSshd(chroot);
 }
 
 export async function buildPi(spec: PiSpec, dirs: { work: string; cache: string }, log: BuildLog): Promise<PiResult> {

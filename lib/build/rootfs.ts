@@ -229,8 +229,22 @@ async function configure(chroot: Chroot, spec: RootfsSpec, env: Record<string, s
     chroot.write("/etc/cloud/cloud.cfg.d/90-image-factory.cfg", cloudInitConfig(u.name));
     chroot.write(SSHD_DROPIN, sshdDropIn());
 
-    // The bootstrap user: no password (locked), key login, passwordless sudo through sudoers.d.
-    await chroot.exec(["useradd", "--create-home", "--shell", "/bin/bash", "--user-group", "--groups", "sudo", "--comment", "Bootstrap user (image-factory)", u.name], { env });
+    await configureBootstrapUser(chroot, u, env);
+
+    // cloud-init runs on every clone of the template.
+    await chroot.exec(["systemctl", "enable", "cloud-init-local.service", "cloud-init.service", "cloud-config.service", "cloud-final.service", "ssh.service"]);
+    await checkSshd(chroot);
+}
+
+/**
+ * The bootstrap user (FR-3), in any image root: created unless the base already has it, no password (locked),
+ * key login, passwordless sudo through a sudoers.d drop-in that visudo accepts.
+ */
+export async function configureBootstrapUser(chroot: Chroot, u: { name: string; authorizedKeys: string[] }, env: Record<string, string> = {}): Promise<void> {
+    const exists = await chroot.exec(["getent", "passwd", u.name]).then(() => true, () => false);
+    if (!exists) {
+        await chroot.exec(["useradd", "--create-home", "--shell", "/bin/bash", "--user-group", "--groups", "sudo", "--comment", "Bootstrap user (image-factory)", u.name], { env });
+    }
     await chroot.exec(["passwd", "--lock", u.name]);
     const home = `/home/${u.name}`;
     chroot.write(`${home}/.ssh/authorized_keys`, `${u.authorizedKeys.join("\n")}\n`, 0o600);
@@ -238,15 +252,15 @@ async function configure(chroot: Chroot, spec: RootfsSpec, env: Record<string, s
     fs.chmodSync(chroot.path(`${home}/.ssh`), 0o700);
     const sudoers = `/etc/sudoers.d/90-image-factory-${u.name}`;
     chroot.write(sudoers, `# image-factory bootstrap user: Ansible needs non-interactive privilege escalation\n${u.name} ALL=(ALL:ALL) NOPASSWD: ALL\n`, 0o440);
-    await chroot.exec(["visudo", "--check", "--strict", "--file", sudoers], { hint: "the generated sudoers drop-in is invalid" });
+    await chroot.exec(["visudo", "--check", "--strict", "--file", sudoers], { hint: "the generated sudoers drop-in is invalid (or sudo is missing from the image)" });
+}
 
-    // cloud-init runs on every clone of the template.
-    await chroot.exec(["systemctl", "enable", "cloud-init-local.service", "cloud-init.service", "cloud-config.service", "cloud-final.service", "ssh.service"]);
-    // sshd -t needs host keys and its privilege separation directory; both are throwaway (cleanup removes the keys,
-    // /run is a tmpfs on the booted system).
+/** sshd -t in the image root. It needs host keys and its privilege separation directory; both are throwaway
+ *  (cleanup removes the keys, /run is a tmpfs on the booted system). */
+export async function checkSshd(chroot: Chroot): Promise<void> {
     await chroot.exec(["ssh-keygen", "-A"]);
     fs.mkdirSync(chroot.path("/run/sshd"), { recursive: true, mode: 0o755 });
-    await chroot.exec(["sshd", "-t"], { hint: "sshd rejects the generated configuration" });
+    await chroot.exec(["/usr/sbin/sshd", "-t"], { hint: "sshd rejects the generated configuration" });
 }
 
 export interface PlaybookRun {

@@ -18,6 +18,18 @@ import { REPO_ROOT } from "../helpers/setup";
 
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHGzTF6C3nC4e3Nq2yLvG0yv3h2mmkm1oAuKZb7JXvXq pi-test";
 
+/** The sdr-pi build plan on the fixture base (the same each time it is asked: the key is content-addressed). */
+async function sdrPiPlan() {
+    const base = await piBaseImage();
+    const plan = planBuild({
+        recipe: loadRecipe("sdr-pi"), projectDir: REPO_ROOT, workDir: path.join(REPO_ROOT, ".cache", "test-work", "pi"),
+        bootstrapUser: { name: "ansible", authorizedKeys: [KEY] }, domain: "test.internal",
+        debian: resolveDebianSource({ suite: "bookworm" } as Parameters<typeof resolveDebianSource>[0], true),
+        base: { id: "raspios-fixture", version: "test", identity: base.sha256 },
+    });
+    return { base, plan };
+}
+
 describe("PiImage builder (FR-4) @slow", function () {
     this.timeout(40 * 60_000);
     let result: BuildResult;
@@ -27,14 +39,7 @@ describe("PiImage builder (FR-4) @slow", function () {
     const lines: string[] = [];
 
     before(async () => {
-        const base = await piBaseImage();
-        const recipe = loadRecipe("sdr-pi");
-        const plan = planBuild({
-            recipe, projectDir: REPO_ROOT, workDir: path.join(REPO_ROOT, ".cache", "test-work", "pi"),
-            bootstrapUser: { name: "ansible", authorizedKeys: [KEY] }, domain: "test.internal",
-            debian: resolveDebianSource({ suite: "bookworm" } as Parameters<typeof resolveDebianSource>[0], true),
-            base: { id: "raspios-fixture", version: "test", identity: base.sha256 },
-        });
+        const { base, plan } = await sdrPiPlan();
         result = await buildImage({ ...withBase(plan.request, base), version: "v2026.01.01", buildInfo: { ...plan.request.buildInfo, buildTime: "2026-01-01T00:00:00Z" } },
             (m) => lines.push(m));
         raw = path.join(work, "sdr-pi.img");
@@ -99,14 +104,7 @@ describe("PiImage builder (FR-4) @slow", function () {
         assert.match(fs.readFileSync(result.logPath, "utf8"), /\[1\/7\] copy .* done in/);
         if (!result.reused) assert.ok(lines.some((l) => /\[4\/7\] ansible-playbook .* done in/.test(l)), "progress reaches the caller");
         const again: string[] = [];
-        const base = await piBaseImage();
-        const recipe = loadRecipe("sdr-pi");
-        const plan = planBuild({
-            recipe, projectDir: REPO_ROOT, workDir: path.join(REPO_ROOT, ".cache", "test-work", "pi"),
-            bootstrapUser: { name: "ansible", authorizedKeys: [KEY] }, domain: "test.internal",
-            debian: resolveDebianSource({ suite: "bookworm" } as Parameters<typeof resolveDebianSource>[0], true),
-            base: { id: "raspios-fixture", version: "test", identity: base.sha256 },
-        });
+        const { base, plan } = await sdrPiPlan();
         assert.equal(plan.buildKey, result.buildKey);
         const r2 = await buildImage({ ...withBase(plan.request, base), version: "v2026.01.01", buildInfo: plan.request.buildInfo }, (m) => again.push(m));
         assert.equal(r2.reused, true);
