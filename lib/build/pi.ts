@@ -8,7 +8,7 @@ import * as path from "node:path";
 import type { BuildLog } from "../buildlog";
 import { run } from "../exec";
 import { Chroot, removeTree } from "./chroot";
-import { BUILD_JSON_PATH, MANIFEST_PATH, SSHD_DROPIN, checkSshd, cleanup, configureBootstrapUser, runPlaybook, sshdDropIn } from "./rootfs";
+import { SSHD_DROPIN, checkSshd, cleanup, configureBootstrapUser, runPlaybook, sshdDropIn, writeManifestAndBuildInfo } from "./rootfs";
 
 export const PI_STAGES = 7; // copy + grow, mount, configure, ansible, manifest, clean + unmount, (xz + sha256 by the pipeline)
 
@@ -198,13 +198,7 @@ export async function buildPi(spec: PiSpec, dirs: { work: string; cache: string 
             });
         const pkgManifest = path.join(dirs.work, "pkg-manifest.txt");
         const base = { id: spec.base.id, version: spec.base.version, sha256: spec.base.sha256 };
-        await log.stage("package manifest and build info", PI_STAGES, async () => {
-            chroot.write(BUILD_JSON_PATH, `${JSON.stringify({ ...spec.buildInfo, base }, null, 2)}\n`);
-            const { stdout } = await chroot.exec(["dpkg-query", "-W", "-f", "${binary:Package}\\t${Version}\\t${Architecture}\\n"]);
-            const manifest = `${stdout.split("\n").filter(Boolean).sort().join("\n")}\n`;
-            fs.writeFileSync(pkgManifest, manifest);
-            chroot.write(MANIFEST_PATH, manifest);
-        });
+        await log.stage("package manifest and build info", PI_STAGES, () => writeManifestAndBuildInfo(chroot, { ...spec.buildInfo, base }, pkgManifest));
         await log.stage("clean up and unmount", PI_STAGES, async () => {
             await chroot.exec(["apt-get", "clean"]).catch(() => undefined);
             const resolv = chroot.path("/etc/resolv.conf");

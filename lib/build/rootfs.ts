@@ -167,13 +167,7 @@ export async function buildRootfs(spec: RootfsSpec, dirs: RootfsDirs, log: Build
             });
 
         const pkgManifest = path.join(dirs.work, "pkg-manifest.txt");
-        await log.stage("package manifest and build info", ROOTFS_STAGES, async () => {
-            chroot.write(BUILD_JSON_PATH, `${JSON.stringify({ ...spec.buildInfo, base }, null, 2)}\n`);
-            const { stdout } = await chroot.exec(["dpkg-query", "-W", "-f", "${binary:Package}\\t${Version}\\t${Architecture}\\n"]);
-            const manifest = `${stdout.split("\n").filter(Boolean).sort().join("\n")}\n`;
-            fs.writeFileSync(pkgManifest, manifest);
-            chroot.write(MANIFEST_PATH, manifest);
-        });
+        await log.stage("package manifest and build info", ROOTFS_STAGES, () => writeManifestAndBuildInfo(chroot, { ...spec.buildInfo, base }, pkgManifest));
 
         await log.stage("clean up (caches, logs, machine identity, timestamps)", ROOTFS_STAGES, async () => {
             await chroot.exec(["apt-get", "clean"]);
@@ -234,6 +228,15 @@ async function configure(chroot: Chroot, spec: RootfsSpec, env: Record<string, s
     // cloud-init runs on every clone of the template.
     await chroot.exec(["systemctl", "enable", "cloud-init-local.service", "cloud-init.service", "cloud-config.service", "cloud-final.service", "ssh.service"]);
     await checkSshd(chroot);
+}
+
+/** build.json and the sorted package manifest, into the image (/etc/image-factory/) and beside the build. */
+export async function writeManifestAndBuildInfo(chroot: Chroot, buildInfo: Record<string, unknown>, pkgManifest: string): Promise<void> {
+    chroot.write(BUILD_JSON_PATH, `${JSON.stringify(buildInfo, null, 2)}\n`);
+    const { stdout } = await chroot.exec(["dpkg-query", "-W", "-f", "${binary:Package}\\t${Version}\\t${Architecture}\\n"]);
+    const manifest = `${stdout.split("\n").filter(Boolean).sort().join("\n")}\n`;
+    fs.writeFileSync(pkgManifest, manifest);
+    chroot.write(MANIFEST_PATH, manifest);
 }
 
 /**
