@@ -4,11 +4,9 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { createArtifactServer } from "../lib/artifactServer";
+import { argValue } from "../lib/cli";
 
-function arg(name: string, fallback: string): string {
-    const i = process.argv.indexOf(`--${name}`);
-    return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback;
-}
+const arg = (name: string, fallback: string): string => argValue(name) || fallback;
 
 const root = path.resolve(arg("root", ".artifacts"));
 const host = arg("host", "127.0.0.1");

@@ -18,13 +18,9 @@ import { formatReport } from "../lib/validate";
 import { validateArtifact } from "../lib/validateArtifact";
 import { nextVersion } from "../lib/version";
 import { catalog } from "../images/catalog";
+import { argValue } from "../lib/cli";
 
 const projectDir = path.resolve(__dirname, "..");
-
-function opt(name: string): string | undefined {
-    const i = process.argv.indexOf(`--${name}`);
-    return i >= 0 ? process.argv[i + 1] : undefined;
-}
 
 /** Project defaults (Pulumi.yaml `value`s) overlaid with the stack file; secure values are skipped. */
 export function stackConfig(stack: string, dir = projectDir): FactoryConfig {
@@ -43,10 +39,11 @@ export function stackConfig(stack: string, dir = projectDir): FactoryConfig {
 }
 
 async function main(): Promise<number> {
-    const stack = opt("stack") ?? "local";
+    const stack = argValue("stack") ?? "local";
     const config = stackConfig(stack);
-    const kind = opt("kind");
-    const names = opt("image") ? [opt("image") as string] : listImageNames().filter((n) => !kind || loadRecipe(n).kind === kind);
+    const kind = argValue("kind");
+    const image = argValue("image");
+    const names = image ? [image] : listImageNames().filter((n) => !kind || loadRecipe(n).kind === kind);
     if (names.length === 0) {
         console.error(`no images ${kind ? `of type ${kind}` : ""} (see make list)`);
         return 2;

@@ -6,17 +6,13 @@ import execa from "execa";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { consumerPaths, writeConsumerFiles } from "../lib/outputsContract";
+import { argValue } from "../lib/cli";
 
 const root = path.join(__dirname, "..");
-function opt(name: string): string | undefined {
-    const i = process.argv.indexOf(`--${name}`);
-    return i >= 0 ? process.argv[i + 1] : undefined;
-}
-
 async function readOutputs(): Promise<unknown> {
-    const file = opt("outputs");
+    const file = argValue("outputs");
     if (file) return JSON.parse(fs.readFileSync(file, "utf8"));
-    const stack = opt("stack") ?? "local";
+    const stack = argValue("stack") ?? "local";
     // Secrets stay masked: nothing in the contract is secret, and a consumer file must never hold one.
     const r = await execa("pulumi", ["stack", "output", "--json", "--stack", stack], { cwd: root, reject: false });
     if (r.exitCode !== 0) throw new Error(`pulumi stack output --stack ${stack} failed: ${r.stderr.trim() || r.stdout.trim()}\n` +
@@ -26,8 +22,8 @@ async function readOutputs(): Promise<unknown> {
 
 async function main(): Promise<void> {
     const files = consumerPaths(
-        path.resolve(opt("terraform") ?? path.join(root, "examples", "terraform", "outputs")),
-        path.resolve(opt("ansible") ?? path.join(root, "examples", "ansible")),
+        path.resolve(argValue("terraform") ?? path.join(root, "examples", "terraform", "outputs")),
+        path.resolve(argValue("ansible") ?? path.join(root, "examples", "ansible")),
     );
     await writeConsumerFiles(await readOutputs(), files);
     console.log(`terraform: ${files.terraform}\nansible:   ${files.ansible}`);

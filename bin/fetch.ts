@@ -4,11 +4,7 @@
 // oras: ORAS (or TOOLSMITH_ORAS) = path to the binary, else .tools/bin/oras, else PATH.
 import * as path from "node:path";
 import { fetchArtifact } from "../lib/fetchArtifact";
-
-function opt(name: string): string | undefined {
-    const i = process.argv.indexOf(`--${name}`);
-    return i >= 0 ? process.argv[i + 1] : undefined;
-}
+import { argValue } from "../lib/cli";
 
 async function main(): Promise<number> {
     const valued = new Set(["--sha256", "--image", "--cache"]);
@@ -18,16 +14,16 @@ async function main(): Promise<number> {
         else if (!process.argv[i].startsWith("--")) positional.push(process.argv[i]);
     }
     const ref = positional[0];
-    const sha256 = opt("sha256");
+    const sha256 = argValue("sha256");
     if (!ref || !sha256) {
         console.error("usage: fetch <oci://registry/repository:tag | https://host/path/file.qcow2> --sha256 <hex> [--image <name>] [--cache <dir>] [--plain-http]");
         return 2;
     }
     if (!process.env.ORAS && process.env.TOOLSMITH_ORAS) process.env.ORAS = process.env.TOOLSMITH_ORAS;
-    const image = opt("image") ?? (ref.startsWith("oci://") ? path.basename(ref.replace(/[:@][^/]*$/, "")) : path.basename(ref).replace(/(-v[\d.]+)?\.qcow2$/, ""));
+    const image = argValue("image") ?? (ref.startsWith("oci://") ? path.basename(ref.replace(/[:@][^/]*$/, "")) : path.basename(ref).replace(/(-v[\d.]+)?\.qcow2$/, ""));
     const r = await fetchArtifact({
         ref, sha256, image,
-        cacheDir: path.resolve(opt("cache") ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(process.env.HOME ?? ".", ".cache"), "image-factory", "images")),
+        cacheDir: path.resolve(argValue("cache") ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(process.env.HOME ?? ".", ".cache"), "image-factory", "images")),
         username: process.env.GHCR_USERNAME ?? process.env.GITHUB_ACTOR,
         password: process.env.GHCR_TOKEN,
         plainHttp: process.argv.includes("--plain-http"),

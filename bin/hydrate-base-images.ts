@@ -5,18 +5,14 @@
 import * as path from "node:path";
 import { catalog } from "../images/catalog";
 import { ensureImage, lookup } from "../lib/baseImages";
-
-function opt(name: string): string | undefined {
-    const i = process.argv.indexOf(`--${name}`);
-    return i >= 0 ? process.argv[i + 1] : undefined;
-}
+import { argValue } from "../lib/cli";
 
 async function main(): Promise<number> {
-    const id = opt("id");
-    const version = opt("version");
+    const id = argValue("id");
+    const version = argValue("version");
     const specs = id ? [lookup(catalog, id, version ?? catalog.find((s) => s.id === id)?.version ?? "")] : catalog;
-    const cacheRoot = path.resolve(opt("cache") ?? process.env.IMAGE_FACTORY_BASE_IMAGE_CACHE ?? ".cache/base-images");
-    const mirror = opt("mirror") ?? process.env.IMAGE_FACTORY_BASE_IMAGE_MIRROR;
+    const cacheRoot = path.resolve(argValue("cache") ?? process.env.IMAGE_FACTORY_BASE_IMAGE_CACHE ?? ".cache/base-images");
+    const mirror = argValue("mirror") ?? process.env.IMAGE_FACTORY_BASE_IMAGE_MIRROR;
     for (const spec of specs) {
         const r = await ensureImage(spec, { cacheRoot, mirror, progress: (l) => console.error(l) });
         for (const [name, f] of Object.entries(r.files)) console.log(`${spec.id}\t${spec.version}\t${name}\t${f.sha256}\t${f.path}\t${r.actions[name]}`);

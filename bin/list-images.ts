@@ -4,6 +4,7 @@
 //   list-images.ts --make   the same, indented for `make list`
 //   list-images.ts --json   machine-readable
 //   list-images.ts --names [--kind K]   names only (the Makefile's per-type targets use this)
+import { argValue } from "../lib/cli";
 import { artifactFormat, listImageNames, loadRecipe, type ImageRecipe } from "../lib/recipe";
 
 export interface ImageRow {
@@ -29,8 +30,7 @@ export function imageRows(imagesDir?: string): ImageRow[] {
 function main(): void {
     const args = process.argv.slice(2);
     const rows = imageRows();
-    const kindAt = args.indexOf("--kind");
-    const kind = kindAt >= 0 ? args[kindAt + 1] : undefined;
+    const kind = argValue("kind");
     const selected = kind ? rows.filter((r) => r.kind === kind) : rows;
     if (args.includes("--json")) {
         console.log(JSON.stringify(selected, null, 2));

@@ -7,23 +7,19 @@ import { evidenceRunDir, signingFromEnv } from "../lib/evidence";
 import { formatReport } from "../lib/validate";
 import { validateArtifact } from "../lib/validateArtifact";
 import { writeValidationEvidence } from "../lib/validationEvidence";
-
-function opt(name: string): string | undefined {
-    const i = process.argv.indexOf(`--${name}`);
-    return i >= 0 ? process.argv[i + 1] : undefined;
-}
+import { argValue } from "../lib/cli";
 
 async function main(): Promise<number> {
-    const qcow2 = opt("qcow2");
-    const image = opt("image");
-    const version = opt("version");
+    const qcow2 = argValue("qcow2");
+    const image = argValue("image");
+    const version = argValue("version");
     if (!qcow2 || !image || !version) {
         console.error("usage: make validate QCOW2=/abs/path/image.qcow2 IMAGE=<name> VERSION=<version> [BOOTSTRAP_USER=<bootstrap user>]");
         return 2;
     }
-    const report = await validateArtifact(qcow2, { image, version, bootstrapUser: opt("user") ?? "ansible" });
+    const report = await validateArtifact(qcow2, { image, version, bootstrapUser: argValue("user") ?? "ansible" });
     console.log(formatReport(report));
-    const root = path.resolve(opt("evidence") ?? "evidence");
+    const root = path.resolve(argValue("evidence") ?? "evidence");
     const packet = await writeValidationEvidence(evidenceRunDir(root, image, version, new Date()), report, signingFromEnv());
     console.log(`evidence: ${packet.dir}${packet.signed ? " (signed)" : ""}`);
     return report.passed ? 0 : 1;

@@ -87,7 +87,8 @@ export async function validateIso(iso: string, expect: ValidateExpect & { flavou
                     "append a cpio with preseed.cfg to the initrd (lib/build/iso.ts does)"));
                 const cfg = path.join(scratch, "isolinux.cfg");
                 await isoExtract(iso, "/isolinux/isolinux.cfg", cfg);
-                const auto = /auto=true/.test(fs.readFileSync(cfg, "utf8")) && /priority=critical/.test(fs.readFileSync(cfg, "utf8"));
+                const menu = fs.readFileSync(cfg, "utf8");
+                const auto = /auto=true/.test(menu) && /priority=critical/.test(menu);
                 checks.push(check("installer.unattended", "boot menu starts an unattended install", auto, auto ? "auto=true priority=critical" : "the kernel line lacks auto=true priority=critical",
                     "boot the installer with auto=true priority=critical"));
             }

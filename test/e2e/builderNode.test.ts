@@ -6,7 +6,6 @@ import { strict as assert } from "node:assert";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { resolveDebianSource } from "../../lib/aptSources";
 import { buildImage, type BuildResult } from "../../lib/build/pipeline";
 import { planBuild, withBase } from "../../lib/build/plan";
 import { OfflineImage } from "../../lib/inspect";
@@ -14,13 +13,14 @@ import { loadRecipe, type ImageRecipe } from "../../lib/recipe";
 import { validateArtifact } from "../../lib/validateArtifact";
 import { LOCAL_KEY, TEST_WORK_DIR } from "../helpers/localStack";
 import { REPO_ROOT } from "../helpers/setup";
+import { machineDebian } from "../helpers/debian";
 
 const FULL = process.env.IMAGE_FACTORY_FULL_BUILDS === "1";
 
 describe(`builder-node by Packer (FR-1, FR-5)${FULL ? " — full" : ""} @slow`, function () {
     this.timeout(60 * 60_000);
     const key = fs.readFileSync(`${LOCAL_KEY}.pub`, "utf8").trim();
-    const debian = resolveDebianSource({ suite: "bookworm" } as Parameters<typeof resolveDebianSource>[0], true);
+    const debian = machineDebian();
     // Its own work dir, not wiped per test run: an unchanged build key is reused (warm CI), as content addressing promises.
     const common = { projectDir: REPO_ROOT, workDir: path.join(TEST_WORK_DIR, "packer"), bootstrapUser: { name: "ansible", authorizedKeys: [key] }, domain: "lab.example", debian };
     const lines: string[] = [];

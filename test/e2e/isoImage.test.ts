@@ -5,20 +5,20 @@ import execa from "execa";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { resolveDebianSource } from "../../lib/aptSources";
 import { bootCatalog, initrdMembers, isoExtract, isoFiles } from "../../lib/build/iso";
 import { buildImage, type BuildResult } from "../../lib/build/pipeline";
 import { planBuild } from "../../lib/build/plan";
 import { loadRecipe } from "../../lib/recipe";
 import { validateArtifact, validateIso } from "../../lib/validateArtifact";
 import { REPO_ROOT } from "../helpers/setup";
+import { machineDebian } from "../helpers/debian";
 
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl iso-test";
 
 async function build(name: string, workDir: string): Promise<BuildResult> {
     const plan = planBuild({
         recipe: loadRecipe(name), projectDir: REPO_ROOT, workDir, bootstrapUser: { name: "ansible", authorizedKeys: [KEY] }, domain: "lab.example",
-        debian: resolveDebianSource({ suite: "bookworm" } as Parameters<typeof resolveDebianSource>[0], true),
+        debian: machineDebian(),
     });
     return buildImage({ ...plan.request, version: "v2026.01.01", buildInfo: { ...plan.request.buildInfo, buildTime: new Date().toISOString() } });
 }

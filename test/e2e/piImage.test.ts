@@ -6,7 +6,6 @@ import execa from "execa";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { resolveDebianSource } from "../../lib/aptSources";
 import { buildImage, type BuildResult } from "../../lib/build/pipeline";
 import { planBuild, withBase } from "../../lib/build/plan";
 import { OfflineImage } from "../../lib/inspect";
@@ -15,6 +14,7 @@ import { hashFile } from "../../lib/sha256";
 import { validateArtifact } from "../../lib/validateArtifact";
 import { piBaseImage } from "../helpers/piBase";
 import { REPO_ROOT } from "../helpers/setup";
+import { machineDebian } from "../helpers/debian";
 
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHGzTF6C3nC4e3Nq2yLvG0yv3h2mmkm1oAuKZb7JXvXq pi-test";
 
@@ -24,7 +24,7 @@ async function sdrPiPlan() {
     const plan = planBuild({
         recipe: loadRecipe("sdr-pi"), projectDir: REPO_ROOT, workDir: path.join(REPO_ROOT, ".cache", "test-work", "pi"),
         bootstrapUser: { name: "ansible", authorizedKeys: [KEY] }, domain: "test.internal",
-        debian: resolveDebianSource({ suite: "bookworm" } as Parameters<typeof resolveDebianSource>[0], true),
+        debian: machineDebian(),
         base: { id: "raspios-fixture", version: "test", identity: base.sha256 },
     });
     return { base, plan };

@@ -3,10 +3,10 @@
 import execa from "execa";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { resolveDebianSource } from "../../lib/aptSources";
 import { sha256Hex } from "../../lib/build/buildKey";
 import { hashFile } from "../../lib/sha256";
 import { REPO_ROOT } from "./setup";
+import { machineDebian } from "./debian";
 
 export async function piBaseImage(): Promise<{ path: string; sha256: string }> {
     const script = path.join(REPO_ROOT, "test/fixtures/pi-base/build.sh");
@@ -15,7 +15,7 @@ export async function piBaseImage(): Promise<{ path: string; sha256: string }> {
     const img = path.join(dir, `pi-base-${key}.img`);
     fs.mkdirSync(dir, { recursive: true });
     if (!fs.existsSync(img)) {
-        const { mirror } = resolveDebianSource({ suite: "bookworm" } as Parameters<typeof resolveDebianSource>[0], true);
+        const { mirror } = machineDebian();
         await execa("bash", [script, img, mirror, path.join(REPO_ROOT, ".cache", "pi-debootstrap")], { stdio: "inherit" });
     }
     return { path: img, sha256: (await hashFile(img)).sha256 };
