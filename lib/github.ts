@@ -38,6 +38,45 @@ export interface GithubClientOptions {
     log?: (line: string) => void;
     /** Backoff base for retries (tests use a few ms). */
     retryDelayMs?: number;
+    /**
+     * The longest rate-limit wait (primary or secondary) the client sits out before retrying; a longer one fails
+     * at once naming the reset time. Default DEFAULT_MAX_RATE_LIMIT_WAIT_S, or IMAGE_FACTORY_GITHUB_MAX_WAIT_S.
+     */
+    maxRateLimitWaitSeconds?: number;
+    /** Rate-limit waits sat out per request before giving up. */
+    maxRateLimitRetries?: number;
+    /** The clock the log lines and messages use (tests pin it). */
+    now?: () => number;
+}
+
+/** 15 minutes: GitHub's secondary limits ask for a minute or so; a primary reset can be up to an hour away. */
+export const DEFAULT_MAX_RATE_LIMIT_WAIT_S = 15 * 60;
+const DEFAULT_MAX_RATE_LIMIT_RETRIES = 3;
+
+interface RateLimitPolicy {
+    maxWaitSeconds: number;
+    maxRetries: number;
+    now: () => number;
+    log: (line: string) => void;
+}
+
+/**
+ * The throttling plugin's question "retry after `retryAfter` seconds?": yes only for a short wait and a few
+ * times, each wait logged with the UTC time it ends; no otherwise, so the request fails and explainGithubError
+ * names the reset time and the fix instead of the client sleeping until then.
+ */
+export function rateLimitDecision(p: RateLimitPolicy, kind: "rate limit" | "secondary rate limit", retryAfter: number, request: string, retryCount: number): boolean {
+    const until = new Date(p.now() + retryAfter * 1000).toISOString();
+    if (retryAfter > p.maxWaitSeconds) {
+        p.log(`GitHub ${kind} on ${request}: it lifts at ${until}, in ${retryAfter}s, longer than the ${p.maxWaitSeconds}s this client waits; failing now`);
+        return false;
+    }
+    if (retryCount >= p.maxRetries) {
+        p.log(`GitHub ${kind} on ${request} again after ${retryCount} waits; giving up`);
+        return false;
+    }
+    p.log(`GitHub ${kind} on ${request}; waiting ${retryAfter}s until ${until} (wait ${retryCount + 1} of at most ${p.maxRetries})`);
+    return true;
 }
 
 export type GithubClient = Octokit & { retryDelayMs: number; logLine: (line: string) => void };
@@ -58,22 +97,29 @@ function octokitClass() {
 
 export function githubClient(o: GithubClientOptions): GithubClient {
     const log = o.log ?? (() => undefined);
+    const envWait = Number(process.env.IMAGE_FACTORY_GITHUB_MAX_WAIT_S);
+    const policy: RateLimitPolicy = {
+        maxWaitSeconds: o.maxRateLimitWaitSeconds ?? (Number.isFinite(envWait) && envWait >= 0 && process.env.IMAGE_FACTORY_GITHUB_MAX_WAIT_S ? envWait : DEFAULT_MAX_RATE_LIMIT_WAIT_S),
+        maxRetries: o.maxRateLimitRetries ?? DEFAULT_MAX_RATE_LIMIT_RETRIES,
+        now: o.now ?? Date.now,
+        log,
+    };
     const GithubOctokit = octokitClass();
     const client = new GithubOctokit({
         ...(o.token ? { auth: o.token } : {}),
         baseUrl: (o.baseUrl ?? "https://api.github.com").replace(/\/+$/, ""),
         userAgent: "image-factory",
         log: { debug: () => undefined, info: () => undefined, warn: (m: string) => log(m), error: (m: string) => log(m) },
-        retry: { retryAfterBaseValue: o.retryDelayMs ?? 1000 },
+        // 429 is the throttling plugin's (it honours Retry-After and asks rateLimitDecision); the retry plugin
+        // sits inside it and would otherwise retry a 429 at once on its own backoff.
+        retry: { retryAfterBaseValue: o.retryDelayMs ?? 1000, doNotRetry: [400, 401, 403, 404, 410, 422, 429, 451] },
         throttle: {
-            onRateLimit: (retryAfter: number, options: { method: string; url: string }, _o: unknown, retryCount: number) => {
-                log(`GitHub rate limit hit on ${options.method} ${options.url}; retrying in ${retryAfter}s`);
-                return retryCount < 3;
-            },
-            onSecondaryRateLimit: (retryAfter: number, options: { method: string; url: string }, _o: unknown, retryCount: number) => {
-                log(`GitHub secondary rate limit on ${options.method} ${options.url}; retrying in ${retryAfter}s`);
-                return retryCount < 3;
-            },
+            // The plugin waits retryAfter × this many ms: real seconds, whatever the retry backoff base is.
+            retryAfterBaseValue: 1000,
+            onRateLimit: (retryAfter: number, options: { method: string; url: string }, _o: unknown, retryCount: number) =>
+                rateLimitDecision(policy, "rate limit", retryAfter, `${options.method} ${options.url}`, retryCount),
+            onSecondaryRateLimit: (retryAfter: number, options: { method: string; url: string }, _o: unknown, retryCount: number) =>
+                rateLimitDecision(policy, "secondary rate limit", retryAfter, `${options.method} ${options.url}`, retryCount),
         },
     });
     return Object.assign(client as unknown as Octokit, { retryDelayMs: o.retryDelayMs ?? 1000, logLine: log });
@@ -85,8 +131,31 @@ interface HttpError {
     response?: { data?: { message?: string; errors?: Array<{ code?: string; field?: string; resource?: string; message?: string }> }; headers?: Record<string, string> };
 }
 
+const RATE_LIMIT_FIX = "wait until then and run `pulumi up` again, or use another token with its own quota (factory:githubToken or GITHUB_TOKEN)";
+
+/** The message for a 403/429 that is a rate limit (primary: x-ratelimit-remaining 0; secondary: Retry-After), else undefined. */
+function rateLimitMessage(e: HttpError, what: string, now: () => number): string | undefined {
+    const h = e.response?.headers ?? {};
+    if (h["x-ratelimit-remaining"] === "0" && h["x-ratelimit-reset"]) {
+        const reset = Number(h["x-ratelimit-reset"]) * 1000;
+        return `${what}: GitHub rate limit exhausted (${e.status}); it resets at ${new Date(reset).toISOString()} (in ${formatWait(reset - now())}): ${RATE_LIMIT_FIX}`;
+    }
+    const retryAfter = Number(h["retry-after"]);
+    if (h["retry-after"] !== undefined && Number.isFinite(retryAfter)) {
+        return `${what}: GitHub secondary rate limit (${e.status}); retry after ${new Date(now() + retryAfter * 1000).toISOString()} (in ${formatWait(retryAfter * 1000)}): ${RATE_LIMIT_FIX}`;
+    }
+    return undefined;
+}
+
+function formatWait(ms: number): string {
+    const s = Math.max(0, Math.ceil(ms / 1000));
+    if (s < 120) return `${s}s`;
+    if (s < 2 * 3600) return `${Math.round(s / 60)} min`;
+    return `${Math.round(s / 3600)} h`;
+}
+
 /** A GitHub API failure as an Error that says what to do. */
-export function explainGithubError(err: unknown, what: string, r: RepoRef): Error {
+export function explainGithubError(err: unknown, what: string, r: RepoRef, now: () => number = Date.now): Error {
     const e = err as HttpError;
     const detail = e.response?.data?.message ?? e.message ?? String(err);
     const repo = `${r.owner}/${r.repo}`;
@@ -95,11 +164,12 @@ export function explainGithubError(err: unknown, what: string, r: RepoRef): Erro
         case 401:
             message = `${what}: GitHub rejected the token (401 ${detail}): set factory:githubToken (pulumi config set --secret) or GITHUB_TOKEN to a valid token`;
             break;
-        case 403: {
-            const remaining = e.response?.headers?.["x-ratelimit-remaining"];
-            message = remaining === "0"
-                ? `${what}: GitHub rate limit exhausted (403); it resets at ${new Date(Number(e.response?.headers?.["x-ratelimit-reset"]) * 1000).toISOString()}, run again after that`
-                : `${what}: forbidden (403 ${detail}): the token needs contents: write on ${repo} (classic tokens: the repo scope)`;
+        case 403:
+        case 429: {
+            const limited = rateLimitMessage(e, what, now);
+            message = limited ?? (e.status === 429
+                ? `${what}: too many requests (429 ${detail}): wait a minute and run again`
+                : `${what}: forbidden (403 ${detail}): the token needs contents: write on ${repo} (classic tokens: the repo scope)`);
             break;
         }
         case 404:

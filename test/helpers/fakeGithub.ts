@@ -41,6 +41,8 @@ export interface Fault {
     status: number;
     times: number;
     headers?: Record<string, string>;
+    /** The error message GitHub would send (secondary rate limits say "You have exceeded a secondary rate limit"). */
+    message?: string;
 }
 
 export interface FakeGithub {
@@ -109,7 +111,7 @@ export async function startFakeGithub(opts: { token: string; repos: Array<[strin
         if (fault) {
             fault.times--;
             req.resume();
-            req.on("end", () => send(fault.status, { message: fault.status >= 500 ? "Server Error" : "injected" }, fault.headers));
+            req.on("end", () => send(fault.status, { message: fault.message ?? (fault.status >= 500 ? "Server Error" : "injected") }, fault.headers));
             return;
         }
         const auth = req.headers.authorization ?? "";

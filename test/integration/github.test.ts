@@ -83,9 +83,58 @@ describe("lib/github against a loopback GitHub", function () {
         await assert.rejects(findRelease(client(), { owner: "deevnet", repo: "missing" }, "v1"), /deevnet\/missing not found \(404\)/);
         gh.inject({ method: "POST", path: /^\/repos\/deevnet\/images\/releases$/, status: 403, times: 1 });
         await assert.rejects(ensureRelease(client(), repo, "v2026.02.01", { name: "x", body: "" }), /forbidden \(403 injected\): the token needs contents: write on deevnet\/images/);
-        gh.inject({ method: "GET", path: /^\/repos\/deevnet\/images\/releases\/tags\//, status: 403, times: 5, headers: { "x-ratelimit-remaining": "0", "x-ratelimit-reset": "2000000000" } });
-        await assert.rejects(findRelease(githubClient({ token: "ghp_test", baseUrl: gh.url, retryDelayMs: 1 }), repo, "v9"), /rate limit/i);
         assert.ok(MAX_ASSET_BYTES < 2 ** 31);
+    });
+
+    // Resets are sent relative to the real clock, so nothing here depends on the date the tests run.
+    const tagLookup = /^\/repos\/deevnet\/images\/releases\/tags\//;
+    const primaryLimit = (resetInSeconds: number) => ({ "x-ratelimit-remaining": "0", "x-ratelimit-reset": String(Math.floor(Date.now() / 1000) + resetInSeconds) });
+    const logged = () => {
+        const lines: string[] = [];
+        return { lines, client: (o: Partial<Parameters<typeof githubClient>[0]> = {}) => githubClient({ token: "ghp_test", baseUrl: gh.url, retryDelayMs: 1, log: (l) => lines.push(l), ...o }) };
+    };
+
+    it("waits out a primary rate limit that resets soon, logging when the wait ends, then succeeds", async () => {
+        const { lines, client: c } = logged();
+        const before = gh.requests.length;
+        gh.inject({ method: "GET", path: tagLookup, status: 403, times: 1, headers: primaryLimit(1) });
+        const t0 = Date.now();
+        const found = await findRelease(c(), repo, "v2026.01.01");
+        assert.equal(found?.tag_name, "v2026.01.01");
+        assert.ok(Date.now() - t0 >= 900, "the client must wait until the reset, not retry at once");
+        assert.deepEqual(gh.requests.slice(before).filter((r) => tagLookup.test(r.path)).map((r) => r.status), [403, 200]);
+        assert.match(lines.join("\n"), /GitHub rate limit on GET \S+\/releases\/tags\/\S+; waiting [12]s until \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z \(wait 1 of at most 3\)/);
+    });
+
+    it("fails at once on a primary rate limit that resets far away, naming the reset time in UTC and the fix", async () => {
+        const { lines, client: c } = logged();
+        const reset = Math.floor(Date.now() / 1000) + 3 * 3600;
+        gh.inject({ method: "GET", path: tagLookup, status: 403, times: 1, headers: { "x-ratelimit-remaining": "0", "x-ratelimit-reset": String(reset) } });
+        const t0 = Date.now();
+        const err = await findRelease(c(), repo, "v9").then(() => undefined, (e: Error) => e);
+        assert.ok(Date.now() - t0 < 5000, `took ${Date.now() - t0} ms: a far reset must not be waited for`);
+        assert.ok(err, "a far rate limit must fail");
+        assert.equal(err.message, `looking up release v9: GitHub rate limit exhausted (403); it resets at ${new Date(reset * 1000).toISOString()} (in 3 h): ` +
+            "wait until then and run `pulumi up` again, or use another token with its own quota (factory:githubToken or GITHUB_TOKEN)");
+        assert.match(lines.join("\n"), /longer than the 900s this client waits; failing now/);
+    });
+
+    it("honours a secondary rate limit's Retry-After when short, fails fast when long, and gives up after the retry bound", async () => {
+        const secondary = { message: "You have exceeded a secondary rate limit. Please wait a few minutes before you try again." };
+        const { lines, client: c } = logged();
+        gh.inject({ method: "GET", path: tagLookup, status: 429, times: 1, headers: { "retry-after": "1" }, ...secondary });
+        assert.equal((await findRelease(c(), repo, "v2026.01.01"))?.tag_name, "v2026.01.01");
+        assert.match(lines.join("\n"), /GitHub secondary rate limit on GET \S+; waiting 1s until /);
+
+        gh.inject({ method: "GET", path: tagLookup, status: 403, times: 1, headers: { "retry-after": "3600" }, ...secondary });
+        await assert.rejects(findRelease(c(), repo, "v2026.01.01"), /GitHub secondary rate limit \(403\); retry after \d{4}-\d\d-\d\dT[\d:.]+Z \(in 60 min\): wait until then/);
+
+        // Bounded in count: with one wait allowed, a limit that persists fails after that one wait.
+        gh.inject({ method: "GET", path: tagLookup, status: 429, times: 2, headers: { "retry-after": "1" }, ...secondary });
+        const before = gh.requests.length;
+        await assert.rejects(findRelease(c({ maxRateLimitRetries: 1 }), repo, "v2026.01.01"), /secondary rate limit \(429\)/);
+        assert.deepEqual(gh.requests.slice(before).map((r) => r.status), [429, 429]);
+        assert.match(lines.join("\n"), /again after 1 waits; giving up/);
     });
 
     it("refuses files of 2 GiB or more before uploading anything", async () => {
