@@ -4,6 +4,9 @@ _if_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export IMAGE_FACTORY_ROOT="$_if_root"
 export PATH="$_if_root/.tools/bin:$_if_root/node_modules/.bin:$PATH"
 export PULUMI_BACKEND_URL="${PULUMI_BACKEND_URL:-file://$_if_root/.pulumi-state}"
+# Content-keyed caches (Go, npm, built tools, Debian packages, base images, test fixtures) live outside the
+# checkout, so a fresh clone starts warm; override with IMAGE_FACTORY_CACHE.
+export IMAGE_FACTORY_CACHE="${IMAGE_FACTORY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/image-factory}"
 export PULUMI_SKIP_UPDATE_CHECK=true
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
 # Type checking happens in the tests; at deploy time ts-node only transpiles.

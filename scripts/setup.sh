@@ -7,6 +7,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 say() { printf 'setup: %s\n' "$*"; }
+cache_root="${IMAGE_FACTORY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/image-factory}"
 
 # --- OS packages (Debian) ---------------------------------------------------------------------------------
 missing=()
@@ -48,18 +49,18 @@ if [[ $(id -u) -eq 0 && -e /proc/sys/fs/binfmt_misc/register && ! -e /proc/sys/f
 fi
 
 # --- npm packages -----------------------------------------------------------------------------------------
-# npm ci only when the lockfile changed since the last install; the npm cache stays under .cache for CI.
+# npm ci only when the lockfile changed since the last install; the npm cache is the per-user one of the factory.
 lock_sum=$(sha256sum package-lock.json | cut -d' ' -f1)
 if [[ ! -f node_modules/.image-factory-lock || "$(cat node_modules/.image-factory-lock)" != "$lock_sum" ]]; then
   say "npm ci"
-  npm ci --no-audit --no-fund --cache "$root/.cache/npm" --prefer-offline
+  npm ci --no-audit --no-fund --cache "$cache_root/npm" --prefer-offline
   echo "$lock_sum" > node_modules/.image-factory-lock
 fi
 if [[ -f policy/package-lock.json ]]; then
   plock=$(sha256sum policy/package-lock.json | cut -d' ' -f1)
   if [[ ! -f policy/node_modules/.image-factory-lock || "$(cat policy/node_modules/.image-factory-lock)" != "$plock" ]]; then
     say "npm ci (policy pack)"
-    (cd policy && npm ci --no-audit --no-fund --cache "$root/.cache/npm" --prefer-offline)
+    (cd policy && npm ci --no-audit --no-fund --cache "$cache_root/npm" --prefer-offline)
     echo "$plock" > policy/node_modules/.image-factory-lock
   fi
 fi

@@ -13,10 +13,14 @@ bin="$root/.tools/bin"
 stamps="$root/.tools/stamps"
 mkdir -p "$bin" "$stamps"
 
-# Caches live under the checkout's ignored .cache so CI keeps them between runs; -modcacherw keeps the module
-# cache deletable by `git clean -x`.
-export GOMODCACHE="${GOMODCACHE_OVERRIDE:-$root/.cache/go-mod}"
-export GOCACHE="${GOCACHE_OVERRIDE:-$root/.cache/go-build}"
+# Caches live in a per-user directory outside the checkout (IMAGE_FACTORY_CACHE, default
+# ~/.cache/image-factory), so a fresh clone (CI clones afresh every run) reuses the module cache, the build
+# cache and the built binaries; -modcacherw keeps the module cache deletable.
+cache_root="${IMAGE_FACTORY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/image-factory}"
+export GOMODCACHE="${GOMODCACHE_OVERRIDE:-$cache_root/go-mod}"
+export GOCACHE="${GOCACHE_OVERRIDE:-$cache_root/go-build}"
+# Built binaries, content-keyed by their stamp: a fresh clone whose tool inputs match copies instead of builds.
+built="$cache_root/tools"
 export GOFLAGS="-mod=readonly -modcacherw -buildvcs=false"
 export CGO_ENABLED=0
 
@@ -38,9 +42,17 @@ build() { # name, module dir, package, ldflags, [tags]
     echo "tools: $name up to date"
     return
   fi
+  local keyed="$built/$name-$want"
+  if [[ -x "$keyed" ]]; then
+    cp -f "$keyed" "$bin/$name.partial" && mv -f "$bin/$name.partial" "$bin/$name"
+    echo "$want" > "$stamps/$name"
+    echo "tools: $name from the cache ($keyed)"
+    return
+  fi
   echo "tools: building $name ($pkg)"
   local start=$SECONDS
   (cd "$dir" && go build -trimpath ${tags:+-tags "$tags"} -ldflags "$ldflags" -o "$bin/$name.partial" "$pkg")
+  mkdir -p "$built" && rm -f "$built/$name"-* && cp -f "$bin/$name.partial" "$keyed.partial" && mv -f "$keyed.partial" "$keyed"
   mv -f "$bin/$name.partial" "$bin/$name"
   echo "$want" > "$stamps/$name"
   echo "tools: built $name in $((SECONDS - start))s"

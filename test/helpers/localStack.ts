@@ -1,13 +1,13 @@
 // The `local` stack in a throwaway project copy, wired to a per-test artifact store and HTTP server, and to a
 // build work directory shared by the whole test run: the first test that needs an image really builds it
-// (package downloads are cached in .cache/cache), later tests reuse it by build key, as `pulumi up` would.
+// (package downloads are cached in CACHE_ROOT/packages, outside the checkout), later tests reuse it by build key, as `pulumi up` would.
 // Set IMAGE_FACTORY_TEST_KEEP_BUILDS=1 to keep builds between runs while iterating.
 import * as fs from "node:fs";
 import type * as http from "node:http";
 import * as path from "node:path";
 import { createArtifactServer } from "../../lib/artifactServer";
 import { TestProject } from "./project";
-import { REPO_ROOT } from "./setup";
+import { CACHE_ROOT, REPO_ROOT } from "./setup";
 
 export const TEST_WORK_DIR = path.join(REPO_ROOT, ".cache", "test-work");
 export const LOCAL_KEY = path.join(REPO_ROOT, ".cache", "local-ssh", "id_ed25519");
@@ -18,7 +18,7 @@ export function testWorkDir(): string {
     if (!prepared) {
         if (!process.env.IMAGE_FACTORY_TEST_KEEP_BUILDS) fs.rmSync(path.join(TEST_WORK_DIR, "builds"), { recursive: true, force: true });
         fs.mkdirSync(TEST_WORK_DIR, { recursive: true });
-        const cache = path.join(REPO_ROOT, ".cache", "cache");
+        const cache = path.join(CACHE_ROOT, "packages");
         fs.mkdirSync(cache, { recursive: true });
         const link = path.join(TEST_WORK_DIR, "cache");
         if (!fs.existsSync(link)) fs.symlinkSync(cache, link);
