@@ -110,6 +110,9 @@ export class ProxmoxTemplate extends pulumi.ComponentResource {
             // A new version is a new template beside the old one: clones may run from the old one.
             retainOnDelete: true,
             deleteBeforeReplace: false,
+            // The provider plans a disk's `speed` block from its schema default (all zero) but reads none back from
+            // a disk without limits, so every run would propose an update; we set no limits on templates.
+            ignoreChanges: ["disks[0].speed"],
         });
 
         const retention = new TemplateRetention(`${name}-retention`, {

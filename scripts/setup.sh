@@ -68,6 +68,18 @@ fi
 # --- engine and tools from Go modules ---------------------------------------------------------------------
 bash tools/build.sh
 
+# --- Proxmox VE API for the tests (fakepve) ----------------------------------------------------------------
+# fakepve is AGPL-3.0-or-later: a test-only service, so it lives in the ignored .tools/fakepve virtualenv, is never
+# vendored and never goes into an image. test/fakepve/launch.py (ours) starts it with a token and TLS.
+fakepve_req='fakepve[crypto]==0.5.0'
+if [[ ! -x .tools/fakepve/bin/python || "$(cat .tools/fakepve/.requirement 2>/dev/null)" != "$fakepve_req" ]]; then
+  say "installing $fakepve_req into .tools/fakepve (test-only Proxmox VE API)"
+  rm -rf .tools/fakepve
+  python3 -m venv .tools/fakepve || { say "python3 -m venv failed: install python3-venv (apt-get install python3-venv) and re-run"; exit 1; }
+  .tools/fakepve/bin/pip install -q --disable-pip-version-check --cache-dir "$cache_root/pip" "$fakepve_req"
+  echo "$fakepve_req" > .tools/fakepve/.requirement
+fi
+
 # --- bootstrap key for the local stack --------------------------------------------------------------------
 if [[ ! -f .cache/local-ssh/id_ed25519 ]]; then
   mkdir -p .cache/local-ssh

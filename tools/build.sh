@@ -4,7 +4,8 @@
 # whose stamp matches is not rebuilt, so a warm run takes well under a second.
 # Usage: tools/build.sh [tool...]   (default: all; tools: pulumi pulumi-language-nodejs
 #                                     pulumi-resource-pulumi-nodejs oras actionlint tofu packer
-#                                     packer-plugin-qemu packer-plugin-ansible packer-plugin-proxmox)
+#                                     packer-plugin-qemu packer-plugin-ansible packer-plugin-proxmox
+#                                     pulumi-resource-proxmoxve)
 set -euo pipefail
 
 tools_dir=$(cd "$(dirname "$0")" && pwd)
@@ -35,8 +36,8 @@ stamp_of() { # dir, flags...: hash of the module's inputs and the build flags
     find "$dir" -name '*.go' -not -path '*/testdata/*' -print0 | sort -z | xargs -0 -r cat; } | sha256sum | cut -d' ' -f1
 }
 
-build() { # name, module dir, package, ldflags, [tags]
-  local name=$1 dir=$2 pkg=$3 ldflags=$4 tags=${5:-}
+build() { # name, module dir, package, ldflags, [tags], [command run before compiling]
+  local name=$1 dir=$2 pkg=$3 ldflags=$4 tags=${5:-} before=${6:-}
   local want; want=$(stamp_of "$dir" "$pkg" "$ldflags" "$tags")
   if [[ -x "$bin/$name" && -f "$stamps/$name" && "$(cat "$stamps/$name")" == "$want" ]]; then
     echo "tools: $name up to date"
@@ -51,6 +52,7 @@ build() { # name, module dir, package, ldflags, [tags]
   fi
   echo "tools: building $name ($pkg)"
   local start=$SECONDS
+  [[ -z "$before" ]] || $before
   (cd "$dir" && go build -trimpath ${tags:+-tags "$tags"} -ldflags "$ldflags" -o "$bin/$name.partial" "$pkg")
   mkdir -p "$built" && rm -f "$built/$name"-* && cp -f "$bin/$name.partial" "$keyed.partial" && mv -f "$keyed.partial" "$keyed"
   mv -f "$bin/$name.partial" "$bin/$name"
@@ -85,6 +87,23 @@ fi
 if [[ -d "$tools_dir/packer" ]] && want_tool packer; then
   # VersionPrerelease is cleared so `packer version` prints the release, not "1.9.4-dev".
   build packer "$tools_dir/packer" github.com/hashicorp/packer "-s -w -X github.com/hashicorp/packer/version.VersionPrerelease="
+fi
+
+# The Proxmox VE resource plugin: bpg's Terraform provider bridged under the npm SDK's tokens. A bridged provider
+# runs only with the schema and bridge metadata that its tfgen step writes, so those are generated here, right
+# before the plugin is compiled, and embedded into it (they are not committed: they follow from the pins).
+proxmoxve_schema() {
+  local dir="$tools_dir/pulumi-resource-proxmoxve" out
+  build pulumi-tfgen-proxmoxve "$dir" ./cmd/pulumi-tfgen-proxmoxve "-s -w"
+  out=$(mktemp -d)
+  if ! "$bin/pulumi-tfgen-proxmoxve" schema --out "$out" >"$out/tfgen.log" 2>&1; then
+    cat "$out/tfgen.log" >&2; rm -rf "$out"; echo "tools/build.sh: pulumi-tfgen-proxmoxve failed (log above)" >&2; return 1
+  fi
+  cp "$out/schema.json" "$out/bridge-metadata.json" "$dir/cmd/pulumi-resource-proxmoxve/"
+  rm -rf "$out"
+}
+if [[ -d "$tools_dir/pulumi-resource-proxmoxve" ]] && want_tool pulumi-resource-proxmoxve; then
+  build pulumi-resource-proxmoxve "$tools_dir/pulumi-resource-proxmoxve" ./cmd/pulumi-resource-proxmoxve "-s -w" "" proxmoxve_schema
 fi
 
 # Packer plugins are separate binaries. They are installed the way `packer init` would install them

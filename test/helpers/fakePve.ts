@@ -1,0 +1,83 @@
+// A Proxmox VE API on loopback for a test: fakepve through our launcher (test/fakepve/launch.py), on a free port
+// with TLS (self-signed) and one API token. The token reaches the launcher through its environment, never argv.
+import execa from "execa";
+import * as fs from "node:fs";
+import * as https from "node:https";
+import * as os from "node:os";
+import * as path from "node:path";
+import { REPO_ROOT } from "./setup";
+
+export interface FakePveDownload { url: string; storage: string; content: string; filename: string; bytes: number; sha256: string | null; result: string }
+
+export interface FakePve {
+    url: string;
+    /** user@realm!tokenid=secret */
+    token: string;
+    /** GET/POST/DELETE under /api2/json, with the token; resolves `data`, rejects on a non-2xx status. */
+    api<T = unknown>(method: string, p: string, form?: Record<string, string | number>): Promise<T>;
+    /** Waits for a task and returns its exit status ("OK" or the error). */
+    waitTask(upid: string): Promise<string>;
+    downloads(): Promise<FakePveDownload[]>;
+    /** [method, path, body] of every request received (secrets redacted by fakepve). */
+    requests(): Promise<Array<[string, string, string]>>;
+    close(): Promise<void>;
+}
+
+export const FAKEPVE_PYTHON = path.join(REPO_ROOT, ".tools", "fakepve", "bin", "python");
+
+export async function startFakePve(opts: { token?: string } = {}): Promise<FakePve> {
+    if (!fs.existsSync(FAKEPVE_PYTHON)) throw new Error("fakepve is not installed: run bash scripts/setup.sh");
+    const token = opts.token ?? "root@pam!ci=" + "fakepve-test-secret-0123456789";
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "if-fakepve-"));
+    const ready = path.join(dir, "ready.json");
+    const child = execa(FAKEPVE_PYTHON, [path.join(REPO_ROOT, "test", "fakepve", "launch.py"), "--host", "127.0.0.1", "--port", "0",
+        "--ready-file", ready, "--data-dir", path.join(dir, "data")], { env: { FAKEPVE_TOKEN: token }, reject: false, all: true });
+    const deadline = Date.now() + 20_000;
+    while (!fs.existsSync(ready)) {
+        if (child.exitCode !== null || Date.now() > deadline) {
+            child.kill();
+            throw new Error(`fakepve did not start: ${(await child).all ?? ""}`);
+        }
+        await new Promise((r) => setTimeout(r, 100));
+    }
+    const info = JSON.parse(fs.readFileSync(ready, "utf8")) as { url: string };
+
+    const request = <T>(method: string, p: string, form?: Record<string, string | number>): Promise<T> => new Promise((resolve, reject) => {
+        const body = form ? new URLSearchParams(Object.entries(form).map(([k, v]) => [k, String(v)])).toString() : undefined;
+        const req = https.request(new URL(p, info.url), {
+            method, rejectUnauthorized: false,
+            headers: { Authorization: `PVEAPIToken=${token}`, ...(body ? { "content-type": "application/x-www-form-urlencoded", "content-length": Buffer.byteLength(body) } : {}) },
+        }, (res) => {
+            const chunks: Buffer[] = [];
+            res.on("data", (c: Buffer) => chunks.push(c));
+            res.on("end", () => {
+                const text = Buffer.concat(chunks).toString();
+                if ((res.statusCode ?? 0) >= 300) return reject(Object.assign(new Error(`${method} ${p}: ${res.statusCode} ${text}`), { status: res.statusCode }));
+                resolve((JSON.parse(text) as { data: T }).data);
+            });
+        });
+        req.on("error", reject);
+        req.end(body);
+    });
+    const api = <T>(method: string, p: string, form?: Record<string, string | number>) => request<T>(method, `/api2/json${p}`, form);
+
+    return {
+        url: info.url,
+        token,
+        api,
+        async waitTask(upid) {
+            for (;;) {
+                const s = await api<{ status: string; exitstatus?: string }>("GET", `/nodes/pve1/tasks/${encodeURIComponent(upid)}/status`);
+                if (s.status === "stopped") return s.exitstatus ?? "";
+                await new Promise((r) => setTimeout(r, 100));
+            }
+        },
+        downloads: () => request<FakePveDownload[]>("GET", "/_fake/downloads"),
+        requests: () => request<Array<[string, string, string]>>("GET", "/_fake/requests"),
+        async close() {
+            child.kill("SIGTERM");
+            await child;
+            fs.rmSync(dir, { recursive: true, force: true });
+        },
+    };
+}
