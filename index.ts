@@ -19,6 +19,7 @@ import { signingFromEnv } from "./lib/evidence";
 import { gitRemoteUrl } from "./lib/git";
 import { loadRecipe, type ImageRecipe } from "./lib/recipe";
 import { allocateVmid, type TemplateRecord } from "./lib/vmids";
+import { ProxmoxAccess } from "./providers/proxmoxAccess";
 
 // Bump with any change to the shape in schemas/outputs.schema.json (its schemaVersion const too).
 const OUTPUTS_SCHEMA_VERSION = 1;
@@ -74,12 +75,16 @@ function proxmoxContext(): PublishContext["proxmox"] {
     if (!p?.enabled) return undefined;
     const apiToken = secrets.getSecret("proxmoxApiToken") ?? envSecret("PROXMOX_VE_API_TOKEN");
     const provider = new proxmoxve.Provider("proxmox", { endpoint: p.endpoint, apiToken, insecure: p.insecure });
+    const access = new ProxmoxAccess("proxmox-access", {
+        endpoint: p.endpoint, apiToken: apiToken ? pulumi.secret(apiToken) : undefined, insecure: p.insecure,
+        node: p.node, imageStorage: p.imageStorage, diskStorage: p.diskStorage,
+    });
     const self = new pulumi.StackReference("previous-run", { name: `${pulumi.getOrganization()}/${pulumi.getProject()}/${pulumi.getStack()}` });
     const previous = self.getOutput("proxmox").apply((out) => {
         const templates = (out as { templates?: Record<string, TemplateRecord[]> } | undefined)?.templates ?? {};
         return Object.values(templates).flat();
     });
-    return { provider, apiToken, previous };
+    return { provider, apiToken, previous, access };
 }
 
 const ctx: PublishContext = {

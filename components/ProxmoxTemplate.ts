@@ -31,6 +31,8 @@ export interface ProxmoxTemplateArgs {
     bootstrapUser: { name: string; keys: string[] };
     /** Templates this stack kept on earlier runs (its own previous outputs). */
     previous: pulumi.Input<TemplateRecord[]>;
+    /** The node's access check (ProxmoxAccess): nothing is downloaded before it passed. */
+    access?: pulumi.Resource;
 }
 
 export function templateDescription(image: string, version: string, sha256: string, info: Record<string, unknown>): string {
@@ -75,7 +77,7 @@ export class ProxmoxTemplate extends pulumi.ComponentResource {
             overwrite: false,
             uploadTimeout: 1800,
             verify: true,
-        }, child);
+        }, { ...child, dependsOn: args.access ? [args.access] : [] });
 
         const vm = new proxmoxve.VmLegacy(`${name}-template`, {
             nodeName: args.node,
@@ -129,7 +131,10 @@ export class ProxmoxTemplate extends pulumi.ComponentResource {
         this.vmid = vm.vmId.apply((v) => v as number);
         this.name = current.name;
         this.sha256 = pulumi.output(args.sha256);
-        this.kept = rotation.kept;
+        // A retired template Proxmox would not delete (a linked clone uses it) stays in the records, so the next run
+        // finds it among its previous templates and tries again.
+        this.kept = pulumi.all([rotation.kept, rotation.retired, retention.keptInUse]).apply(([kept, retired, inUse]) =>
+            [...kept, ...retired.filter((r) => inUse.some((k) => k.vmid === r.vmid))]);
         this.retired = pulumi.all([rotation.retired, retention.deleted]).apply(([r]) => r);
         this.registerOutputs({ node: this.node, vmid: this.vmid, name: this.name, sha256: this.sha256, kept: this.kept });
     }

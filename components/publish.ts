@@ -20,7 +20,7 @@ export interface PublishContext {
     githubToken?: pulumi.Output<string>;
     ociCredentials?: { username?: string; password: pulumi.Output<string> };
     primaryImage?: string;
-    proxmox?: { provider: proxmoxve.Provider; apiToken?: pulumi.Output<string>; previous: pulumi.Output<TemplateRecord[]> };
+    proxmox?: { provider: proxmoxve.Provider; apiToken?: pulumi.Output<string>; previous: pulumi.Output<TemplateRecord[]>; access: pulumi.Resource };
     bootstrapUser: { name: string; keys: string[] };
 }
 
@@ -147,5 +147,6 @@ export function proxmoxTemplate(name: string, image: { version: pulumi.Input<str
         buildInfo: image.buildInfo,
         bootstrapUser: ctx.bootstrapUser,
         previous: ctx.proxmox.previous.apply((all) => all.filter((t) => t.image === name)),
+        access: ctx.proxmox.access,
     }, opts);
 }

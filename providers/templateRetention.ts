@@ -20,7 +20,10 @@ export interface TemplateRetentionInputs {
 
 export interface TemplateRetentionOutputs extends Omit<TemplateRetentionInputs, "apiToken"> {
     deleted: number[];
+    /** Retired templates Proxmox would not delete (a linked clone uses them): kept in the records, tried again. */
     keptInUse: Array<{ vmid: number; reason: string }>;
+    /** Retired ids that now hold a VM that is not this image's template: never touched, dropped from the records. */
+    leftAlone: Array<{ vmid: number; reason: string }>;
 }
 
 export function imageTag(image: string): string {
@@ -29,7 +32,7 @@ export function imageTag(image: string): string {
 
 async function retire(i: TemplateRetentionInputs): Promise<TemplateRetentionOutputs> {
     const { apiToken, ...rest } = i;
-    const out: TemplateRetentionOutputs = { ...rest, deleted: [], keptInUse: [] };
+    const out: TemplateRetentionOutputs = { ...rest, deleted: [], keptInUse: [], leftAlone: [] };
     if (i.retired.length === 0) return out;
     if (!apiToken) throw new Error("retiring old templates needs factory:proxmoxApiToken");
     const report = engineReporter(i.logUrn);
@@ -40,7 +43,8 @@ async function retire(i: TemplateRetentionInputs): Promise<TemplateRetentionOutp
         if (!vm) continue; // already gone
         const tags = (vm.tags ?? "").split(/[;,\s]+/);
         if (vm.template !== 1 || !tags.includes(imageTag(i.image))) {
-            out.keptInUse.push({ vmid: r.vmid, reason: "not a template of this image (tags or template flag differ): left alone" });
+            out.leftAlone.push({ vmid: r.vmid, reason: `not a template tagged ${imageTag(i.image)} (tags or template flag differ): left alone` });
+            report(`→ ${i.image}: VM ${r.vmid} is not a template tagged ${imageTag(i.image)}: left alone`);
             continue;
         }
         try {
@@ -60,7 +64,12 @@ export const provider: pulumi.dynamic.ResourceProvider<TemplateRetentionInputs, 
         return { id: `${inputs.node}/${inputs.image}`, outs: await retire(inputs) };
     },
     async diff(_id, olds, news) {
-        return { changes: JSON.stringify(olds.retired) !== JSON.stringify(news.retired) || olds.endpoint !== news.endpoint || olds.node !== news.node };
+        // Work is left when a retired template was neither deleted nor left alone by the last run: a new one, or one
+        // kept because a linked clone still used it (tried again on every run until it goes). A template deleted last
+        // time drops out of the records, which is no work.
+        const handled = new Set([...(olds.deleted ?? []), ...(olds.leftAlone ?? []).map((l) => l.vmid)]);
+        const pending = news.retired.some((r) => !handled.has(r.vmid));
+        return { changes: pending || olds.endpoint !== news.endpoint || olds.node !== news.node };
     },
     async update(_id, _olds, news) {
         return { outs: await retire(news) };
@@ -73,8 +82,9 @@ export const provider: pulumi.dynamic.ResourceProvider<TemplateRetentionInputs, 
 export class TemplateRetention extends FactoryResource {
     declare readonly deleted: pulumi.Output<number[]>;
     declare readonly keptInUse: pulumi.Output<Array<{ vmid: number; reason: string }>>;
+    declare readonly leftAlone: pulumi.Output<Array<{ vmid: number; reason: string }>>;
 
     constructor(name: string, args: pulumi.Inputs & { [K in keyof TemplateRetentionInputs]: pulumi.Input<TemplateRetentionInputs[K]> }, opts?: pulumi.CustomResourceOptions) {
-        super(provider as pulumi.dynamic.ResourceProvider, "TemplateRetention", name, { ...args, deleted: undefined, keptInUse: undefined }, opts);
+        super(provider as pulumi.dynamic.ResourceProvider, "TemplateRetention", name, { ...args, deleted: undefined, keptInUse: undefined, leftAlone: undefined }, opts);
     }
 }

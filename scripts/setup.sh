@@ -68,6 +68,20 @@ fi
 # --- engine and tools from Go modules ---------------------------------------------------------------------
 bash tools/build.sh
 
+# --- the proxmoxve resource plugin, installed where the engine looks for it by version -------------------------
+# PULUMI_HOME is the checkout's (scripts/env.sh); the version is the one the npm SDK @muhlba91/pulumi-proxmoxve asks for.
+(
+  source scripts/env.sh
+  version=$(node -p 'require("@muhlba91/pulumi-proxmoxve/package.json").pulumi.version')
+  plugin=.tools/plugins/pulumi-resource-proxmoxve
+  installed="$PULUMI_HOME/plugins/resource-proxmoxve-v$version/pulumi-resource-proxmoxve"
+  if [[ -x "$plugin" ]] && ! cmp -s "$plugin" "$installed"; then
+    say "installing the proxmoxve plugin v$version into $PULUMI_HOME/plugins"
+    pulumi plugin rm resource proxmoxve "$version" --yes >/dev/null 2>&1 || true
+    pulumi plugin install resource proxmoxve "$version" --file "$plugin" >/dev/null
+  fi
+)
+
 # --- Proxmox VE API for the tests (fakepve) ----------------------------------------------------------------
 # fakepve is AGPL-3.0-or-later: a test-only service, so it lives in the ignored .tools/fakepve virtualenv, is never
 # vendored and never goes into an image. test/fakepve/launch.py (ours) starts it with a token and TLS.

@@ -36,8 +36,9 @@ stamp_of() { # dir, flags...: hash of the module's inputs and the build flags
     find "$dir" -name '*.go' -not -path '*/testdata/*' -print0 | sort -z | xargs -0 -r cat; } | sha256sum | cut -d' ' -f1
 }
 
-build() { # name, module dir, package, ldflags, [tags], [command run before compiling]
+build() { # name, module dir, package, ldflags, [tags], [command run before compiling], [output dir]
   local name=$1 dir=$2 pkg=$3 ldflags=$4 tags=${5:-} before=${6:-}
+  local bin=${7:-$bin}
   local want; want=$(stamp_of "$dir" "$pkg" "$ldflags" "$tags")
   if [[ -x "$bin/$name" && -f "$stamps/$name" && "$(cat "$stamps/$name")" == "$want" ]]; then
     echo "tools: $name up to date"
@@ -102,8 +103,12 @@ proxmoxve_schema() {
   cp "$out/schema.json" "$out/bridge-metadata.json" "$dir/cmd/pulumi-resource-proxmoxve/"
   rm -rf "$out"
 }
+# The plugin is not put on PATH: the engine would take it as an "ambient" plugin whatever version the SDK asks
+# for (and warn); scripts/setup.sh installs it into PULUMI_HOME as resource-proxmoxve-v8.6.0 instead, where the
+# engine finds it by the version the npm SDK requires, with automatic plugin acquisition off.
 if [[ -d "$tools_dir/pulumi-resource-proxmoxve" ]] && want_tool pulumi-resource-proxmoxve; then
-  build pulumi-resource-proxmoxve "$tools_dir/pulumi-resource-proxmoxve" ./cmd/pulumi-resource-proxmoxve "-s -w" "" proxmoxve_schema
+  mkdir -p "$root/.tools/plugins"
+  build pulumi-resource-proxmoxve "$tools_dir/pulumi-resource-proxmoxve" ./cmd/pulumi-resource-proxmoxve "-s -w" "" proxmoxve_schema "$root/.tools/plugins"
 fi
 
 # Packer plugins are separate binaries. They are installed the way `packer init` would install them

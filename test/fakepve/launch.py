@@ -4,6 +4,7 @@ token, TLS and the few behaviours of real Proxmox VE that fakepve does not model
 
     launch.py --host 127.0.0.1 --port 0 --ready-file F [--data-dir D]   (one node, pve1, as the labs have)
     env FAKEPVE_TOKEN="root@pam!ci=<secret>" (read from the environment: a secret never goes into argv)
+    env FAKEPVE_EXTRA_TOKENS='[{"token": "u@pve!t=<secret>", "grants": [["/vms", ["VM.Audit"]]]}]' (optional)
 
 Writes {"url", "port", "pid", "cert"} to the ready file once it listens. Extensions, each following the Proxmox VE
 API viewer (pve-docs/api-viewer) and the code behind it:
@@ -255,6 +256,11 @@ class LabPve(FakePve):
         return await super()._qm_destroy(v, user)
 
 
+def pve_privileges():
+    from fakepve import shapes
+    return sorted(shapes.PRIVILEGES)
+
+
 def _without(value, option):
     return ','.join(p for p in str(value).split(',') if not p.startswith(option + '='))
 
@@ -285,6 +291,14 @@ async def main():
     data_dir = args.data_dir or tempfile.mkdtemp(prefix='fakepve-data-')
     pve = LabPve(data_dir, host=args.host, port=args.port)
     pve.apitokens[tokenid] = secret
+    # More tokens with only some privileges, for permission tests: [{"token": "u@pve!t=s", "grants": [[path, [priv…]]]}]
+    for extra in json.loads(os.environ.get('FAKEPVE_EXTRA_TOKENS') or '[]'):
+        extra_id, extra_secret = extra['token'].split('=', 1)
+        pve.apitokens[extra_id] = extra_secret
+        for path, privs in extra.get('grants', []):
+            pve.grant(extra_id, path, *privs)
+    if pve.acl is not None:
+        pve.grant(tokenid, '/', *pve_privileges())
     cert_dir = args.cert_dir or os.path.dirname(os.path.abspath(args.ready_file))
     os.makedirs(cert_dir, exist_ok=True)
     certfile, keyfile, _ = make_cert(cert_dir, hosts=(args.host,))

@@ -25,13 +25,13 @@ export interface FakePve {
 
 export const FAKEPVE_PYTHON = path.join(REPO_ROOT, ".tools", "fakepve", "bin", "python");
 
-export async function startFakePve(opts: { token?: string } = {}): Promise<FakePve> {
+export async function startFakePve(opts: { token?: string; extraTokens?: Array<{ token: string; grants: Array<[string, string[]]> }> } = {}): Promise<FakePve> {
     if (!fs.existsSync(FAKEPVE_PYTHON)) throw new Error("fakepve is not installed: run bash scripts/setup.sh");
     const token = opts.token ?? "root@pam!ci=" + "fakepve-test-secret-0123456789";
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "if-fakepve-"));
     const ready = path.join(dir, "ready.json");
     const child = execa(FAKEPVE_PYTHON, [path.join(REPO_ROOT, "test", "fakepve", "launch.py"), "--host", "127.0.0.1", "--port", "0",
-        "--ready-file", ready, "--data-dir", path.join(dir, "data")], { env: { FAKEPVE_TOKEN: token }, reject: false, all: true });
+        "--ready-file", ready, "--data-dir", path.join(dir, "data")], { env: { FAKEPVE_TOKEN: token, FAKEPVE_EXTRA_TOKENS: JSON.stringify(opts.extraTokens ?? []) }, reject: false, all: true });
     const deadline = Date.now() + 20_000;
     while (!fs.existsSync(ready)) {
         if (child.exitCode !== null || Date.now() > deadline) {
@@ -43,7 +43,7 @@ export async function startFakePve(opts: { token?: string } = {}): Promise<FakeP
     const info = JSON.parse(fs.readFileSync(ready, "utf8")) as { url: string };
 
     const request = <T>(method: string, p: string, form?: Record<string, string | number>): Promise<T> => new Promise((resolve, reject) => {
-        const body = form ? new URLSearchParams(Object.entries(form).map(([k, v]) => [k, String(v)])).toString() : undefined;
+        const body = form ? new URLSearchParams(Object.fromEntries(Object.entries(form).map(([k, v]) => [k, String(v)]))).toString() : undefined;
         const req = https.request(new URL(p, info.url), {
             method, rejectUnauthorized: false,
             headers: { Authorization: `PVEAPIToken=${token}`, ...(body ? { "content-type": "application/x-www-form-urlencoded", "content-length": Buffer.byteLength(body) } : {}) },

@@ -1,0 +1,71 @@
+// Dynamic provider: before the first download or template on a node, checks that the endpoint answers, the API token
+// of factory:proxmoxApiToken is accepted, the node exists and the token holds every privilege the factory's calls
+// need, and fails naming what to fix. The bridged provider would otherwise stop halfway with a bare 401 or 403.
+// Runs on create and whenever the endpoint, node, storages or token id change; never in preview, which must work
+// from machines that cannot reach the lab (PR checks).
+import * as pulumi from "@pulumi/pulumi";
+import { listNodes, missingPrivileges, proxmoxApiError } from "../lib/proxmoxApi";
+import { changedKeys, FactoryResource } from "./dynamic";
+
+export interface ProxmoxAccessInputs {
+    endpoint: string;
+    /** Secret input; never part of the outputs. */
+    apiToken?: string;
+    insecure: boolean;
+    node: string;
+    imageStorage: string;
+    diskStorage: string;
+}
+
+export interface ProxmoxAccessOutputs extends Omit<ProxmoxAccessInputs, "apiToken"> {
+    /** user@realm!tokenid: not secret, and tells a changed token apart. */
+    tokenId: string;
+}
+
+const KEYS = ["endpoint", "insecure", "node", "imageStorage", "diskStorage", "tokenId"] as const;
+
+function tokenIdOf(token: string | undefined): string {
+    return (token ?? "").split("=")[0];
+}
+
+async function verify(i: ProxmoxAccessInputs): Promise<ProxmoxAccessOutputs> {
+    const { apiToken, ...rest } = i;
+    if (!apiToken || !/^[^@\s]+@[^!\s]+![^=\s]+=\S+$/.test(apiToken)) {
+        throw new Error("factory:proxmoxApiToken must be a Proxmox API token user@realm!tokenid=secret: pulumi config set --secret factory:proxmoxApiToken … (or PROXMOX_VE_API_TOKEN)");
+    }
+    const t = { endpoint: i.endpoint, apiToken, insecure: i.insecure };
+    const nodes = await listNodes(t);
+    if (!nodes.some((n) => n.node === i.node)) {
+        throw proxmoxApiError(`Proxmox node ${i.node} (factory:proxmox.node) is not in the cluster at ${i.endpoint}; it has: ${nodes.map((n) => n.node).join(", ") || "none"}`);
+    }
+    const missing = await missingPrivileges(t, i);
+    if (missing.length) {
+        throw proxmoxApiError(`the token ${tokenIdOf(apiToken)} of factory:proxmoxApiToken lacks ${missing.join(", ")}: ` +
+            "grant them (pveum acl modify <path> --tokens <token> --roles <role>, or a role with those privileges) or use another token");
+    }
+    return { ...rest, tokenId: tokenIdOf(apiToken) };
+}
+
+export const provider: pulumi.dynamic.ResourceProvider<ProxmoxAccessInputs, ProxmoxAccessOutputs> = {
+    async create(inputs) {
+        return { id: `${inputs.endpoint}#${inputs.node}`, outs: await verify(inputs) };
+    },
+    async diff(_id, olds, news) {
+        const changes = changedKeys(olds as unknown as Record<string, unknown>, { ...news, tokenId: tokenIdOf(news.apiToken) }, KEYS);
+        return { changes: changes.length > 0, replaces: [] };
+    },
+    async update(_id, _olds, news) {
+        return { outs: await verify(news) };
+    },
+    async delete() {
+        // Nothing was made.
+    },
+};
+
+export class ProxmoxAccess extends FactoryResource {
+    declare readonly tokenId: pulumi.Output<string>;
+
+    constructor(name: string, args: { [K in keyof ProxmoxAccessInputs]: pulumi.Input<ProxmoxAccessInputs[K]> }, opts?: pulumi.CustomResourceOptions) {
+        super(provider as pulumi.dynamic.ResourceProvider, "ProxmoxAccess", name, { ...args, tokenId: undefined }, opts);
+    }
+}
