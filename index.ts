@@ -173,7 +173,10 @@ for (const pass of [1, 2, 3] as Pass[]) {
             // Built by another lab's stack: take its published artifact, register it here (Proxmox) only.
             const theirs = reusedFrom.getOutput("images").apply((all) => {
                 const i = (all as Record<string, { version: string; sha256: string; size: number; qcow2Url: string | null; releaseAssetUrl: string | null; buildInfo: Record<string, unknown> }> | undefined)?.[recipe.name];
-                if (!i) throw new Error(`factory:reuse: ${config.reuse?.stack} has no image ${recipe.name} in its outputs`);
+                if (!i) {
+                    throw new Error(`factory:reuse: ${config.reuse?.stack} has no image ${recipe.name} in its outputs: ` +
+                        `run pulumi up on that stack first, or take ${recipe.name} out of factory:reuse.images to build it here`);
+                }
                 return i;
             });
             const url = theirs.apply((i) => (config.proxmox?.imageSource === "release" ? i.releaseAssetUrl : i.qcow2Url) ?? "");

@@ -15,9 +15,26 @@ const PUBLISHERS: Record<string, string> = {
 };
 const BUILDERS = new Set([`${OURS}Qcow2Build`]);
 
-function fromBuild(r: PolicyResource, field: string, buildDigests: Set<string>): boolean {
+/**
+ * Images this stack takes from another lab stack's outputs (factory:reuse.images): dvntm registers dvnt's builds.
+ * Their sha256 is that stack's build output, read through a StackReference; policies do not see read resources
+ * (propertyDependencies on one come back empty), so such a download is recognised by its name and a real digest.
+ */
+function reusedImages(): Set<string> {
+    const config = JSON.parse(process.env.PULUMI_CONFIG ?? "{}") as Record<string, string>;
+    const raw = config["factory:reuse"] ?? config["factory:config:reuse"];
+    try {
+        return new Set(raw ? (JSON.parse(raw) as { images?: string[] }).images ?? [] : []);
+    } catch {
+        return new Set();
+    }
+}
+
+function fromBuild(r: PolicyResource, field: string, buildDigests: Set<string>, reused: Set<string>): boolean {
     const deps = r.propertyDependencies[field] ?? [];
     if (deps.some((d) => BUILDERS.has(d.type) || d.type === "image-factory:image:Qcow2Image")) return true;
+    const v0 = r.props[field];
+    if (r.type === "proxmoxve:download/file:File" && [...reused].some((i) => r.name === `${i}-proxmox-image`) && typeof v0 === "string" && /^[0-9a-f]{64}$/.test(v0)) return true;
     const v = r.props[field];
     return typeof v === "string" && buildDigests.has(v);
 }
@@ -41,14 +58,15 @@ new PolicyPack("image-factory", {
     policies: [
         {
             name: "published-sha256-from-build",
-            description: "Every published artifact (store, OCI, GitHub release, Proxmox download) carries a sha256 that comes from a build.",
+            description: "Every published artifact (store, OCI, GitHub release, Proxmox download) carries a sha256 that comes from a build (this stack's, or the reused lab stack's).",
             enforcementLevel: "mandatory",
             validateStack: (args: StackValidationArgs, report: ReportViolation) => {
                 const digests = new Set(args.resources.filter((r) => BUILDERS.has(r.type)).map((r) => r.props.sha256).filter((v): v is string => typeof v === "string"));
+                const reused = reusedImages();
                 for (const r of args.resources) {
                     const field = PUBLISHERS[r.type];
                     if (!field) continue;
-                    if (!fromBuild(r, field, digests)) report(`${r.name} (${r.type}) publishes a ${field} that does not come from a build's sha256 output`, r.urn);
+                    if (!fromBuild(r, field, digests, reused)) report(`${r.name} (${r.type}) publishes a ${field} that does not come from a build's sha256 output`, r.urn);
                 }
             },
         },
