@@ -38,12 +38,35 @@ export function stackConfig(stack: string, dir = projectDir): FactoryConfig {
     return parseConfig(raw);
 }
 
+/** Packer → Proxmox images are built on the lab's node by `pulumi up`, never on this machine. */
+function buildsOnNode(recipe: ImageRecipe): boolean {
+    return recipe.builder.kind === "packer" && recipe.builder.path === "proxmox";
+}
+
+/**
+ * The images a `make <kind>` / `make image-<name>` run builds, and those it skips with the reason: a whole kind
+ * skips node-built images (one line each) and builds the rest; naming one of them is an error.
+ */
+export function selectImages(opts: { image?: string; kind?: string }, recipes: ImageRecipe[] = listImageNames().map((n) => loadRecipe(n))): { build: string[]; skipped: Array<{ name: string; why: string }> } {
+    if (opts.image) {
+        const recipe = recipes.find((r) => r.name === opts.image);
+        if (recipe && buildsOnNode(recipe)) throw new Error(`${recipe.name} builds on the Proxmox node: run it with pulumi up on a lab stack`);
+        return { build: [opts.image], skipped: [] };
+    }
+    const chosen = recipes.filter((r) => !opts.kind || r.kind === opts.kind);
+    return {
+        build: chosen.filter((r) => !buildsOnNode(r)).map((r) => r.name),
+        skipped: chosen.filter(buildsOnNode).map((r) => ({ name: r.name, why: "builds on the Proxmox node (Packer → Proxmox): pulumi up on a lab stack builds it" })),
+    };
+}
+
 async function main(): Promise<number> {
     const stack = argValue("stack") ?? "local";
     const config = stackConfig(stack);
     const kind = argValue("kind");
     const image = argValue("image");
-    const names = image ? [image] : listImageNames().filter((n) => !kind || loadRecipe(n).kind === kind);
+    const { build: names, skipped } = selectImages({ image, kind });
+    for (const s of skipped) console.log(`skipping ${s.name}: it ${s.why}`);
     if (names.length === 0) {
         console.error(`no images ${kind ? `of type ${kind}` : ""} (see make list)`);
         return 2;
@@ -56,6 +79,7 @@ async function main(): Promise<number> {
 
     const build = async (recipe: ImageRecipe): Promise<BuildResult> => {
         if (done[recipe.name]) return done[recipe.name];
+        if (buildsOnNode(recipe)) throw new Error(`${recipe.name} builds on the Proxmox node: run it with pulumi up on a lab stack`);
         const b = recipe.builder;
         let base: { id: string; version: string; identity: string; path: string; sha256: string } | undefined;
         if (b.kind === "packer" || b.kind === "pi") {
@@ -69,7 +93,6 @@ async function main(): Promise<number> {
                 base = { id: spec.id, version: spec.version, identity: specHash(spec), path: file.path, sha256: file.sha256 };
             }
         }
-        if (b.kind === "packer" && b.path === "proxmox") throw new Error(`${recipe.name} builds on the Proxmox node: run it with pulumi up on a lab stack`);
         const plan = planBuild({ recipe, projectDir, workDir, bootstrapUser: { name: config.bootstrapUser.name, authorizedKeys: keys }, domain: config.domain, debian,
             versionOverride: config.version, base: base && { id: base.id, version: base.version, identity: base.identity } });
         const request = base ? withBase(plan.request, base) : plan.request;

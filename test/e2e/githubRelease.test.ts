@@ -15,9 +15,14 @@ import { REPO_ROOT } from "../helpers/setup";
 
 interface ImageOut { version: string; sha256: string; size: number; releaseUrl: string; releaseAssetUrl: string; releaseSha256Url: string; toolsJson: string; storePath: string }
 
-function get(url: string): Promise<Buffer> {
+/** GET, following redirects: GitHub answers browser downloads with a 302 to the asset's storage. */
+function get(url: string, redirects = 3): Promise<Buffer> {
     return new Promise((resolve, reject) => {
         http.get(url, (res) => {
+            if (res.statusCode && res.statusCode >= 300 && res.statusCode < 400 && res.headers.location && redirects > 0) {
+                res.resume();
+                return resolve(get(new URL(res.headers.location, url).toString(), redirects - 1));
+            }
             const chunks: Buffer[] = [];
             res.on("data", (c: Buffer) => chunks.push(c));
             res.on("end", () => (res.statusCode === 200 ? resolve(Buffer.concat(chunks)) : reject(new Error(`GET ${url}: ${res.statusCode}`))));

@@ -55,7 +55,8 @@ describe("lab stacks preview with the real proxmoxve plugin @slow", function () 
         await labStack("dvnt");
         const image = (name: string) => ({
             version: "v2026.11.25", sha256: "ab".repeat(32), size: 150_000_000, format: "qcow2",
-            qcow2Url: `${endpoints.storeUrl}/images/${name}/v2026.11.25/${name}-v2026.11.25.qcow2`, releaseAssetUrl: null,
+            qcow2Url: `${endpoints.storeUrl}/images/${name}/v2026.11.25/${name}-v2026.11.25.qcow2`,
+            releaseAssetUrl: `${gh.url}/deevnet/images/releases/download/v2026.11.25/${name}-v2026.11.25.qcow2`,
             buildInfo: { image: name, version: "v2026.11.25", buildKey: "k", buildTime: "2026-11-25T12:00:00.000Z", git: { commit: "c0ffee" }, base: { id: "debian:bookworm", sha256: "cd".repeat(32) } },
         });
         const state = {
@@ -87,6 +88,10 @@ describe("lab stacks preview with the real proxmoxve plugin @slow", function () 
                 assert.match(r.stdout, new RegExp(`\\+ proxmoxve:download/file:File: \\(create\\)[\\s\\S]*?${image}-proxmox-image`), `${stack}: no download planned for ${image}`);
             }
             assert.match(r.stdout, /\+ proxmoxve:index\/vmLegacy:VmLegacy: \(create\)/);
+            if (stack === "dvntm") {
+                // The mobile lab downloads from the release asset, not from dvnt's builder.
+                assert.match(r.stdout, new RegExp(`url\\s+: "${gh.url}/deevnet/images/releases/download/v2026\\.11\\.25/debian-12-minimal-v2026\\.11\\.25\\.qcow2"`));
+            }
             assert.match(r.stdout, /Policy Packs run:\s+Name\s+Version\s+image-factory\|/, "the policy pack must have run");
             assert.doesNotMatch(r.all, /\[mandatory\]/, "no mandatory policy may be violated");
             assert.equal(r.all.includes(pve.token.split("=")[1]), false, "the Proxmox token must not be printed");

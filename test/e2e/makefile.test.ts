@@ -4,6 +4,7 @@ import execa from "execa";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { selectImages } from "../../bin/build-image";
 import { imageRows } from "../../bin/list-images";
 import { REPO_ROOT } from "../helpers/setup";
 
@@ -28,6 +29,17 @@ function pathWithout(...names: string[]): string {
 }
 
 describe("Makefile (FR-12)", () => {
+    it("make vm builds every VM image but the node-built one, which it skips with one line; naming that one fails", async () => {
+        // Before: make vm stopped at debian-12-minimal-pve and never built debian-12-platform or debian-12-services.
+        const vm = selectImages({ kind: "vm" });
+        assert.ok(vm.build.includes("debian-12-minimal") && vm.build.includes("debian-12-platform") && vm.build.includes("debian-12-services"), vm.build.join(" "));
+        assert.deepEqual(vm.skipped.map((x) => x.name), ["debian-12-minimal-pve"]);
+        assert.throws(() => selectImages({ image: "debian-12-minimal-pve" }), /debian-12-minimal-pve builds on the Proxmox node: run it with pulumi up on a lab stack/);
+        const r = await execa("make", ["-s", "image-debian-12-minimal-pve"], { cwd: REPO_ROOT, reject: false, all: true });
+        assert.notEqual(r.exitCode, 0);
+        assert.match(r.all ?? "", /builds on the Proxmox node/);
+    });
+
     it("make list prints the targets with their descriptions", async () => {
         const { stdout } = await execa("make", ["-s", "list"], { cwd: REPO_ROOT });
         for (const target of ["deps", "preview", "up", "destroy", "outputs", "services-start", "test"]) {

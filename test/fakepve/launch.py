@@ -2,7 +2,7 @@
 service installed by scripts/setup.sh into the ignored .tools/fakepve venv, never vendored or shipped) with an API
 token, TLS and the few behaviours of real Proxmox VE that fakepve does not model but our code depends on.
 
-    launch.py --host 127.0.0.1 --port 0 --ready-file F [--data-dir D]   (one node, pve1, as the labs have)
+    launch.py --host 127.0.0.1 --port 0 --ready-file F [--data-dir D] [--node pve1] [--zfs-storage local-zfs]
     env FAKEPVE_TOKEN="root@pam!ci=<secret>" (read from the environment: a secret never goes into argv)
     env FAKEPVE_EXTRA_TOKENS='[{"token": "u@pve!t=<secret>", "grants": [["/vms", ["VM.Audit"]]]}]' (optional)
 
@@ -280,6 +280,8 @@ async def main():
     ap.add_argument('--host', default='127.0.0.1')
     ap.add_argument('--port', type=int, default=0)
     ap.add_argument('--ready-file', required=True)
+    ap.add_argument('--node', default='pve1', help="the cluster's one node (dvntm's is pvem1)")
+    ap.add_argument('--zfs-storage', action='append', default=[], help='add a zfspool storage for disks (dvntm: local-zfs)')
     ap.add_argument('--data-dir')
     ap.add_argument('--cert-dir', help='where the self-signed certificate goes (default: beside the ready file)')
     args = ap.parse_args()
@@ -291,6 +293,10 @@ async def main():
     data_dir = args.data_dir or tempfile.mkdtemp(prefix='fakepve-data-')
     pve = LabPve(data_dir, host=args.host, port=args.port)
     pve.apitokens[tokenid] = secret
+    if args.node != 'pve1':
+        pve.nodes = {args.node: pve.nodes.pop('pve1')}
+    for name in args.zfs_storage:
+        pve.storages[name] = {'type': 'zfspool', 'active': 1, 'content': 'images,rootdir', 'files': set(), 'pool': 'rpool/data', 'sparse': 1}
     # More tokens with only some privileges, for permission tests: [{"token": "u@pve!t=s", "grants": [[path, [priv…]]]}]
     for extra in json.loads(os.environ.get('FAKEPVE_EXTRA_TOKENS') or '[]'):
         extra_id, extra_secret = extra['token'].split('=', 1)

@@ -1,8 +1,10 @@
 // A loopback stand-in for the GitHub REST endpoints the release publisher uses, following GitHub's documented
-// behaviour: token auth (401 "Bad credentials"), releases by tag (published only) and by list (drafts too),
-// 422 "already_exists" for a duplicate tag or asset name, uploads on a separate "uploads host" path that require
-// Content-Length and report the asset's sha256 `digest`, browser downloads of published assets only.
-// Uploaded bytes go to disk, hashed while they arrive. Faults can be injected per route.
+// behaviour (docs.github.com/en/rest/releases/releases and /releases/assets; each behaviour cites its section):
+// token auth (401 "Bad credentials"), releases by tag (published only) and by list (drafts too), 422
+// "already_exists" for a published tag or a taken asset name, several drafts per tag, uploads on a separate "uploads
+// host" path that require Content-Length and report the asset's sha256 `digest`, a cut upload leaving a `starter`
+// asset, browser downloads of published assets through a redirect. Uploaded bytes go to disk, hashed while they
+// arrive. Faults (e.g. secondary rate limits: 403/429 with Retry-After) can be injected per route.
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as http from "node:http";
@@ -15,8 +17,9 @@ interface FakeAsset {
     label: string | null;
     content_type: string;
     size: number;
-    digest: string;
-    state: "uploaded";
+    /** null for assets uploaded before GitHub computed digests (changelog 2025-06-03): legacyDigests() makes them. */
+    digest: string | null;
+    state: "uploaded" | "starter";
     file: string;
     created_at: string;
 }
@@ -52,6 +55,8 @@ export interface FakeGithub {
     releases(owner: string, repo: string): FakeRelease[];
     addRepo(owner: string, repo: string): void;
     inject(f: Fault): void;
+    /** Turns the repository's assets into ones uploaded before GitHub computed digests (`digest: null`). */
+    legacyDigests(owner: string, repo: string): void;
     /** Bytes of an uploaded asset. */
     assetBytes(owner: string, repo: string, tag: string, name: string): Buffer | undefined;
     close(): Promise<void>;
@@ -95,14 +100,25 @@ export async function startFakeGithub(opts: { token: string; repos: Array<[strin
         const notFound = () => send(404, { message: "Not Found", documentation_url: "https://docs.github.com/rest" });
         const validation = (resource: string, field: string) => send(422, { message: "Validation Failed", errors: [{ resource, code: "already_exists", field }] });
 
-        // Browser downloads: public, published releases only.
+        // Browser downloads ("Get a release asset": browser_download_url): public, published releases only, answered
+        // with a 302 to the asset's storage location, as github.com does; clients must follow it.
         const dl = /^\/([^/]+)\/([^/]+)\/releases\/download\/([^/]+)\/([^/]+)$/.exec(p);
-        if (dl && method === "GET") {
+        if (dl && (method === "GET" || method === "HEAD")) {
             const r = repos.get(`${dl[1]}/${dl[2]}`)?.find((x) => x.tag_name === dl[3] && !x.draft);
-            const a = r?.assets.find((x) => x.name === decodeURIComponent(dl[4]));
+            const a = r?.assets.find((x) => x.name === decodeURIComponent(dl[4]) && x.state === "uploaded");
             if (!a) return notFound();
-            res.writeHead(200, { "content-type": a.content_type, "content-length": a.size });
-            fs.createReadStream(a.file).pipe(res);
+            res.writeHead(302, { location: `${base}/_storage/assets/${a.id}/${encodeURIComponent(a.name)}`, "content-length": 0 });
+            res.end();
+            requests.push({ method, path: p, status: 302, bytes: 0 });
+            return;
+        }
+        const stored = /^\/_storage\/assets\/(\d+)\/[^/]+$/.exec(p);
+        if (stored && (method === "GET" || method === "HEAD")) {
+            const a = [...repos.values()].flat().flatMap((r) => r.assets).find((x) => x.id === Number(stored[1]));
+            if (!a) return notFound();
+            res.writeHead(200, { "content-type": "application/octet-stream", "content-length": a.size });
+            if (method === "HEAD") res.end();
+            else fs.createReadStream(a.file).pipe(res);
             requests.push({ method, path: p, status: 200, bytes: 0 });
             return;
         }
@@ -144,9 +160,17 @@ export async function startFakeGithub(opts: { token: string; repos: Array<[strin
                 hash.update(c);
                 bytesIn += c.length;
             });
+            const expected = Number(req.headers["content-length"]);
+            // "Upload a release asset": an upload cut off before Content-Length bytes leaves an asset in state
+            // `starter`, which holds the name (a new upload gets 422 already_exists) until it is deleted.
+            req.on("aborted", () => {
+                r.assets.push({ id: nextId++, name, label: null, content_type: String(req.headers["content-type"] ?? "application/octet-stream"),
+                    size: 0, digest: null, state: "starter", file, created_at: new Date().toISOString() });
+                requests.push({ method, path: p, status: 0, bytes: bytesIn });
+            });
             req.pipe(out);
             out.on("finish", () => {
-                if (bytesIn !== Number(req.headers["content-length"])) return send(400, { message: "body shorter than Content-Length" });
+                if (bytesIn !== expected) return;
                 const a: FakeAsset = { id: nextId++, name, label: url.searchParams.get("label"), content_type: String(req.headers["content-type"] ?? "application/octet-stream"),
                     size: bytesIn, digest: `sha256:${hash.digest("hex")}`, state: "uploaded", file, created_at: new Date().toISOString() };
                 r.assets.push(a);
@@ -178,8 +202,10 @@ export async function startFakeGithub(opts: { token: string; repos: Array<[strin
             if (rest === "" && method === "POST") {
                 const tag = String(body.tag_name ?? "");
                 if (!tag) return send(422, { message: "Validation Failed", errors: [{ resource: "Release", code: "missing_field", field: "tag_name" }] });
-                if (list.some((r) => r.tag_name === tag)) return validation("Release", "tag_name");
                 const draft = body.draft === true;
+                // "Create a release": a draft has no tag yet, so GitHub accepts any number of drafts with the same
+                // tag_name (FIELD-NOTES: duplicate drafts); only a second published release for a tag is refused.
+                if (!draft && list.some((r) => r.tag_name === tag && !r.draft)) return validation("Release", "tag_name");
                 const r: FakeRelease = { id: nextId++, tag_name: tag, name: String(body.name ?? tag), body: String(body.body ?? ""), draft, prerelease: false,
                     target_commitish: String(body.target_commitish ?? "main"), created_at: new Date().toISOString(), published_at: draft ? null : new Date().toISOString(), assets: [] };
                 list.push(r);
@@ -235,6 +261,7 @@ export async function startFakeGithub(opts: { token: string; repos: Array<[strin
         releases: (o, r) => repos.get(`${o}/${r}`) ?? [],
         addRepo: (o, r) => void repos.set(`${o}/${r}`, repos.get(`${o}/${r}`) ?? []),
         inject: (f) => void faults.push(f),
+        legacyDigests: (o, r) => { for (const rel of repos.get(`${o}/${r}`) ?? []) for (const a of rel.assets) a.digest = null; },
         assetBytes: (o, r, tag, name) => {
             const a = repos.get(`${o}/${r}`)?.find((x) => x.tag_name === tag)?.assets.find((x) => x.name === name);
             return a ? fs.readFileSync(a.file) : undefined;

@@ -25,13 +25,22 @@ export interface FakePve {
 
 export const FAKEPVE_PYTHON = path.join(REPO_ROOT, ".tools", "fakepve", "bin", "python");
 
-export async function startFakePve(opts: { token?: string; extraTokens?: Array<{ token: string; grants: Array<[string, string[]]> }> } = {}): Promise<FakePve> {
+export interface FakePveOptions {
+    token?: string;
+    extraTokens?: Array<{ token: string; grants: Array<[string, string[]]> }>;
+    /** The one node's name (default pve1) and zfspool storages to add (dvntm's local-zfs). */
+    node?: string;
+    zfsStorages?: string[];
+}
+
+export async function startFakePve(opts: FakePveOptions = {}): Promise<FakePve> {
     if (!fs.existsSync(FAKEPVE_PYTHON)) throw new Error("fakepve is not installed: run bash scripts/setup.sh");
     const token = opts.token ?? "root@pam!ci=" + "fakepve-test-secret-0123456789";
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "if-fakepve-"));
     const ready = path.join(dir, "ready.json");
     const child = execa(FAKEPVE_PYTHON, [path.join(REPO_ROOT, "test", "fakepve", "launch.py"), "--host", "127.0.0.1", "--port", "0",
-        "--ready-file", ready, "--data-dir", path.join(dir, "data")], { env: { FAKEPVE_TOKEN: token, FAKEPVE_EXTRA_TOKENS: JSON.stringify(opts.extraTokens ?? []) }, reject: false, all: true });
+        "--ready-file", ready, "--data-dir", path.join(dir, "data"),
+        "--node", opts.node ?? "pve1", ...(opts.zfsStorages ?? []).flatMap((z) => ["--zfs-storage", z])], { env: { FAKEPVE_TOKEN: token, FAKEPVE_EXTRA_TOKENS: JSON.stringify(opts.extraTokens ?? []) }, reject: false, all: true });
     const deadline = Date.now() + 20_000;
     while (!fs.existsSync(ready)) {
         if (child.exitCode !== null || Date.now() > deadline) {
@@ -67,7 +76,7 @@ export async function startFakePve(opts: { token?: string; extraTokens?: Array<{
         api,
         async waitTask(upid) {
             for (;;) {
-                const s = await api<{ status: string; exitstatus?: string }>("GET", `/nodes/pve1/tasks/${encodeURIComponent(upid)}/status`);
+                const s = await api<{ status: string; exitstatus?: string }>("GET", `/nodes/${opts.node ?? "pve1"}/tasks/${encodeURIComponent(upid)}/status`);
                 if (s.status === "stopped") return s.exitstatus ?? "";
                 await new Promise((r) => setTimeout(r, 100));
             }

@@ -3,12 +3,16 @@
 import execa, { type ExecaChildProcess } from "execa";
 import * as fs from "node:fs";
 import * as http from "node:http";
+import * as https from "node:https";
 import * as os from "node:os";
 import * as path from "node:path";
 import { freePort } from "./vm";
 
 export interface TestRegistry {
     host: string;
+    /** With tls: the run's CA and a bundle (system CAs + it) for SSL_CERT_FILE. */
+    ca?: string;
+    caBundle?: string;
     dir: string;
     /** Requests seen so far, e.g. { GET: 3, HEAD: 2, PUT: 1 }. */
     requests(): Record<string, number>;
@@ -16,10 +20,29 @@ export interface TestRegistry {
     stop(): Promise<void>;
 }
 
-export async function startRegistry(opts: { auth?: { user: string; password: string } } = {}): Promise<TestRegistry> {
+/**
+ * A CA made for one run and a server certificate for 127.0.0.1 signed by it (openssl). `bundle` is the system's CA
+ * bundle plus this CA: SSL_CERT_FILE for Go programs such as oras, NODE_EXTRA_CA_CERTS=ca for node.
+ */
+export async function makeTestCa(dir: string): Promise<{ ca: string; cert: string; key: string; bundle: string }> {
+    const f = (n: string) => path.join(dir, n);
+    await execa("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+        "-subj", "/CN=image-factory rehearsal CA", "-keyout", f("ca.key"), "-out", f("ca.crt")]);
+    await execa("openssl", ["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=127.0.0.1",
+        "-keyout", f("server.key"), "-out", f("server.csr")]);
+    fs.writeFileSync(f("server.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n");
+    await execa("openssl", ["x509", "-req", "-in", f("server.csr"), "-CA", f("ca.crt"), "-CAkey", f("ca.key"), "-CAcreateserial", "-days", "2",
+        "-extfile", f("server.ext"), "-out", f("server.crt")]);
+    const system = ["/etc/ssl/certs/ca-certificates.crt"].find((p) => fs.existsSync(p));
+    fs.writeFileSync(f("bundle.crt"), (system ? fs.readFileSync(system, "utf8") : "") + fs.readFileSync(f("ca.crt"), "utf8"));
+    return { ca: f("ca.crt"), cert: f("server.crt"), key: f("server.key"), bundle: f("bundle.crt") };
+}
+
+export async function startRegistry(opts: { auth?: { user: string; password: string }; tls?: boolean } = {}): Promise<TestRegistry> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "if-registry-"));
     const port = await freePort();
     const log = path.join(dir, "registry.log");
+    const tls = opts.tls ? await makeTestCa(dir) : undefined;
     let auth = "";
     if (opts.auth) {
         const { stdout } = await execa("htpasswd", ["-Bbn", opts.auth.user, opts.auth.password]);
@@ -38,13 +61,13 @@ storage:
     enabled: true
 http:
   addr: 127.0.0.1:${port}
-${auth}`);
+${tls ? `  tls:\n    certificate: ${tls.cert}\n    key: ${tls.key}\n` : ""}${auth}`);
     const bin = fs.existsSync("/usr/bin/docker-registry") ? "/usr/bin/docker-registry" : "docker-registry";
     const out = fs.openSync(log, "a");
     const child: ExecaChildProcess = execa(bin, ["serve", path.join(dir, "config.yml")], { stdout: out, stderr: out, reject: false });
     for (let i = 0; i < 100; i++) {
         const up = await new Promise<boolean>((resolve) => {
-            http.get(`http://127.0.0.1:${port}/v2/`, (res) => {
+            (tls ? https : http).get(`${tls ? "https" : "http"}://127.0.0.1:${port}/v2/`, { ...(tls ? { ca: fs.readFileSync(tls.ca) } : {}) }, (res) => {
                 res.resume();
                 resolve((res.statusCode ?? 500) < 500);
             }).on("error", () => resolve(false));
@@ -60,6 +83,8 @@ ${auth}`);
     };
     return {
         host: `127.0.0.1:${port}`,
+        ca: tls?.ca,
+        caBundle: tls?.bundle,
         dir,
         requests,
         writes: () => {

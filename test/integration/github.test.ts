@@ -3,6 +3,7 @@
 import { strict as assert } from "node:assert";
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
+import * as http from "node:http";
 import * as os from "node:os";
 import * as path from "node:path";
 import { ensureRelease, githubClient, listAssets, publishRelease, uploadAsset, findRelease, MAX_ASSET_BYTES } from "../../lib/github";
@@ -135,6 +136,41 @@ describe("lib/github against a loopback GitHub", function () {
         await assert.rejects(findRelease(c({ maxRateLimitRetries: 1 }), repo, "v2026.01.01"), /secondary rate limit \(429\)/);
         assert.deepEqual(gh.requests.slice(before).map((r) => r.status), [429, 429]);
         assert.match(lines.join("\n"), /again after 1 waits; giving up/);
+    });
+
+    it("the fake is as loose as GitHub: two drafts may share a tag, a second published release may not", async () => {
+        const c = client();
+        const make = (draft: boolean) => c.rest.repos.createRelease({ ...repo, tag_name: "v2026.03.03", draft }).then((r) => r.status, (e: { status: number }) => e.status);
+        assert.deepEqual([await make(true), await make(true), await make(false), await make(false)], [201, 201, 201, 422]);
+        assert.equal(gh.releases("deevnet", "images").filter((r) => r.tag_name === "v2026.03.03").length, 3);
+    });
+
+    it("a cut upload leaves a `starter` asset that holds the name; the next upload clears it and succeeds", async () => {
+        const c = client();
+        const { release } = await ensureRelease(c, repo, "v2026.04.04", { name: "v2026.04.04", body: "" });
+        const url = new URL(release.upload_url.replace(/\{.*\}$/, ""));
+        url.searchParams.set("name", "cut.qcow2");
+        await new Promise<void>((resolve) => {
+            const req = http.request(url, { method: "POST", headers: { authorization: "token ghp_test", "content-type": "application/octet-stream", "content-length": 1_000_000 } });
+            req.on("error", () => resolve());
+            req.write(Buffer.alloc(1000));
+            setTimeout(() => { req.destroy(); setTimeout(resolve, 200); }, 100);
+        });
+        const held = (await listAssets(c, repo, release.id)).find((a) => a.name === "cut.qcow2");
+        assert.deepEqual([held?.state, held?.digest], ["starter", null]);
+        const a = await uploadAsset(c, repo, release, file, "cut.qcow2", sha, "application/octet-stream");
+        assert.deepEqual([a.state, a.digest], ["uploaded", `sha256:${sha}`]);
+        assert.deepEqual((await listAssets(c, repo, release.id)).map((x) => [x.name, x.state]), [["cut.qcow2", "uploaded"]]);
+    });
+
+    it("an asset from before GitHub kept digests (digest: null) is replaced once, then skipped", async () => {
+        const c = client();
+        const release = (await findRelease(c, repo, "v2026.04.04"))!;
+        gh.legacyDigests("deevnet", "images");
+        const before = gh.requests.filter((r) => r.path.startsWith("/uploads/")).length;
+        await uploadAsset(c, repo, release, file, "cut.qcow2", sha, "application/octet-stream");
+        await uploadAsset(c, repo, release, file, "cut.qcow2", sha, "application/octet-stream");
+        assert.equal(gh.requests.filter((r) => r.path.startsWith("/uploads/")).length, before + 1, "one upload: the legacy asset cannot be verified without its digest");
     });
 
     it("refuses files of 2 GiB or more before uploading anything", async () => {

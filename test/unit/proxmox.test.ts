@@ -97,7 +97,9 @@ describe("ProxmoxTemplate and the lab stacks (mocks)", function () {
         const files = m.ofType(FILE);
         assert.deepEqual(files.map((f) => f.name).sort(), ["debian-12-minimal-proxmox-image", "debian-12-platform-proxmox-image"]);
         const f = files.find((x) => x.name === "debian-12-minimal-proxmox-image")!;
-        assert.equal(f.inputs.url, "http://builder.dvnt.internal:8089/images/debian-12-minimal/v2026.11.25/debian-12-minimal-v2026.11.25.qcow2");
+        // Away from home: the release asset, not dvnt's builder (before: http://builder.dvnt.internal:8089/…).
+        assert.equal(f.inputs.url, "https://github.example/deevnet/images/releases/download/v2026.11.25/debian-12-minimal-v2026.11.25.qcow2");
+        assert.doesNotMatch(String(f.inputs.url), /dvnt\.internal/);
         assert.equal(f.inputs.checksum, fakeSha("debian-12-minimal@v2026.11.25"));
         assert.equal(f.inputs.nodeName, "pvem1");
         const vm = m.ofType(VM)[0];
