@@ -10,7 +10,7 @@ STACK ?= local
 TARGET ?= all
 
 .PHONY: vm builder-node pi iso packer-validate ansible-collections list help deps preview up refresh destroy outputs validate verify-evidence \
-        consumer-vars services-start services-stop services-status test test-unit lint-workflows bench typecheck
+        consumer-vars services-start services-stop services-status test test-unit rehearse lint-workflows bench typecheck
 
 list help: ## List every target and every image with its type
 	@echo "targets:"
@@ -91,6 +91,11 @@ services-status: ## Show the loopback services
 
 test: ## Run the test suite (needs setup; `npm test` does setup and then this)
 	@$(ENV); bash scripts/deps.sh engine >/dev/null || { echo "run npm test (it sets up first)"; exit 1; }; mocha 'test/**/*.test.ts'
+
+rehearse: ## Lab rehearsal: dvnt then dvntm for real, every endpoint on loopback (CI subset; FULL=1: all of dvnt's images)
+	@$(ENV); bash scripts/deps.sh engine qcow2 iso >/dev/null || { bash scripts/deps.sh engine qcow2 iso; exit 1; }; \
+	 [ -x .tools/fakepve/bin/python ] || { echo "rehearse: the Proxmox VE test API is missing: run bash scripts/setup.sh"; exit 1; }; \
+	 IMAGE_FACTORY_REHEARSAL=$(if $(FULL),full,ci) mocha --exit test/e2e/rehearsal.test.ts
 
 test-unit: ## Fast tests only (no image build, no VM)
 	@$(ENV); mocha --grep @slow --invert 'test/**/*.test.ts'

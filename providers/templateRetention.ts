@@ -67,6 +67,8 @@ export const provider: pulumi.dynamic.ResourceProvider<TemplateRetentionInputs, 
         // Work is left when a retired template was neither deleted nor left alone by the last run: a new one, or one
         // kept because a linked clone still used it (tried again on every run until it goes). A template deleted last
         // time drops out of the records, which is no work.
+        // In a preview the list is unknown (the engine's placeholder, not an array) while a new version is being built.
+        if (!Array.isArray(news.retired)) return { changes: true };
         const handled = new Set([...(olds.deleted ?? []), ...(olds.leftAlone ?? []).map((l) => l.vmid)]);
         const pending = news.retired.some((r) => !handled.has(r.vmid));
         return { changes: pending || olds.endpoint !== news.endpoint || olds.node !== news.node };

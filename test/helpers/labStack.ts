@@ -20,6 +20,8 @@ export interface LabEndpoints {
     evidenceDir: string;
     /** Private key Packer → Proxmox logs in with (dvnt's debian-12-minimal-pve). */
     packerSshKeyFile?: string;
+    /** The CI rehearsal's subset of dvnt's images (in the lab file's order); every image when absent. */
+    images?: string[];
 }
 
 export interface LabSecrets {
@@ -62,6 +64,7 @@ export function rehearsalConfig(stack: "dvnt" | "dvntm", e: LabEndpoints): Json 
     set("factory:release", "apiUrl", e.githubApi);
     set("factory:proxmox", "endpoint", e.proxmoxUrl ? `${e.proxmoxUrl}/` : undefined);
     if ((c["factory:proxmox"] as Json | undefined)?.packerSshKeyFile !== undefined) set("factory:proxmox", "packerSshKeyFile", e.packerSshKeyFile);
+    if (e.images && stack === "dvnt") c["factory:images"] = (c["factory:images"] as string[]).filter((i) => e.images!.includes(i));
     return c;
 }
 

@@ -1,0 +1,201 @@
+// @slow: the lab rehearsal (`make rehearse`): dvnt and dvntm run for real on this machine, every lab endpoint on
+// loopback and nothing else changed: the artifact store over HTTP, an OCI registry with TLS (a CA made for the run)
+// and htpasswd auth, the GitHub fake, and one Proxmox VE API per lab (fakepve: pve1 at home, pvem1 on the road).
+// Stack names stay dvnt and dvntm in one file backend, so dvntm's StackReference resolves as in the lab.
+//
+// CI runs a subset of dvnt's images (a pass-1 qcow2, the NoCloud seed ISO and a pass-2 image, every target of
+// each) with dvntm reusing them. IMAGE_FACTORY_REHEARSAL=full runs all nine of dvnt's images, plus a new day's
+// version (opt-in: builder node, Pi images; about 30 minutes).
+import { strict as assert } from "node:assert";
+import execa from "execa";
+import * as crypto from "node:crypto";
+import * as fs from "node:fs";
+import type * as http from "node:http";
+import * as path from "node:path";
+import { createArtifactServer } from "../../lib/artifactServer";
+import { orasBinary } from "../../lib/oci";
+import { startFakeGithub, type FakeGithub } from "../helpers/fakeGithub";
+import { startFakePve, type FakePve } from "../helpers/fakePve";
+import { configDifferences, initLabStack, labConfig, rehearsalConfig, SUBSTITUTED, type LabEndpoints } from "../helpers/labStack";
+import { testWorkDir } from "../helpers/localStack";
+import { TestProject } from "../helpers/project";
+import { startRegistry, type TestRegistry } from "../helpers/registry";
+
+const FULL = process.env.IMAGE_FACTORY_REHEARSAL === "full";
+const CI_SUBSET = ["debian-12-minimal", "nocloud-seed-iso", "debian-12-platform"];
+
+interface ImageOut { version: string; sha256: string; size: number; qcow2Url?: string; ociRef?: string; ociLayerDigest?: string; releaseAssetUrl?: string; storePath?: string; proxmox?: { node: string; vmid: number; name: string } | null; reusedFrom?: string }
+
+describe(`lab rehearsal: dvnt and dvntm for real on loopback (${FULL ? "full" : "CI subset"}) @slow`, function () {
+    this.timeout(FULL ? 7_200_000 : 3_600_000);
+    const githubToken = "ghp_" + "RehearsalFakeToken0123456789abcdefABCD";
+    const ghcr = { user: "deevnet-ci", password: "ghcr-" + "rehearsal-token-0123456789" };
+    let registry: TestRegistry;
+    let gh: FakeGithub;
+    let home: FakePve;
+    let mobile: FakePve;
+    let store: http.Server;
+    let project: TestProject;
+    let endpoints: LabEndpoints;
+    const times: Array<[string, number]> = [];
+    const images = FULL ? undefined : CI_SUBSET;
+
+    /** Runs a pulumi command, timed; fails the test with its output unless it exits 0. */
+    async function step(label: string, args: string[]) {
+        const t0 = Date.now();
+        const r = await project.pulumi(args, { reject: false });
+        times.push([label, (Date.now() - t0) / 1000]);
+        assert.equal(r.exitCode, 0, `${label} failed:\n${r.all.slice(-6000)}`);
+        return r;
+    }
+    const outputs = async (stack: string) => ((await project.outputs(stack)).images ?? {}) as Record<string, ImageOut>;
+    const sha256 = (file: string) => crypto.createHash("sha256").update(fs.readFileSync(file)).digest("hex");
+    /** Resources a preview would change (not `same`, not reads), by URN. */
+    async function changes(stack: string): Promise<string[]> {
+        const r = await project.pulumi(["preview", "--stack", stack, "--json"], { reject: false });
+        const doc = JSON.parse(r.stdout) as { steps?: Array<{ op: string; urn: string }>; diagnostics?: Array<{ message: string }> };
+        assert.equal(r.exitCode, 0, `preview --json failed: ${(doc.diagnostics ?? []).map((d) => d.message).join("")}`);
+        const steps = doc.steps ?? [];
+        return steps.filter((s) => s.op !== "same" && s.op !== "read").map((s) => `${s.op} ${s.urn}`);
+    }
+
+    before(async () => {
+        registry = await startRegistry({ auth: ghcr, tls: true });
+        gh = await startFakeGithub({ token: githubToken, repos: [["deevnet", "images"]] });
+        home = await startFakePve({ node: "pve1" });
+        mobile = await startFakePve({ node: "pvem1", zfsStorages: ["local-zfs"], token: "root@pam!mobile=" + "mobile-secret-0123456789" });
+        project = TestProject.create({ env: { SSL_CERT_FILE: registry.caBundle!, GHCR_USERNAME: ghcr.user, IMAGE_FACTORY_GITHUB_RETRY_MS: "20" } });
+        const storeRoot = path.join(project.dir, "artifacts");
+        fs.mkdirSync(storeRoot, { recursive: true });
+        store = createArtifactServer({ root: storeRoot });
+        await new Promise<void>((r) => store.listen(0, "127.0.0.1", r));
+        const key = path.join(project.dir, "bootstrap_ed25519");
+        await execa("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", key]);
+        endpoints = {
+            storeRoot, storeUrl: `http://127.0.0.1:${(store.address() as { port: number }).port}`, registry: registry.host, githubApi: gh.url,
+            workDir: testWorkDir(), evidenceDir: path.join(project.dir, "evidence"), packerSshKeyFile: key, images,
+        };
+        await initLabStack(project, "dvnt", { ...endpoints, proxmoxUrl: home.url }, { githubToken, ghcrToken: ghcr.password, proxmoxApiToken: home.token });
+        await initLabStack(project, "dvntm", { ...endpoints, proxmoxUrl: mobile.url }, { proxmoxApiToken: mobile.token });
+    });
+    after(async () => {
+        if (times.length) console.log(`rehearsal step times (s):\n${times.map(([l, s]) => `  ${s.toFixed(1).padStart(7)}  ${l}`).join("\n")}`);
+        await new Promise<void>((r) => (store ? store.close(() => r()) : r()));
+        project?.remove();
+        await Promise.all([registry?.stop(), gh?.close(), home?.close(), mobile?.close()]);
+    });
+
+    it("the rehearsal configs are the lab files with only endpoints, paths (and, for the CI subset, the image list) changed", () => {
+        for (const stack of ["dvnt", "dvntm"] as const) {
+            const allowed: string[] = [...SUBSTITUTED, ...(images && stack === "dvnt" ? ["factory:images"] : [])];
+            for (const d of configDifferences(labConfig(stack), rehearsalConfig(stack, endpoints))) {
+                assert.ok(allowed.some((k) => d === k || d.startsWith(`${k}.`)), `${stack}: ${d} differs from the lab file`);
+            }
+        }
+    });
+
+    it("dvnt: preview with the policy pack, then up builds, stores, pushes (TLS, auth), releases and makes templates", async () => {
+        await step("preview dvnt --policy-pack", ["preview", "--stack", "dvnt", "--policy-pack", "policy"]);
+        await step("up dvnt", ["up", "--yes", "--stack", "dvnt", "--skip-preview"]);
+        const out = await outputs("dvnt");
+        const built = images ?? (labConfig("dvnt")["factory:images"] as string[]);
+        assert.deepEqual(Object.keys(out).sort(), [...built].sort());
+        for (const [name, img] of Object.entries(out)) {
+            if (img.storePath) assert.equal(sha256(img.storePath), img.sha256, `${name}: store`);
+            if (img.ociRef) {
+                const pulled = fs.mkdtempSync(path.join(project.dir, "pull-"));
+                await execa(orasBinary(), ["pull", "--username", ghcr.user, "--password-stdin", "-o", pulled, img.ociRef.replace(/^oci:\/\//, "")],
+                    { input: ghcr.password, env: { SSL_CERT_FILE: registry.caBundle! } });
+                const file = fs.readdirSync(pulled).find((f) => !f.startsWith("."))!;
+                assert.equal(sha256(path.join(pulled, file)), img.sha256, `${name}: oci`);
+            }
+            if (img.releaseAssetUrl) {
+                const bytes = gh.assetBytes("deevnet", "images", img.version, path.basename(new URL(img.releaseAssetUrl).pathname));
+                assert.ok(bytes, `${name}: no release asset`);
+                assert.equal(crypto.createHash("sha256").update(bytes).digest("hex"), img.sha256, `${name}: release`);
+            }
+        }
+        assert.ok(out["nocloud-seed-iso"].ociRef && !out["nocloud-seed-iso"].proxmox, "the seed ISO goes to store and OCI only");
+        const downloads = await home.downloads();
+        for (const name of ["debian-12-minimal", "debian-12-platform"]) {
+            const d = downloads.find((x) => x.filename.startsWith(`${name}-`));
+            assert.equal(d?.sha256, out[name].sha256, `${name}: the home node fetched other bytes`);
+            const cfg = await home.api<Record<string, unknown>>("GET", `/nodes/pve1/qemu/${out[name].proxmox!.vmid}/config`);
+            assert.equal(cfg.template, 1);
+        }
+        const releases = gh.releases("deevnet", "images");
+        assert.equal(releases.filter((r) => !r.draft).length, 1, "one published release for the version");
+        assert.equal(releases.filter((r) => r.draft).length, 0, "no draft left behind");
+    });
+
+    it("dvntm: preview with the policy pack, then up registers dvnt's images on its own node, downloaded from the release", async () => {
+        await step("preview dvntm --policy-pack", ["preview", "--stack", "dvntm", "--policy-pack", "policy"]);
+        await step("up dvntm", ["up", "--yes", "--stack", "dvntm", "--skip-preview"]);
+        const dvnt = await outputs("dvnt");
+        const out = await outputs("dvntm");
+        for (const name of ["debian-12-minimal", "debian-12-platform"]) {
+            assert.equal(out[name].reusedFrom, "organization/image-factory/dvnt");
+            assert.equal(out[name].sha256, dvnt[name].sha256);
+            assert.equal(out[name].proxmox?.node, "pvem1");
+            const d = (await mobile.downloads()).find((x) => x.filename.startsWith(`${name}-`));
+            assert.equal(d?.url, dvnt[name].releaseAssetUrl, `${name}: the mobile node must download from the release asset`);
+            assert.equal(d?.sha256, dvnt[name].sha256);
+            const cfg = await mobile.api<Record<string, unknown>>("GET", `/nodes/pvem1/qemu/${out[name].proxmox!.vmid}/config`);
+            assert.match(String(cfg.scsi0), /^local-zfs:base-/);
+        }
+        const state = await project.exportState("dvntm");
+        assert.equal((state.deployment.resources ?? []).some((r) => String(r.type).endsWith(":Qcow2Build")), false, "dvntm builds nothing");
+    });
+
+    it("both again: no changes", async () => {
+        await step("preview dvnt (no-op)", ["preview", "--stack", "dvnt", "--expect-no-changes"]);
+        await step("preview dvntm (no-op)", ["preview", "--stack", "dvntm", "--expect-no-changes"]);
+    });
+
+    it("a changed pass-2 recipe file changes only that image and what depends on it; up rebuilds it", async () => {
+        fs.appendFileSync(path.join(project.dir, "images", "debian-12-platform", "playbook.yml"), "# rehearsal: a recipe change\n");
+        const changed = await changes("dvnt");
+        assert.ok(changed.length > 0, "the change must show");
+        const outside = changed.filter((c) => !/debian-12-platform/.test(c) && !/ReleaseMetadata|release-metadata/.test(c));
+        assert.deepEqual(outside, [], "only debian-12-platform (and the release metadata that lists it) may change");
+        const before = await outputs("dvnt");
+        await step("up dvnt (platform changed)", ["up", "--yes", "--stack", "dvnt", "--skip-preview"]);
+        const after = await outputs("dvnt");
+        assert.notEqual(after["debian-12-platform"].sha256, before["debian-12-platform"].sha256);
+        assert.equal(after["debian-12-minimal"].sha256, before["debian-12-minimal"].sha256);
+        assert.equal(after["debian-12-minimal"].version, before["debian-12-minimal"].version);
+        // A second build the same day is a new version: its template goes beside the old one.
+        assert.notEqual(after["debian-12-platform"].version, before["debian-12-platform"].version);
+        const vms = await home.api<Array<{ vmid: number }>>("GET", "/nodes/pve1/qemu");
+        assert.ok(vms.some((v) => v.vmid === before["debian-12-platform"].proxmox!.vmid) && vms.some((v) => v.vmid === after["debian-12-platform"].proxmox!.vmid));
+        await step("up dvntm (platform changed)", ["up", "--yes", "--stack", "dvntm", "--skip-preview"]);
+        await step("preview dvnt (no-op)", ["preview", "--stack", "dvnt", "--expect-no-changes"]);
+    });
+
+    (FULL ? it : it.skip)("a new day's version: new templates beside the old ones, retention applied (full rehearsal)", async () => {
+        await project.setConfig("dvnt", "factory:version", "v2099.01.01");
+        await step("up dvnt (new version)", ["up", "--yes", "--stack", "dvnt", "--skip-preview"]);
+        await step("up dvntm (new version)", ["up", "--yes", "--stack", "dvntm", "--skip-preview"]);
+        const out = await outputs("dvntm");
+        assert.equal(out["debian-12-minimal"].version, "v2099.01.01");
+        const records = ((await project.outputs("dvntm")).proxmox as { templates: Record<string, unknown[]> }).templates;
+        assert.ok(records["debian-12-platform"].length <= 2, "dvntm keeps 2");
+    });
+
+    it("destroy dvntm, then dvnt: OCI artifacts, releases and templates stay, as the README promises", async () => {
+        const dvnt = await outputs("dvnt");
+        const vmsHome = (await home.api<Array<{ vmid: number }>>("GET", "/nodes/pve1/qemu")).map((v) => v.vmid).sort();
+        const vmsMobile = (await mobile.api<Array<{ vmid: number }>>("GET", "/nodes/pvem1/qemu")).map((v) => v.vmid).sort();
+        await step("destroy dvntm", ["destroy", "--yes", "--stack", "dvntm", "--skip-preview"]);
+        await step("destroy dvnt", ["destroy", "--yes", "--stack", "dvnt", "--skip-preview"]);
+        assert.deepEqual((await home.api<Array<{ vmid: number }>>("GET", "/nodes/pve1/qemu")).map((v) => v.vmid).sort(), vmsHome);
+        assert.deepEqual((await mobile.api<Array<{ vmid: number }>>("GET", "/nodes/pvem1/qemu")).map((v) => v.vmid).sort(), vmsMobile);
+        const releases = gh.releases("deevnet", "images").filter((r) => !r.draft);
+        assert.ok(releases.length >= 1 && releases.every((r) => r.assets.length > 0));
+        for (const img of Object.values(dvnt)) {
+            if (!img.ociRef) continue;
+            await execa(orasBinary(), ["manifest", "fetch", "--username", ghcr.user, "--password-stdin", img.ociRef.replace(/^oci:\/\//, "")],
+                { input: ghcr.password, env: { SSL_CERT_FILE: registry.caBundle! } });
+        }
+    });
+});
