@@ -88,4 +88,16 @@ describe(".github/workflows", () => {
         assert.doesNotMatch(run, /secrets\.|TOKEN/, "tokens reach pulumi through env, never a command line");
         for (const name of ["GITHUB_TOKEN", "GHCR_TOKEN", "PROXMOX_VE_API_TOKEN"]) assert.match(job.env?.[name] ?? "", /secrets/);
     });
+
+    it("up.yml: the release metadata written on the runner is committed back to the default branch after pulumi up", () => {
+        const steps = load("up.yml").jobs.up.steps;
+        const up = steps.findIndex((s) => /pulumi up "\$\{args\[@\]\}"/.test(s.run ?? ""));
+        const commit = steps.findIndex((s) => /git add -- "\$\{paths\[@\]\}"/.test(s.run ?? ""));
+        assert.ok(up >= 0 && commit > up, "a commit step must follow pulumi up");
+        const run = steps[commit].run ?? "";
+        assert.match(run, /paths=\(releases manifests\/tools\.json docs\/releases\.md\)/);
+        assert.match(run, /git pull --rebase origin "\$BRANCH" && git push origin "HEAD:\$BRANCH"/);
+        assert.match(run, /git diff --cached --quiet/, "no empty commits");
+        assert.doesNotMatch(run, /--force|-f /, "never a forced push");
+    });
 });
