@@ -32,8 +32,11 @@ ORAS_VERSION=1.3.0
 
 stamp_of() { # dir, flags...: hash of the module's inputs and the build flags
   local dir=$1; shift
+  # Sources of this module only: a subdirectory with its own go.mod is another module (tools/oras, the plugin, …),
+  # and a change there must not rebuild this one.
   { go version; printf '%s\n' "$@"; find "$dir" -maxdepth 1 -name 'go.*' -type f -print0 | sort -z | xargs -0 cat;
-    find "$dir" -name '*.go' -not -path '*/testdata/*' -print0 | sort -z | xargs -0 -r cat; } | sha256sum | cut -d' ' -f1
+    find "$dir" -mindepth 1 -type d -exec test -e '{}/go.mod' \; -prune -o -name '*.go' -not -path '*/testdata/*' -print0 |
+      sort -z | xargs -0 -r cat; } | sha256sum | cut -d' ' -f1
 }
 
 build() { # name, module dir, package, ldflags, [tags], [command run before compiling], [output dir]
