@@ -36,7 +36,7 @@ function call<T>(t: ProxmoxTarget, method: string, p: string): Promise<T> {
                 const body = Buffer.concat(chunks).toString();
                 const status = res.statusCode ?? 0;
                 if (status === 401) return reject(proxmoxApiError(`Proxmox API at ${t.endpoint} refused the token (401): set factory:proxmoxApiToken (pulumi config set --secret) to user@realm!tokenid=secret of a token that exists`, 401));
-                if (status === 403) return reject(proxmoxApiError(`Proxmox API forbade ${method} ${p} (403): ${body.slice(0, 200)}; give the token of factory:proxmoxApiToken the privileges listed in README "Proxmox templates"`, 403));
+                if (status === 403) return reject(proxmoxApiError(`Proxmox API forbade ${method} ${p} (403): ${body.slice(0, 200)}; give the token of factory:proxmoxApiToken the privileges listed in README "Proxmox VE templates"`, 403));
                 if (status < 200 || status >= 300) return reject(proxmoxApiError(`Proxmox API ${method} ${p}: HTTP ${status} ${body.slice(0, 300)}`, status));
                 try {
                     resolve((JSON.parse(body) as { data: T }).data);

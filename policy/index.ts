@@ -33,9 +33,8 @@ function reusedImages(): Set<string> {
 function fromBuild(r: PolicyResource, field: string, buildDigests: Set<string>, reused: Set<string>): boolean {
     const deps = r.propertyDependencies[field] ?? [];
     if (deps.some((d) => BUILDERS.has(d.type) || d.type === "image-factory:image:Qcow2Image")) return true;
-    const v0 = r.props[field];
-    if (r.type === "proxmoxve:download/file:File" && [...reused].some((i) => r.name === `${i}-proxmox-image`) && typeof v0 === "string" && /^[0-9a-f]{64}$/.test(v0)) return true;
     const v = r.props[field];
+    if (r.type === "proxmoxve:download/file:File" && [...reused].some((i) => r.name === `${i}-proxmox-image`) && typeof v === "string" && /^[0-9a-f]{64}$/.test(v)) return true;
     return typeof v === "string" && buildDigests.has(v);
 }
 
