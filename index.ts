@@ -20,6 +20,7 @@ import { gitRemoteUrl } from "./lib/git";
 import { loadRecipe, type ImageRecipe } from "./lib/recipe";
 import { allocateVmid, type TemplateRecord } from "./lib/vmids";
 import { ProxmoxAccess } from "./providers/proxmoxAccess";
+import { ReusedArtifact } from "./providers/reusedArtifact";
 
 // Bump with any change to the shape in schemas/outputs.schema.json (its schemaVersion const too).
 const OUTPUTS_SCHEMA_VERSION = 1;
@@ -179,9 +180,13 @@ for (const pass of [1, 2, 3] as Pass[]) {
                 }
                 return i;
             });
-            const url = theirs.apply((i) => (config.proxmox?.imageSource === "release" ? i.releaseAssetUrl : i.qcow2Url) ?? "");
+            // The digest and URL go through a ReusedArtifact record, so the policy pack can see where they come from.
+            const record = new ReusedArtifact(`${recipe.name}-reused`, {
+                stack: config.reuse?.stack ?? "", image: recipe.name, version: theirs.version, sha256: theirs.sha256,
+                url: theirs.apply((i) => (config.proxmox?.imageSource === "release" ? i.releaseAssetUrl : i.qcow2Url) ?? ""),
+            }, { parent: bootstrap });
             const tpl = targets.proxmox && ctx.proxmox
-                ? proxmoxTemplate(recipe.name, { version: theirs.version, sha256: theirs.sha256, buildInfo: theirs.buildInfo, url }, ctx, bootstrap.childOptions())
+                ? proxmoxTemplate(recipe.name, { version: record.version, sha256: record.sha256, buildInfo: theirs.buildInfo, url: record.url }, ctx, bootstrap.childOptions())
                 : undefined;
             images[recipe.name] = pulumi.output({
                 pass, reusedFrom: config.reuse?.stack, version: theirs.version, sha256: theirs.sha256, size: theirs.size, qcow2Url: theirs.qcow2Url,

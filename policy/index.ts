@@ -16,25 +16,25 @@ const PUBLISHERS: Record<string, string> = {
 const BUILDERS = new Set([`${OURS}Qcow2Build`]);
 
 /**
- * Images this stack takes from another lab stack's outputs (factory:reuse.images): dvntm registers dvnt's builds.
- * Their sha256 is that stack's build output, read through a StackReference; policies do not see read resources
- * (propertyDependencies on one come back empty), so such a download is recognised by its name and a real digest.
+ * The stack this one takes artifacts from (factory:reuse.stack): dvntm registers dvnt's builds. Their sha256 is that
+ * stack's build output, read through a StackReference, which policies cannot see as a dependency (read resources are
+ * not among a policy's resources); the program passes it through a ReusedArtifact record, which they can.
  */
-function reusedImages(): Set<string> {
+function reuseStack(): string | undefined {
     const config = JSON.parse(process.env.PULUMI_CONFIG ?? "{}") as Record<string, string>;
     const raw = config["factory:reuse"] ?? config["factory:config:reuse"];
     try {
-        return new Set(raw ? (JSON.parse(raw) as { images?: string[] }).images ?? [] : []);
+        return raw ? (JSON.parse(raw) as { stack?: string }).stack : undefined;
     } catch {
-        return new Set();
+        return undefined;
     }
 }
 
-function fromBuild(r: PolicyResource, field: string, buildDigests: Set<string>, reused: Set<string>): boolean {
+function fromBuild(r: PolicyResource, field: string, buildDigests: Set<string>, reusedFrom: string | undefined): boolean {
     const deps = r.propertyDependencies[field] ?? [];
     if (deps.some((d) => BUILDERS.has(d.type) || d.type === "image-factory:image:Qcow2Image")) return true;
+    if (reusedFrom && deps.some((d) => d.type === `${OURS}ReusedArtifact` && d.props.stack === reusedFrom)) return true;
     const v = r.props[field];
-    if (r.type === "proxmoxve:download/file:File" && [...reused].some((i) => r.name === `${i}-proxmox-image`) && typeof v === "string" && /^[0-9a-f]{64}$/.test(v)) return true;
     return typeof v === "string" && buildDigests.has(v);
 }
 
@@ -61,7 +61,7 @@ new PolicyPack("image-factory", {
             enforcementLevel: "mandatory",
             validateStack: (args: StackValidationArgs, report: ReportViolation) => {
                 const digests = new Set(args.resources.filter((r) => BUILDERS.has(r.type)).map((r) => r.props.sha256).filter((v): v is string => typeof v === "string"));
-                const reused = reusedImages();
+                const reused = reuseStack();
                 for (const r of args.resources) {
                     const field = PUBLISHERS[r.type];
                     if (!field) continue;

@@ -99,4 +99,20 @@ describe("lab stacks preview with the real proxmoxve plugin @slow", function () 
             assert.deepEqual(await pve.downloads(), [], "a preview downloads nothing");
         });
     }
+
+    it("the policy pack still refuses a reused image's digest that does not come from the reused stack (a literal)", async () => {
+        const index = path.join(project.dir, "index.ts");
+        const original = fs.readFileSync(index, "utf8");
+        assert.match(original, /sha256: record\.sha256/);
+        fs.writeFileSync(index, original.replace("sha256: record.sha256", `sha256: "${"ab".repeat(32)}"`));
+        try {
+            await publishedDvnt().catch(() => undefined);
+            await labStack("dvntm");
+            const r = await project.pulumi(["preview", "--stack", "dvntm", "--policy-pack", "policy"], { reject: false });
+            assert.notEqual(r.exitCode, 0);
+            assert.match(r.all, /\[mandatory\]\s+published-sha256-from-build[\s\S]*debian-12-minimal-proxmox-image \(proxmoxve:download\/file:File\) publishes a checksum that does not come from a build/);
+        } finally {
+            fs.writeFileSync(index, original);
+        }
+    });
 });
