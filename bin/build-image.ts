@@ -43,6 +43,10 @@ function buildsOnNode(recipe: ImageRecipe): boolean {
     return recipe.builder.kind === "packer" && recipe.builder.path === "proxmox";
 }
 
+function nodeBuiltError(recipe: ImageRecipe): Error {
+    return new Error(`${recipe.name} builds on the Proxmox node: run it with pulumi up on a lab stack`);
+}
+
 /**
  * The images a `make <kind>` / `make image-<name>` run builds, and those it skips with the reason: a whole kind
  * skips node-built images (one line each) and builds the rest; naming one of them is an error.
@@ -50,7 +54,7 @@ function buildsOnNode(recipe: ImageRecipe): boolean {
 export function selectImages(opts: { image?: string; kind?: string }, recipes: ImageRecipe[] = listImageNames().map((n) => loadRecipe(n))): { build: string[]; skipped: Array<{ name: string; why: string }> } {
     if (opts.image) {
         const recipe = recipes.find((r) => r.name === opts.image);
-        if (recipe && buildsOnNode(recipe)) throw new Error(`${recipe.name} builds on the Proxmox node: run it with pulumi up on a lab stack`);
+        if (recipe && buildsOnNode(recipe)) throw nodeBuiltError(recipe);
         return { build: [opts.image], skipped: [] };
     }
     const chosen = recipes.filter((r) => !opts.kind || r.kind === opts.kind);
@@ -79,7 +83,7 @@ async function main(): Promise<number> {
 
     const build = async (recipe: ImageRecipe): Promise<BuildResult> => {
         if (done[recipe.name]) return done[recipe.name];
-        if (buildsOnNode(recipe)) throw new Error(`${recipe.name} builds on the Proxmox node: run it with pulumi up on a lab stack`);
+        if (buildsOnNode(recipe)) throw nodeBuiltError(recipe);
         const b = recipe.builder;
         let base: { id: string; version: string; identity: string; path: string; sha256: string } | undefined;
         if (b.kind === "packer" || b.kind === "pi") {

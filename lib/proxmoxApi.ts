@@ -25,8 +25,23 @@ export function proxmoxApiError(message: string, status?: number): Error & { sta
     return Object.assign(new Error(message), { status });
 }
 
+/** "user@realm!tokenid=secret" -> the token's id (not secret) and its secret. */
+export function splitApiToken(apiToken: string): { tokenId: string; secret: string } {
+    const m = /^([^=\s]+@[^=\s!]+![^=\s]+)=(\S+)$/.exec(apiToken);
+    if (!m) {
+        throw new Error("factory:proxmoxApiToken must be a Proxmox API token user@realm!tokenid=secret: " +
+            "pulumi config set --secret factory:proxmoxApiToken … (or PROXMOX_VE_API_TOKEN)");
+    }
+    return { tokenId: m[1], secret: m[2] };
+}
+
+/** The API base of a node's endpoint (https://host:8006/ -> https://host:8006/api2/json). */
+export function apiUrl(endpoint: string): string {
+    return new URL("api2/json", endpoint.endsWith("/") ? endpoint : `${endpoint}/`).toString();
+}
+
 function call<T>(t: ProxmoxTarget, method: string, p: string): Promise<T> {
-    const url = new URL(`api2/json${p}`, t.endpoint.endsWith("/") ? t.endpoint : `${t.endpoint}/`);
+    const url = new URL(`${apiUrl(t.endpoint)}${p}`);
     const mod = url.protocol === "https:" ? https : http;
     return new Promise<T>((resolve, reject) => {
         const req = mod.request(url, { method, headers: { Authorization: `PVEAPIToken=${t.apiToken}` }, rejectUnauthorized: !t.insecure, timeout: 30_000 }, (res) => {

@@ -4,7 +4,7 @@
 // Runs on create and whenever the endpoint, node, storages or token id change; never in preview, which must work
 // from machines that cannot reach the lab (PR checks).
 import * as pulumi from "@pulumi/pulumi";
-import { listNodes, missingPrivileges, proxmoxApiError } from "../lib/proxmoxApi";
+import { listNodes, missingPrivileges, proxmoxApiError, splitApiToken } from "../lib/proxmoxApi";
 import { changedKeys, FactoryResource } from "./dynamic";
 
 export interface ProxmoxAccessInputs {
@@ -24,26 +24,25 @@ export interface ProxmoxAccessOutputs extends Omit<ProxmoxAccessInputs, "apiToke
 
 const KEYS = ["endpoint", "insecure", "node", "imageStorage", "diskStorage", "tokenId"] as const;
 
+/** The id part of a token, tolerant of a malformed one (diff must not throw; verify says what is wrong). */
 function tokenIdOf(token: string | undefined): string {
     return (token ?? "").split("=")[0];
 }
 
 async function verify(i: ProxmoxAccessInputs): Promise<ProxmoxAccessOutputs> {
     const { apiToken, ...rest } = i;
-    if (!apiToken || !/^[^@\s]+@[^!\s]+![^=\s]+=\S+$/.test(apiToken)) {
-        throw new Error("factory:proxmoxApiToken must be a Proxmox API token user@realm!tokenid=secret: pulumi config set --secret factory:proxmoxApiToken … (or PROXMOX_VE_API_TOKEN)");
-    }
-    const t = { endpoint: i.endpoint, apiToken, insecure: i.insecure };
+    const { tokenId } = splitApiToken(apiToken ?? "");
+    const t = { endpoint: i.endpoint, apiToken: apiToken ?? "", insecure: i.insecure };
     const nodes = await listNodes(t);
     if (!nodes.some((n) => n.node === i.node)) {
         throw proxmoxApiError(`Proxmox node ${i.node} (factory:proxmox.node) is not in the cluster at ${i.endpoint}; it has: ${nodes.map((n) => n.node).join(", ") || "none"}`);
     }
     const missing = await missingPrivileges(t, i);
     if (missing.length) {
-        throw proxmoxApiError(`the token ${tokenIdOf(apiToken)} of factory:proxmoxApiToken lacks ${missing.join(", ")}: ` +
+        throw proxmoxApiError(`the token ${tokenId} of factory:proxmoxApiToken lacks ${missing.join(", ")}: ` +
             "grant them (pveum acl modify <path> --tokens <token> --roles <role>, or a role with those privileges) or use another token");
     }
-    return { ...rest, tokenId: tokenIdOf(apiToken) };
+    return { ...rest, tokenId };
 }
 
 export const provider: pulumi.dynamic.ResourceProvider<ProxmoxAccessInputs, ProxmoxAccessOutputs> = {

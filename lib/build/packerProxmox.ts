@@ -6,6 +6,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { BuildLog } from "../buildlog";
 import { run } from "../exec";
+import { apiUrl, splitApiToken } from "../proxmoxApi";
 import { packerEnv } from "./packer";
 
 export interface PackerProxmoxSpec {
@@ -31,16 +32,8 @@ export interface PackerProxmoxSpec {
     extraVars: Record<string, unknown>;
 }
 
-/** "user@realm!tokenid=secret" -> the id Packer calls username, and the secret it calls token. */
-export function splitApiToken(apiToken: string): { tokenId: string; secret: string } {
-    const m = /^([^=\s]+@[^=\s!]+![^=\s]+)=(\S+)$/.exec(apiToken);
-    if (!m) throw new Error("factory:proxmoxApiToken must look like user@realm!tokenid=secret (a Proxmox API token and its secret)");
-    return { tokenId: m[1], secret: m[2] };
-}
-
-export function apiUrl(endpoint: string): string {
-    return new URL("api2/json", endpoint.endsWith("/") ? endpoint : `${endpoint}/`).toString();
-}
+// Packer's Proxmox builder takes the token as id ("username") and secret ("token"), and the API base URL.
+export { apiUrl, splitApiToken } from "../proxmoxApi";
 
 export function proxmoxVariables(spec: PackerProxmoxSpec, tokenId: string, work: string): Record<string, string | number | boolean> {
     return {
