@@ -6,7 +6,7 @@ import * as path from "node:path";
 import { ArtifactStore } from "./components/ArtifactStore";
 import { BootstrapPass } from "./components/BootstrapPass";
 import { ManagedBaseImage } from "./components/ManagedBaseImage";
-import { proxmoxTemplate, publishBuiltImage, type PublishContext } from "./components/publish";
+import { finishPublishing, proxmoxTemplate, publishBuiltImage, type PublishContext, type PublishedImage } from "./components/publish";
 import { IsoImage } from "./components/IsoImage";
 import { PackerProxmoxTemplate } from "./components/PackerProxmoxTemplate";
 import { PiImage } from "./components/PiImage";
@@ -159,6 +159,8 @@ function nodeBuiltTemplate(recipe: ImageRecipe, pass: Pass, opts: pulumi.Compone
 const componentFor = { vm: Qcow2Image, "builder-node": Qcow2Image, pi: PiImage, iso: IsoImage } as const;
 
 const images: Record<string, pulumi.Output<unknown>> = {};
+const publishedImages: Record<string, PublishedImage> = {};
+const passOf: Record<string, Pass> = {};
 const passes: Record<string, { images: string[] }> = {};
 let previous: BootstrapPass | undefined;
 for (const pass of [1, 2, 3] as Pass[]) {
@@ -214,13 +216,15 @@ for (const pass of [1, 2, 3] as Pass[]) {
         builtImages[recipe.name] = image;
         const published = publishBuiltImage(image, targets, ctx);
         if (published.proxmoxResource) templatesMade[recipe.name] = published.proxmoxResource;
-        const { proxmoxResource: _tpl, ...record } = published;
-        images[recipe.name] = pulumi.output({ pass, ...record });
+        publishedImages[recipe.name] = published;
+        passOf[recipe.name] = pass;
     }
     bootstrap.finish({ images: inPass.map((r) => r.name) });
     passes[String(pass)] = { images: inPass.map((r) => r.name) };
     previous = bootstrap;
 }
+
+for (const [name, record] of Object.entries(finishPublishing(publishedImages, ctx))) images[name] = pulumi.output({ pass: passOf[name], ...record });
 
 export const schemaVersion = OUTPUTS_SCHEMA_VERSION;
 export const lab = config.lab;

@@ -1,8 +1,10 @@
-// GithubReleaseAsset: an image version in a GitHub Release (tag = version): the qcow2 and its .sha256 as assets,
-// the release a draft until both are up. @pulumi/github has no release-asset resource; this is Octokit.
+// GithubReleaseAsset: an image version's files in the GitHub Release of its tag (tag = version): the qcow2 and its
+// .sha256 go into the tag's draft; the stack's GithubRelease publishes the tag once every image of it is up.
+// @pulumi/github has no release-asset resource; this is Octokit.
 import * as pulumi from "@pulumi/pulumi";
 import { dynamicType } from "../providers/dynamic";
 import { GithubReleaseUpload } from "../providers/githubRelease";
+import type { ReleaseEntry } from "../providers/githubReleasePublication";
 import { urnLabel } from "../providers/progress";
 
 export interface GithubReleaseAssetArgs {
@@ -42,15 +44,16 @@ export function releaseBody(o: { image: string; version: string; fileName: strin
 }
 
 export class GithubReleaseAsset extends pulumi.ComponentResource {
-    readonly releaseUrl: pulumi.Output<string>;
-    readonly assetUrl: pulumi.Output<string>;
-    readonly sha256AssetUrl: pulumi.Output<string>;
+    readonly image: string;
+    /** This image's part of the tag's release, for the stack's GithubRelease to check and publish. */
+    readonly entry: pulumi.Output<ReleaseEntry>;
     readonly sha256: pulumi.Output<string>;
     readonly size: pulumi.Output<number>;
     readonly tag: pulumi.Output<string>;
 
     constructor(name: string, args: GithubReleaseAssetArgs, opts?: pulumi.ComponentResourceOptions) {
         super("image-factory:github:GithubReleaseAsset", name, {}, opts);
+        this.image = name.replace(/-release$/, "");
         const meta = pulumi.all([args.version, args.fileName, args.sha256, args.size, args.buildInfo, args.ociRef ?? null]);
         const upload = new GithubReleaseUpload(`${name}-upload`, {
             apiUrl: args.apiUrl,
@@ -60,7 +63,7 @@ export class GithubReleaseAsset extends pulumi.ComponentResource {
             tag: args.version,
             releaseName: args.version,
             body: meta.apply(([version, fileName, sha256, size, buildInfo, ociRef]) =>
-                releaseBody({ image: name.replace(/-release$/, ""), version, fileName, sha256, size, buildInfo, ociRef })),
+                releaseBody({ image: this.image, version, fileName, sha256, size, buildInfo, ociRef })),
             targetCommitish: pulumi.output(args.buildInfo).apply((i) => {
                 const git = (i as { git?: { commit?: string; dirty?: boolean } }).git;
                 return git?.commit && git.commit !== "unknown" && !git.dirty ? git.commit : undefined;
@@ -72,12 +75,14 @@ export class GithubReleaseAsset extends pulumi.ComponentResource {
             deleteOnDestroy: args.deleteOnDestroy ?? false,
             logUrn: urnLabel(`${name}-upload`, dynamicType("GithubReleaseUpload"), this),
         }, { parent: this, customTimeouts: { create: "60m", update: "60m" } });
-        this.releaseUrl = upload.releaseUrl;
-        this.assetUrl = upload.assetUrl;
-        this.sha256AssetUrl = upload.sha256AssetUrl;
         this.sha256 = upload.sha256;
         this.size = upload.size;
         this.tag = upload.tag;
-        this.registerOutputs({ releaseUrl: this.releaseUrl, assetUrl: this.assetUrl, sha256AssetUrl: this.sha256AssetUrl, sha256: this.sha256, size: this.size, tag: this.tag });
+        this.entry = pulumi.all([upload.tag, upload.releaseId, upload.fileName, upload.sha256, upload.size, upload.sha256AssetName, upload.sha256AssetSha256, meta])
+            .apply(([tag, releaseId, fileName, sha256, size, sumName, sumSha256, [version, , , , buildInfo, ociRef]]) => ({
+                image: this.image, tag, releaseId, fileName, sha256, size, sumName, sumSha256,
+                notes: releaseBody({ image: this.image, version, fileName, sha256, size, buildInfo, ociRef }),
+            }));
+        this.registerOutputs({ sha256: this.sha256, size: this.size, tag: this.tag });
     }
 }

@@ -1,12 +1,15 @@
-// The publishing targets of one image, wired from the stack config: artifact store, OCI, GitHub release, release
-// metadata and Proxmox template, each after the validation gate. Not a component of its own: the resources hang
-// under the image's Qcow2Image (or, for an image reused from another stack, under its pass).
+// The publishing targets of one image, wired from the stack config: artifact store, OCI, GitHub release assets and
+// Proxmox template, each after the validation gate. Not a component of its own: the resources hang under the
+// image's Qcow2Image (or, for an image reused from another stack, under its pass). What is shared by images —
+// the GitHub release of a tag, and the release metadata that names its URLs — is made after every pass
+// (finishPublishing): the release is published once all its images are up, which may be in a later pass.
 import * as proxmoxve from "@muhlba91/pulumi-proxmoxve";
 import * as pulumi from "@pulumi/pulumi";
 import type { FactoryConfig } from "../lib/config";
 import type { TemplateRecord } from "../lib/vmids";
 import { ReleaseMetadata } from "../providers/releaseMetadata";
 import type { ArtifactStore } from "./ArtifactStore";
+import { GithubRelease } from "./GithubRelease";
 import { GithubReleaseAsset } from "./GithubReleaseAsset";
 import { OciArtifact } from "./OciArtifact";
 import { ProxmoxTemplate } from "./ProxmoxTemplate";
@@ -31,7 +34,18 @@ export interface Targets {
     proxmox: boolean;
 }
 
-export function publishBuiltImage(image: BuiltImage, targets: Targets, ctx: PublishContext): Record<string, unknown> & { proxmoxResource?: ProxmoxTemplate } {
+/** One image's publishing so far: its record for the outputs, and what finishPublishing still needs. */
+export interface PublishedImage {
+    record: Record<string, unknown>;
+    /** Not an output: the template resource, for images built on the node from it (Packer → Proxmox). */
+    proxmoxResource?: ProxmoxTemplate;
+    image: BuiltImage;
+    releaseAsset?: GithubReleaseAsset;
+    oci?: OciArtifact;
+    stored?: ReturnType<ArtifactStore["publish"]>;
+}
+
+export function publishBuiltImage(image: BuiltImage, targets: Targets, ctx: PublishContext): PublishedImage {
     const { config } = ctx;
     const name = image.name;
     const gate = [image.validation];
@@ -58,67 +72,95 @@ export function publishBuiltImage(image: BuiltImage, targets: Targets, ctx: Publ
             deleteOnDestroy: config.oci.deleteOnDestroy,
         }, { parent: image, dependsOn: gate })
         : undefined;
-    const release = config.release?.enabled && targets.release
+    const releaseAsset = config.release?.enabled && targets.release
         ? new GithubReleaseAsset(`${name}-release`, {
             apiUrl: config.release.apiUrl, owner: config.release.owner, repo: config.release.repo, token: ctx.githubToken,
             version: image.version, file: stored?.path ?? image.path, fileName: title, sha256: image.sha256, size: image.size,
             buildInfo: image.buildInfo, ociRef: oci?.ref, deleteOnDestroy: config.release.deleteOnDestroy,
         }, { parent: image, dependsOn: gate })
         : undefined;
-    // releases/<version>.json, the changelog and tools.json describe the qcow2 a consumer boots.
-    const metadata = config.release && image.format === "qcow2" && (release || oci || stored)
-        ? new ReleaseMetadata(`${name}-release-metadata`, {
-            dir: ctx.resolve(config.release.metadataDir ?? "."),
-            source: config.release.manifestSource,
-            primary: name === ctx.primaryImage,
-            pkgManifestPath: image.pkgManifestPath,
-            record: pulumi.output({
-                version: image.version, sha256: image.sha256, size: image.size, info: image.buildInfo,
-                assetUrl: release?.assetUrl, sumUrl: release?.sha256AssetUrl, releaseUrl: release?.releaseUrl,
-                ociRef: oci?.ref, ociDigest: oci?.manifestDigest, layerDigest: oci?.layerDigest, storeUrl: stored?.url,
-            }).apply((o) => {
-                const i = o.info as { base?: { id?: string; sha256?: string }; git?: { commit?: string }; buildTime?: string; buildKey?: string };
-                const file = `${name}-${o.version}.qcow2`;
-                return {
-                    image: name, version: o.version, tag: o.version,
-                    qcow2: { name: file, sha256: o.sha256, size: o.size, assetUrl: o.assetUrl ?? null, storeUrl: o.storeUrl ?? null },
-                    sha256Asset: o.sumUrl ? { name: `${file}.sha256`, url: o.sumUrl } : null,
-                    releaseUrl: o.releaseUrl ?? null,
-                    oci: o.ociRef && o.ociDigest && o.layerDigest ? { ref: o.ociRef, digest: o.ociDigest, layerDigest: o.layerDigest } : null,
-                    base: { id: i.base?.id ?? "unknown", sha256: i.base?.sha256 ?? "unknown" },
-                    gitCommit: i.git?.commit ?? "unknown", buildTime: i.buildTime ?? "unknown", buildKey: i.buildKey ?? image.buildKey,
-                };
-            }),
-        }, { parent: image })
-        : undefined;
-    const downloadUrl = config.proxmox?.imageSource === "release" ? release?.assetUrl : stored?.url;
+    if (config.proxmox?.imageSource === "release" && targets.proxmox && image.format === "qcow2") {
+        // The release of a tag is published at the end of the run, after every pass (finishPublishing), and pass N+1
+        // waits for all of pass N, templates included: a template of this stack cannot wait for this stack's release.
+        throw new pulumi.RunError(`${name}: factory:proxmox.imageSource: release is for images reused from another stack (factory:reuse), ` +
+            "whose release is published already; a stack registers the images it builds itself from its artifact store: " +
+            "remove imageSource (default store) and set factory:artifactStore.publicBaseUrl");
+    }
     const proxmox = targets.proxmox && ctx.proxmox && image.format === "qcow2"
-        ? proxmoxTemplate(name, { version: image.version, sha256: image.sha256, buildInfo: image.buildInfo, url: downloadUrl }, ctx, { parent: image, dependsOn: gate })
+        ? proxmoxTemplate(name, { version: image.version, sha256: image.sha256, buildInfo: image.buildInfo, url: stored?.url }, ctx, { parent: image, dependsOn: gate })
         : undefined;
     return {
-        version: image.version,
-        sha256: image.sha256,
-        size: image.size,
-        buildKey: image.buildKey,
-        format: image.format,
-        qcow2Url: stored?.url ?? null,
-        sha256Url: stored?.sha256Url ?? null,
-        storePath: stored?.path ?? null,
-        buildInfo: image.buildInfo,
-        ociRef: oci?.ref ?? null,
-        ociDigest: oci?.manifestDigest ?? null,
-        ociLayerDigest: oci?.layerDigest ?? null,
-        ociProvenanceDigest: oci?.provenanceDigest ?? null,
-        releaseUrl: release?.releaseUrl ?? null,
-        releaseAssetUrl: release?.assetUrl ?? null,
-        releaseSha256Url: release?.sha256AssetUrl ?? null,
-        toolsJson: metadata?.toolsJsonPath ?? null,
-        proxmox: proxmox ? { node: proxmox.node, vmid: proxmox.vmid, name: proxmox.name } : null,
-        validation: { passed: image.validation.passed, checks: image.validation.checks.apply((c) => c.map((x) => `${x.status} ${x.id}`)), evidencePath: image.validation.evidencePath },
-        proxmoxTemplates: proxmox?.kept ?? null,
-        /** Not an output: the template resource, for images built on the node from it (Packer → Proxmox). */
-        proxmoxResource: proxmox,
+        image, releaseAsset, oci, stored, proxmoxResource: proxmox,
+        record: {
+            version: image.version,
+            sha256: image.sha256,
+            size: image.size,
+            buildKey: image.buildKey,
+            format: image.format,
+            qcow2Url: stored?.url ?? null,
+            sha256Url: stored?.sha256Url ?? null,
+            storePath: stored?.path ?? null,
+            buildInfo: image.buildInfo,
+            ociRef: oci?.ref ?? null,
+            ociDigest: oci?.manifestDigest ?? null,
+            ociLayerDigest: oci?.layerDigest ?? null,
+            ociProvenanceDigest: oci?.provenanceDigest ?? null,
+            proxmox: proxmox ? { node: proxmox.node, vmid: proxmox.vmid, name: proxmox.name } : null,
+            validation: { passed: image.validation.passed, checks: image.validation.checks.apply((c) => c.map((x) => `${x.status} ${x.id}`)), evidencePath: image.validation.evidencePath },
+            proxmoxTemplates: proxmox?.kept ?? null,
+        },
     };
+}
+
+/**
+ * After every pass: the stack's GitHub release (one writer, publishing each tag once all its images are up), and
+ * each image's release metadata, which names the published URLs. Returns every image's full output record.
+ */
+export function finishPublishing(published: Record<string, PublishedImage>, ctx: PublishContext): Record<string, Record<string, unknown>> {
+    const { config } = ctx;
+    const assets = Object.values(published).flatMap((p) => (p.releaseAsset ? [p.releaseAsset] : []));
+    const release = config.release?.enabled && assets.length
+        ? new GithubRelease("github-release", { apiUrl: config.release.apiUrl, owner: config.release.owner, repo: config.release.repo, token: ctx.githubToken, assets })
+        : undefined;
+    const out: Record<string, Record<string, unknown>> = {};
+    for (const [name, p] of Object.entries(published)) {
+        const urls = p.releaseAsset && release ? release.published(name) : undefined;
+        const { image, oci, stored } = p;
+        // releases/<version>.json, the changelog and tools.json describe the qcow2 a consumer boots.
+        const metadata = config.release && image.format === "qcow2" && (urls || oci || stored)
+            ? new ReleaseMetadata(`${name}-release-metadata`, {
+                dir: ctx.resolve(config.release.metadataDir ?? "."),
+                source: config.release.manifestSource,
+                primary: name === ctx.primaryImage,
+                pkgManifestPath: image.pkgManifestPath,
+                record: pulumi.output({
+                    version: image.version, sha256: image.sha256, size: image.size, info: image.buildInfo,
+                    assetUrl: urls?.assetUrl, sumUrl: urls?.sha256AssetUrl, releaseUrl: urls?.releaseUrl,
+                    ociRef: oci?.ref, ociDigest: oci?.manifestDigest, layerDigest: oci?.layerDigest, storeUrl: stored?.url,
+                }).apply((o) => {
+                    const i = o.info as { base?: { id?: string; sha256?: string }; git?: { commit?: string }; buildTime?: string; buildKey?: string };
+                    const file = `${name}-${o.version}.qcow2`;
+                    return {
+                        image: name, version: o.version, tag: o.version,
+                        qcow2: { name: file, sha256: o.sha256, size: o.size, assetUrl: o.assetUrl ?? null, storeUrl: o.storeUrl ?? null },
+                        sha256Asset: o.sumUrl ? { name: `${file}.sha256`, url: o.sumUrl } : null,
+                        releaseUrl: o.releaseUrl ?? null,
+                        oci: o.ociRef && o.ociDigest && o.layerDigest ? { ref: o.ociRef, digest: o.ociDigest, layerDigest: o.layerDigest } : null,
+                        base: { id: i.base?.id ?? "unknown", sha256: i.base?.sha256 ?? "unknown" },
+                        gitCommit: i.git?.commit ?? "unknown", buildTime: i.buildTime ?? "unknown", buildKey: i.buildKey ?? image.buildKey,
+                    };
+                }),
+            })
+            : undefined;
+        out[name] = {
+            ...p.record,
+            releaseUrl: urls?.releaseUrl ?? null,
+            releaseAssetUrl: urls?.assetUrl ?? null,
+            releaseSha256Url: urls?.sha256AssetUrl ?? null,
+            toolsJson: metadata?.toolsJsonPath ?? null,
+        };
+    }
+    return out;
 }
 
 /** A Proxmox template from a published image (built here, or reused from another stack). */

@@ -191,9 +191,20 @@ function keyName(path: PropertyKey[]): string {
  * Validates raw config values (as read from the stack, objects already parsed from JSON) and applies
  * defaults. Throws ConfigError listing every problem as `key = value: what is allowed`.
  */
-export function parseConfig(raw: Record<string, unknown>): FactoryConfig {
+export function parseConfig(raw: Record<string, unknown>, env: Record<string, string | undefined> = process.env): FactoryConfig {
     for (const k of SECRET_KEYS) {
         if (k in raw) delete raw[k];
+    }
+    // The OCI registry's host may come from the environment (OCI_REGISTRY, the repository variable CI passes), so
+    // a stack file can name its target (dvnt: GHCR) by owner and repository without pinning a host.
+    const oci = raw.oci as Record<string, unknown> | undefined;
+    if (oci && typeof oci === "object" && oci.enabled === false && oci.registry === undefined) raw.oci = undefined; // off: nothing to resolve
+    else if (oci && typeof oci === "object" && oci.registry === undefined) {
+        if (!env.OCI_REGISTRY) {
+            throw new ConfigError(["factory:oci.registry: not set: set it (pulumi config set --path factory:oci.registry <host[:port]>) " +
+                "or export OCI_REGISTRY (for dvnt: GitHub's container registry; in CI the repository variable OCI_REGISTRY)"]);
+        }
+        raw.oci = { ...oci, registry: env.OCI_REGISTRY };
     }
     const result = configSchema.safeParse(raw);
     if (result.success) return result.data;

@@ -194,33 +194,66 @@ async function call<T>(what: string, r: RepoRef, fn: () => Promise<{ data: T }>)
     }
 }
 
-/** The release for a tag: published ones by tag, drafts (which have no tag yet) from the release list. */
+/**
+ * The release for a tag: the published one (by tag), else the oldest draft with that tag_name. GitHub accepts any
+ * number of drafts per tag (FIELD-NOTES), so every writer settles on the same one: the lowest id.
+ */
 export async function findRelease(gh: GithubClient, r: RepoRef, tag: string): Promise<Release | undefined> {
     try {
         return (await gh.rest.repos.getReleaseByTag({ ...r, tag })).data as Release;
     } catch (err) {
         if ((err as HttpError).status !== 404) throw explainGithubError(err, `looking up release ${tag}`, r);
     }
+    return (await releasesForTag(gh, r, tag))[0];
+}
+
+/** Every release with this tag_name, the one writers settle on first (published, then the oldest draft). */
+export async function releasesForTag(gh: GithubClient, r: RepoRef, tag: string): Promise<Release[]> {
     const all = await call<Release[]>(`listing releases of ${r.owner}/${r.repo}`, r, async () => ({
         data: (await gh.paginate(gh.rest.repos.listReleases, { ...r, per_page: 100 })) as Release[],
     }));
-    return all.find((x) => x.tag_name === tag);
+    return all.filter((x) => x.tag_name === tag).sort((a, b) => Number(a.draft) - Number(b.draft) || a.id - b.id);
 }
 
+/**
+ * Finds the release for a tag or creates it as a draft. Two writers that create at the same moment both succeed on
+ * GitHub (duplicate drafts); each then looks again, and the one whose draft is not the oldest deletes its own
+ * (still empty) draft and uses the oldest, so assets are never split between drafts.
+ */
 export async function ensureRelease(gh: GithubClient, r: RepoRef, tag: string, init: { name: string; body: string; targetCommitish?: string }): Promise<{ release: Release; created: boolean }> {
     const found = await findRelease(gh, r, tag);
     if (found) return { release: found, created: false };
+    let mine: Release;
     try {
-        const data = (await gh.rest.repos.createRelease({ ...r, tag_name: tag, name: init.name, body: init.body, draft: true,
+        mine = (await gh.rest.repos.createRelease({ ...r, tag_name: tag, name: init.name, body: init.body, draft: true,
             ...(init.targetCommitish ? { target_commitish: init.targetCommitish } : {}) })).data as Release;
-        return { release: data, created: true };
     } catch (err) {
-        // Another publisher created it between our lookup and our create.
+        // Another publisher published it between our lookup and our create.
         if ((err as HttpError).status === 422) {
             const again = await findRelease(gh, r, tag);
             if (again) return { release: again, created: false };
         }
         throw explainGithubError(err, `creating release ${tag}`, r);
+    }
+    const settled = await findRelease(gh, r, tag);
+    if (settled && settled.id !== mine.id) {
+        gh.logLine(`release ${tag}: another writer's draft ${settled.id} is older than ours (${mine.id}); using it and deleting ours`);
+        await deleteRelease(gh, r, mine.id);
+        return { release: settled, created: false };
+    }
+    return { release: mine, created: true };
+}
+
+export async function deleteRelease(gh: GithubClient, r: RepoRef, releaseId: number): Promise<void> {
+    await call(`deleting release ${releaseId}`, r, () => gh.rest.repos.deleteRelease({ ...r, release_id: releaseId }));
+}
+
+export async function getRelease(gh: GithubClient, r: RepoRef, releaseId: number): Promise<Release | undefined> {
+    try {
+        return (await gh.rest.repos.getRelease({ ...r, release_id: releaseId })).data as Release;
+    } catch (err) {
+        if ((err as HttpError).status === 404) return undefined;
+        throw explainGithubError(err, `reading release ${releaseId}`, r);
     }
 }
 
@@ -250,7 +283,9 @@ export function assetMatches(a: Asset | undefined, sha256: string, size: number)
 
 /**
  * Uploads a file as a release asset, streaming from disk with an explicit Content-Length (no whole-file buffer),
- * retrying 5xx and network failures with a fresh stream each time. Replaces an asset of the same name.
+ * retrying 5xx and network failures with a fresh stream each time. An asset of the same name with other bytes is
+ * replaced without a gap a consumer could fall into: the new file goes up as `<name>.partial`, then the old asset
+ * is deleted and the new one renamed ("Update a release asset" changes the name).
  */
 export async function uploadAsset(gh: GithubClient, r: RepoRef, release: Release, file: string, name: string, sha256: string, contentType: string): Promise<Asset> {
     const size = fs.statSync(file).size;
@@ -258,9 +293,23 @@ export async function uploadAsset(gh: GithubClient, r: RepoRef, release: Release
         throw new Error(`${name} is ${size} bytes; GitHub release assets must be smaller than 2 GiB: publish it through OCI ` +
             "(factory:oci, with factory:release.manifestSource: oci) or make the image smaller");
     }
-    const existing = (await listAssets(gh, r, release.id)).find((a) => a.name === name);
+    const assets = await listAssets(gh, r, release.id);
+    const existing = assets.find((a) => a.name === name);
     if (assetMatches(existing, sha256, size)) return existing as Asset;
-    if (existing) await deleteAsset(gh, r, existing.id);
+    // A stale or `starter` asset holds the name but nobody can download it: clear it and upload under the name.
+    if (existing && existing.state !== "uploaded") await deleteAsset(gh, r, existing.id);
+    const replacing = existing?.state === "uploaded";
+    const uploadName = replacing ? `${name}.partial` : name;
+    const leftover = assets.find((a) => a.name === uploadName && a !== existing);
+    if (leftover) await deleteAsset(gh, r, leftover.id); // an interrupted replacement's half
+    const uploaded = await uploadOnce(gh, r, release, file, uploadName, sha256, size, contentType);
+    if (!replacing || !existing) return uploaded;
+    await deleteAsset(gh, r, existing.id);
+    return call<Asset>(`renaming ${uploadName} to ${name}`, r, () =>
+        gh.rest.repos.updateReleaseAsset({ ...r, asset_id: uploaded.id, name }) as Promise<{ data: Asset }>);
+}
+
+async function uploadOnce(gh: GithubClient, r: RepoRef, release: Release, file: string, name: string, sha256: string, size: number, contentType: string): Promise<Asset> {
     const attempts = 4;
     for (let attempt = 1; ; attempt++) {
         try {

@@ -1,11 +1,13 @@
-// Dynamic provider: one image's assets in a GitHub Release (the qcow2 and its .sha256), in one step, so a
-// consumer never sees one without the other: the release is created as a draft and published only after both
-// assets are up. Assets GitHub already holds with the same digest are kept; a changed image replaces them.
+// Dynamic provider: one image's assets in the GitHub Release of its version tag (the qcow2 and its .sha256). The
+// release is shared by every image of that version: this finds or creates its one draft (duplicates settle on the
+// oldest, see lib/github ensureRelease) and uploads, but never publishes: the stack's GithubReleasePublication
+// does, once every image of the tag is up. Assets GitHub already holds with the same digest are kept; a changed
+// image replaces them.
 import * as pulumi from "@pulumi/pulumi";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { deleteAsset, ensureRelease, getAsset, githubClient, publishRelease, uploadAsset, type RepoRef } from "../lib/github";
+import { deleteAsset, ensureRelease, getAsset, githubClient, uploadAsset, type RepoRef } from "../lib/github";
 import { sha256sumLine } from "../lib/sha256";
 import { sha256Hex } from "../lib/build/buildKey";
 import { FactoryResource } from "./dynamic";
@@ -31,11 +33,11 @@ export interface GithubReleaseInputs {
 
 export interface GithubReleaseOutputs extends Omit<GithubReleaseInputs, "token" | "file" | "body"> {
     releaseId: number;
-    releaseUrl: string;
     assetId: number;
-    assetUrl: string;
     sha256AssetId: number;
-    sha256AssetUrl: string;
+    /** The .sha256 asset's name and digest, for the publication's check that everything is up. */
+    sha256AssetName: string;
+    sha256AssetSha256: string;
 }
 
 function client(apiUrl: string, token: string | undefined, log: (l: string) => void) {
@@ -56,19 +58,11 @@ async function publish(i: GithubReleaseInputs): Promise<GithubReleaseOutputs> {
         const sumFile = path.join(tmp, sumName);
         const line = sha256sumLine(i.sha256, i.fileName);
         fs.writeFileSync(sumFile, line);
-        const sumAsset = await uploadAsset(gh, repo, release, sumFile, sumName, sha256Hex(line), "text/plain");
-        const published = release.draft ? await publishRelease(gh, repo, release) : release;
-        report(`→ ${i.owner}/${i.repo} ${i.tag}: ${asset.name} (${asset.digest}) and ${sumAsset.name} are up${release.draft ? "; release published" : ""}`);
+        const sumSha = sha256Hex(line);
+        const sumAsset = await uploadAsset(gh, repo, release, sumFile, sumName, sumSha, "text/plain");
+        report(`→ ${i.owner}/${i.repo} ${i.tag}: ${asset.name} (${asset.digest}) and ${sumAsset.name} are up`);
         const { token: _t, file: _f, body: _b, ...rest } = i;
-        return {
-            ...rest,
-            releaseId: published.id,
-            releaseUrl: published.html_url,
-            assetId: asset.id,
-            assetUrl: asset.browser_download_url,
-            sha256AssetId: sumAsset.id,
-            sha256AssetUrl: sumAsset.browser_download_url,
-        };
+        return { ...rest, releaseId: release.id, assetId: asset.id, sha256AssetId: sumAsset.id, sha256AssetName: sumName, sha256AssetSha256: sumSha };
     } finally {
         fs.rmSync(tmp, { recursive: true, force: true });
     }
@@ -83,9 +77,13 @@ export const provider: pulumi.dynamic.ResourceProvider<GithubReleaseInputs, Gith
     },
     async diff(_id, olds, news) {
         const replaces: string[] = REPLACE_KEYS.filter((k) => olds[k] !== news[k]);
-        return { changes: replaces.length > 0 || olds.deleteOnDestroy !== news.deleteOnDestroy || olds.releaseName !== news.releaseName, replaces, deleteBeforeReplace: false };
+        // State written before the publication step existed lacks the .sha256 asset's record: an update fills it in
+        // (the assets are there already, so it uploads nothing).
+        const stale = olds.sha256AssetName === undefined;
+        return { changes: stale || replaces.length > 0 || olds.deleteOnDestroy !== news.deleteOnDestroy || olds.releaseName !== news.releaseName, replaces, deleteBeforeReplace: false };
     },
     async update(_id, olds, news) {
+        if (olds.sha256AssetName === undefined) return { outs: await publish(news) };
         return { outs: { ...olds, deleteOnDestroy: news.deleteOnDestroy, releaseName: news.releaseName } };
     },
     async read(id, props) {
@@ -116,15 +114,17 @@ export const provider: pulumi.dynamic.ResourceProvider<GithubReleaseInputs, Gith
 
 export class GithubReleaseUpload extends FactoryResource {
     declare readonly releaseId: pulumi.Output<number>;
-    declare readonly releaseUrl: pulumi.Output<string>;
-    declare readonly assetUrl: pulumi.Output<string>;
-    declare readonly sha256AssetUrl: pulumi.Output<string>;
+    declare readonly assetId: pulumi.Output<number>;
+    declare readonly sha256AssetId: pulumi.Output<number>;
+    declare readonly sha256AssetName: pulumi.Output<string>;
+    declare readonly sha256AssetSha256: pulumi.Output<string>;
+    declare readonly fileName: pulumi.Output<string>;
     declare readonly sha256: pulumi.Output<string>;
     declare readonly size: pulumi.Output<number>;
     declare readonly tag: pulumi.Output<string>;
 
     constructor(name: string, args: pulumi.Inputs & { [K in keyof GithubReleaseInputs]: pulumi.Input<GithubReleaseInputs[K]> }, opts?: pulumi.CustomResourceOptions) {
         super(provider as pulumi.dynamic.ResourceProvider, "GithubReleaseUpload", name,
-            { ...args, releaseId: undefined, releaseUrl: undefined, assetId: undefined, assetUrl: undefined, sha256AssetId: undefined, sha256AssetUrl: undefined }, opts);
+            { ...args, releaseId: undefined, assetId: undefined, sha256AssetId: undefined, sha256AssetName: undefined, sha256AssetSha256: undefined }, opts);
     }
 }

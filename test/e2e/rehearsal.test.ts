@@ -14,6 +14,7 @@ import type * as http from "node:http";
 import * as path from "node:path";
 import { createArtifactServer } from "../../lib/artifactServer";
 import { orasBinary } from "../../lib/oci";
+import { parseNotes } from "../../providers/githubReleasePublication";
 import { startFakeGithub, type FakeGithub } from "../helpers/fakeGithub";
 import { startFakePve, type FakePve } from "../helpers/fakePve";
 import { configDifferences, initLabStack, labConfig, rehearsalConfig, SUBSTITUTED, type LabEndpoints } from "../helpers/labStack";
@@ -126,6 +127,11 @@ describe(`lab rehearsal: dvnt and dvntm for real on loopback (${FULL ? "full" : 
         const releases = gh.releases("deevnet", "images");
         assert.equal(releases.filter((r) => !r.draft).length, 1, "one published release for the version");
         assert.equal(releases.filter((r) => r.draft).length, 0, "no draft left behind");
+        // One release for the tag, published once, its notes listing every image in it; the URLs are the tag's.
+        const released = Object.entries(out).filter(([, img]) => img.releaseAssetUrl).map(([name]) => name).sort();
+        assert.deepEqual([...parseNotes(releases[0].body).keys()].sort(), released);
+        assert.equal(gh.requests.filter((r) => r.method === "PATCH" && /\/releases\/\d+$/.test(r.path)).length, 1, "published exactly once");
+        for (const name of released) assert.match(out[name].releaseAssetUrl!, new RegExp(`/releases/download/${out[name].version}/`));
     });
 
     it("dvntm: preview with the policy pack, then up registers dvnt's images on its own node, downloaded from the release", async () => {
@@ -156,7 +162,7 @@ describe(`lab rehearsal: dvnt and dvntm for real on loopback (${FULL ? "full" : 
         fs.appendFileSync(path.join(project.dir, "images", "debian-12-platform", "playbook.yml"), "# rehearsal: a recipe change\n");
         const changed = await changes("dvnt");
         assert.ok(changed.length > 0, "the change must show");
-        const outside = changed.filter((c) => !/debian-12-platform/.test(c) && !/ReleaseMetadata|release-metadata/.test(c));
+        const outside = changed.filter((c) => !/debian-12-platform/.test(c) && !/ReleaseMetadata|release-metadata|GithubRelease(Publication)?::github-release/.test(c));
         assert.deepEqual(outside, [], "only debian-12-platform (and the release metadata that lists it) may change");
         const before = await outputs("dvnt");
         await step("up dvnt (platform changed)", ["up", "--yes", "--stack", "dvnt", "--skip-preview"]);

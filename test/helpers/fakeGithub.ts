@@ -34,6 +34,8 @@ interface FakeRelease {
     target_commitish: string;
     created_at: string;
     published_at: string | null;
+    /** A draft's stand-in for its tag in URLs (`untagged-<hex>`): it has no tag until it is published. */
+    untagged: string;
     assets: FakeAsset[];
 }
 
@@ -71,11 +73,14 @@ export async function startFakeGithub(opts: { token: string; repos: Array<[strin
     const requests: FakeGithub["requests"] = [];
     let base = "";
 
+    // "Get a release": a draft's html_url and its assets' browser_download_url name `untagged-<hex>`, not the tag
+    // (FIELD-NOTES; the tag does not exist until publishing): URLs taken before publishing are dead after it.
+    const urlTag = (r: FakeRelease) => (r.draft ? r.untagged : r.tag_name);
     const releaseJson = (owner: string, repo: string, r: FakeRelease) => ({
         id: r.id, tag_name: r.tag_name, name: r.name, body: r.body, draft: r.draft, prerelease: r.prerelease,
         target_commitish: r.target_commitish, created_at: r.created_at, published_at: r.published_at,
         url: `${base}/repos/${owner}/${repo}/releases/${r.id}`,
-        html_url: `${base}/${owner}/${repo}/releases/tag/${r.tag_name}`,
+        html_url: `${base}/${owner}/${repo}/releases/tag/${urlTag(r)}`,
         assets_url: `${base}/repos/${owner}/${repo}/releases/${r.id}/assets`,
         upload_url: `${base}/uploads/repos/${owner}/${repo}/releases/${r.id}/assets{?name,label}`,
         assets: r.assets.map((a) => assetJson(owner, repo, r, a)),
@@ -83,7 +88,7 @@ export async function startFakeGithub(opts: { token: string; repos: Array<[strin
     const assetJson = (owner: string, repo: string, r: FakeRelease, a: FakeAsset) => ({
         id: a.id, name: a.name, label: a.label, content_type: a.content_type, size: a.size, digest: a.digest, state: a.state,
         created_at: a.created_at, url: `${base}/repos/${owner}/${repo}/releases/assets/${a.id}`,
-        browser_download_url: `${base}/${owner}/${repo}/releases/download/${r.tag_name}/${encodeURIComponent(a.name)}`,
+        browser_download_url: `${base}/${owner}/${repo}/releases/download/${urlTag(r)}/${encodeURIComponent(a.name)}`,
     });
 
     const server = http.createServer((req, res) => {
@@ -207,7 +212,8 @@ export async function startFakeGithub(opts: { token: string; repos: Array<[strin
                 // tag_name (FIELD-NOTES: duplicate drafts); only a second published release for a tag is refused.
                 if (!draft && list.some((r) => r.tag_name === tag && !r.draft)) return validation("Release", "tag_name");
                 const r: FakeRelease = { id: nextId++, tag_name: tag, name: String(body.name ?? tag), body: String(body.body ?? ""), draft, prerelease: false,
-                    target_commitish: String(body.target_commitish ?? "main"), created_at: new Date().toISOString(), published_at: draft ? null : new Date().toISOString(), assets: [] };
+                    target_commitish: String(body.target_commitish ?? "main"), created_at: new Date().toISOString(), published_at: draft ? null : new Date().toISOString(),
+                    untagged: `untagged-${crypto.randomBytes(10).toString("hex")}`, assets: [] };
                 list.push(r);
                 return send(201, releaseJson(owner, repo, r));
             }
@@ -221,6 +227,15 @@ export async function startFakeGithub(opts: { token: string; repos: Array<[strin
                 const a = r?.assets.find((x) => x.id === id);
                 if (!r || !a) return notFound();
                 if (method === "GET") return send(200, assetJson(owner, repo, r, a));
+                // "Update a release asset": PATCH renames (and relabels); a name another asset holds is refused.
+                if (method === "PATCH") {
+                    if (typeof body.name === "string" && body.name !== a.name) {
+                        if (r.assets.some((x) => x.name === body.name)) return validation("ReleaseAsset", "name");
+                        a.name = body.name;
+                    }
+                    if (typeof body.label === "string") a.label = body.label;
+                    return send(200, assetJson(owner, repo, r, a));
+                }
                 if (method === "DELETE") {
                     r.assets = r.assets.filter((x) => x.id !== id);
                     fs.rmSync(a.file, { force: true });

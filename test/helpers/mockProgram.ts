@@ -33,6 +33,9 @@ export function stackConfig(stack: string): Record<string, unknown> {
     return doc.config;
 }
 
+/** The registry host the mocked lab runs get from OCI_REGISTRY. */
+export const MOCK_OCI_REGISTRY = "oci.example.test";
+
 function outputsFor(type: string, name: string, inputs: Record<string, unknown>, version: string): Record<string, unknown> {
     const req = inputs.request as { buildInfo?: Record<string, unknown> } | undefined;
     switch (type) {
@@ -51,7 +54,16 @@ function outputsFor(type: string, name: string, inputs: Record<string, unknown>,
         case `${DYN}OciPush`:
             return { ...inputs, ref: `oci://${inputs.registry}/${inputs.repository}:${(inputs.tags as string[])[0]}`, manifestDigest: `sha256:${fakeSha(name)}`, layerDigest: `sha256:${inputs.sha256}`, size: 150_000_000, provenanceDigest: `sha256:${fakeSha(`${name}-prov`)}` };
         case `${DYN}GithubReleaseUpload`:
-            return { ...inputs, releaseUrl: `https://github.example/${inputs.owner}/${inputs.repo}/releases/tag/${inputs.tag}`, assetUrl: `https://github.example/${inputs.owner}/${inputs.repo}/releases/download/${inputs.tag}/${inputs.fileName}`, sha256AssetUrl: `https://github.example/${inputs.owner}/${inputs.repo}/releases/download/${inputs.tag}/${inputs.fileName}.sha256` };
+            return { ...inputs, releaseId: 7, assetId: 8, sha256AssetId: 9, sha256AssetName: `${inputs.fileName}.sha256`, sha256AssetSha256: fakeSha(`${inputs.fileName}.sha256`) };
+        case `${DYN}GithubReleasePublication`: {
+            const entries = inputs.entries as Array<{ image: string; tag: string; fileName: string; sumName: string }>;
+            const gh = `https://github.example/${inputs.owner}/${inputs.repo}/releases`;
+            return {
+                ...inputs,
+                tags: Object.fromEntries(entries.map((e) => [e.tag, { releaseId: 7, releaseUrl: `${gh}/tag/${e.tag}`, images: entries.filter((x) => x.tag === e.tag).map((x) => x.image) }])),
+                images: Object.fromEntries(entries.map((e) => [e.image, { tag: e.tag, releaseUrl: `${gh}/tag/${e.tag}`, assetUrl: `${gh}/download/${e.tag}/${e.fileName}`, sha256AssetUrl: `${gh}/download/${e.tag}/${e.sumName}` }])),
+            };
+        }
         case `${DYN}ReleaseMetadata`:
             return { ...inputs, files: [], toolsJsonPath: "/repo/manifests/x.tools.json" };
         case `${DYN}PackerProxmoxTemplate`: {
@@ -91,6 +103,8 @@ export async function runProgram(stack: string, config: Record<string, unknown>,
             return args.inputs;
         },
     }, "image-factory", stack, false, "organization");
+    // As CI does (the repository variable OCI_REGISTRY): dvnt names its GHCR target by repository, not by host.
+    process.env.OCI_REGISTRY ??= MOCK_OCI_REGISTRY;
     pulumi.runtime.setAllConfig(Object.fromEntries(Object.entries(config).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)])), []);
     // A fresh copy of the program and its modules for every run.
     for (const k of Object.keys(require.cache)) {

@@ -51,4 +51,13 @@ describe("lib/config", () => {
         for (const ok of ["registry.example.com", "127.0.0.1:5000", "registry.example.com:443", "localhost:5000"]) assert.ok(isHostPort(ok), ok);
         for (const bad of ["", "not a url!", "https://registry.example.com", "registry.example.com/owner", "host:port", "user@host"]) assert.ok(!isHostPort(bad), bad);
     });
+
+    it("takes the OCI registry's host from OCI_REGISTRY when the stack names only the repository, and says how to set it otherwise", () => {
+        const raw = () => ({ lab: "dvnt", bootstrapUser: { sshAuthorizedKeys: [KEY] }, oci: { repository: "deevnet/images" } });
+        assert.equal(parseConfig(raw(), { OCI_REGISTRY: "oci.example.test" }).oci?.registry, "oci.example.test");
+        assert.equal(parseConfig({ ...raw(), oci: { registry: "pinned.example.test", repository: "a/b" } }, { OCI_REGISTRY: "oci.example.test" }).oci?.registry, "pinned.example.test");
+        assert.throws(() => parseConfig(raw(), {}), (err: Error) => err instanceof ConfigError &&
+            /factory:oci\.registry: not set: set it \(pulumi config set --path factory:oci\.registry <host\[:port\]>\) or export OCI_REGISTRY/.test(err.message));
+        assert.equal(parseConfig({ ...raw(), oci: { enabled: false, repository: "a/b" } }, {}).oci, undefined);
+    });
 });

@@ -108,6 +108,25 @@ describe("ProxmoxTemplate and the lab stacks (mocks)", function () {
         assert.deepEqual((m.outputs.passes as Record<string, unknown>)["3"], undefined, "dvntm stops at maxPass 2");
     });
 
+    it("dvnt has one GitHub release writer: every released image's entry goes into one publication, and its URLs come from it", () => {
+        const pubs = dvnt.ofType(`${DYN}GithubReleasePublication`);
+        assert.equal(pubs.length, 1);
+        const uploads = dvnt.ofType(`${DYN}GithubReleaseUpload`);
+        const entries = pubs[0].inputs.entries as Array<{ image: string }>;
+        assert.deepEqual(entries.map((e) => e.image).sort(), uploads.map((u) => u.name.replace(/-release-upload$/, "")).sort());
+        assert.ok(entries.length >= 2);
+        const images = dvnt.outputs.images as Record<string, { releaseAssetUrl: string | null }>;
+        assert.equal(images["debian-12-minimal"].releaseAssetUrl, "https://github.example/deevnet/images/releases/download/v2026.11.25/debian-12-minimal-v2026.11.25.qcow2");
+        const meta = dvnt.ofType(`${DYN}ReleaseMetadata`).find((r) => r.name === "debian-12-minimal-release-metadata")!;
+        assert.equal((meta.inputs.record as { qcow2: { assetUrl: string } }).qcow2.assetUrl, images["debian-12-minimal"].releaseAssetUrl);
+    });
+
+    it("refuses imageSource: release for images the stack builds itself, naming the fix", async () => {
+        const cfg = stackConfig("dvnt");
+        await assert.rejects(runProgram("dvnt", { ...cfg, "factory:proxmox": { ...(cfg["factory:proxmox"] as object), imageSource: "release" } }),
+            /debian-12-minimal: factory:proxmox\.imageSource: release is for images reused from another stack \(factory:reuse\).*remove imageSource \(default store\)/s);
+    });
+
     it("the local stack has no resource that needs a provider plugin", async () => {
         const local = await runProgram("local", { ...stackConfig("local"), "factory:bootstrapUser": { name: "ansible", sshAuthorizedKeys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl t"] } });
         const types = new Set(local.resources.map((r) => r.type));
