@@ -92,7 +92,7 @@ services-status: ## Show the loopback services
 test: ## Run the test suite (needs setup; `npm test` does setup and then this)
 	@$(ENV); bash scripts/deps.sh engine >/dev/null || { echo "run npm test (it sets up first)"; exit 1; }; mocha 'test/**/*.test.ts'
 
-rehearse: ## Lab rehearsal: dvnt then dvntm for real, every endpoint on loopback (CI subset; FULL=1: all of dvnt's images)
+rehearse: ## Lab rehearsal: dvnt then dvntm for real, every endpoint on loopback (CI subset; FULL=1: every dvnt image this machine can build)
 	@$(ENV); bash scripts/deps.sh engine qcow2 iso >/dev/null || { bash scripts/deps.sh engine qcow2 iso; exit 1; }; \
 	 [ -x .tools/fakepve/bin/python ] || { echo "rehearse: the Proxmox VE test API is missing: run bash scripts/setup.sh"; exit 1; }; \
 	 IMAGE_FACTORY_REHEARSAL=$(if $(FULL),full,ci) mocha --exit test/e2e/rehearsal.test.ts

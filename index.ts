@@ -17,6 +17,8 @@ import { resolveDebianSource } from "./lib/aptSources";
 import { ConfigError, parseConfig, readNamespace, resolveAuthorizedKeys, type FactoryConfig, type Pass } from "./lib/config";
 import { signingFromEnv } from "./lib/evidence";
 import { gitRemoteUrl } from "./lib/git";
+import { checkCommands } from "./lib/build/requiredCommands";
+import { orasBinary } from "./lib/oci";
 import { loadRecipe, type ImageRecipe } from "./lib/recipe";
 import { allocateVmid, type TemplateRecord } from "./lib/vmids";
 import { ProxmoxAccess } from "./providers/proxmoxAccess";
@@ -29,7 +31,7 @@ const resolve = (p: string) => path.resolve(projectDir, p);
 
 function fail(err: unknown): never {
     // RunError prints just the message: the problems list is the whole story, a stack trace adds nothing.
-    if (err instanceof ConfigError || (err instanceof Error && (/^(unknown image|images\/)/.test(err.message) || err.name === "BaseImageError"))) {
+    if (err instanceof ConfigError || (err instanceof Error && (/^(unknown image|images\/|oras not found|ORAS=)/.test(err.message) || err.name === "BaseImageError" || err.name === "ToolMissingError"))) {
         throw new pulumi.RunError(err.message);
     }
     throw err;
@@ -50,6 +52,14 @@ const authorizedKeys = recipes.length > 0 ? attempt(() => resolveAuthorizedKeys(
 const debian = attempt(() => resolveDebianSource(config.debian, built.length > 0));
 const secrets = new pulumi.Config("factory");
 const envSecret = (name: string) => (process.env[name] ? pulumi.secret(process.env[name] as string) : undefined);
+
+// The publishing tools, checked before any build starts (a missing oras or gpg would otherwise show only after them).
+if (!pulumi.runtime.isDryRun() && built.length > 0) {
+    attempt(() => {
+        if (config.oci?.enabled) orasBinary();
+        if (signingFromEnv(process.env)) checkCommands("evidence signing (EVIDENCE_SIGN=1)", ["gpg"]);
+    });
+}
 
 const store = new ArtifactStore("artifacts", {
     root: resolve(config.artifactStore.root),

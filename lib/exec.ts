@@ -75,7 +75,10 @@ export interface RunResult {
 export async function run(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
     const shown = [cmd, ...args].map((a) => (/[\s"']/.test(a) ? JSON.stringify(a) : a)).join(" ");
     opts.log?.line(`$ ${shown}`);
-    const child = execa(cmd, [...args], {
+    // Resolved the way which() (and the pre-flight checks) find it: a PATH without the sbin directories still runs
+    // /usr/sbin tools, instead of passing the check and then failing to start.
+    const resolved = cmd.includes("/") ? cmd : which(cmd, opts.env?.PATH ?? process.env.PATH ?? "") ?? cmd;
+    const child = execa(resolved, [...args], {
         cwd: opts.cwd,
         env: opts.env,
         input: opts.input,
@@ -101,9 +104,12 @@ export async function run(cmd: string, args: readonly string[], opts: RunOptions
     return { stdout: r.stdout, stderr: r.stderr };
 }
 
-/** `command -v`: the absolute path of a tool, or undefined. */
-export function which(tool: string, envPath = process.env.PATH ?? ""): string | undefined {
-    for (const dir of [...envPath.split(path.delimiter), "/usr/sbin", "/sbin"]) {
+/**
+ * `command -v`: the absolute path of a tool, or undefined. The sbin directories are searched after PATH because a
+ * non-root user's PATH often lacks them while run() still finds the tool there.
+ */
+export function which(tool: string, envPath = process.env.PATH ?? "", sbin: string[] = ["/usr/sbin", "/sbin"]): string | undefined {
+    for (const dir of [...envPath.split(path.delimiter), ...sbin]) {
         if (!dir) continue;
         const p = path.join(dir, tool);
         try {

@@ -9,6 +9,7 @@ import { BuildLog, type Progress, seconds } from "../buildlog";
 import { run } from "../exec";
 import { hashFile } from "../sha256";
 import { removeTree } from "./chroot";
+import { checkCommands, requiredCommands } from "./requiredCommands";
 import type { ArtifactFormat } from "../recipe";
 import { buildIso, ISO_STAGES, type IsoSpec } from "./iso";
 import { buildWithPacker, PACKER_STAGES, type PackerQemuSpec } from "./packer";
@@ -131,6 +132,10 @@ export async function buildImage(req: BuildRequest, progress: Progress = () => u
         progress(`→ ${req.name}: build ${req.buildKey.slice(0, 12)} already exists (${cached.version}), reusing it`);
         return { ...cached, reused: true };
     }
+    checkCommands(`${req.name} (${req.builder} builder)`, requiredCommands(req.builder, {
+        playbook: !!(req.rootfs?.playbook ?? req.packer?.playbook ?? req.pi?.playbook),
+        installerIso: req.iso?.flavour === "debian-installer",
+    }));
     const dir = buildDirOf(req.buildsDir, req.name, req.buildKey);
     fs.mkdirSync(dir, { recursive: true });
     const lock = BuildLock.acquire(dir);

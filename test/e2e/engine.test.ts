@@ -73,6 +73,28 @@ describe("engine: pinned Pulumi CLI and language host", function () {
             await project.pulumi(["config", "rm", "factory:maxPass", "--stack", "local"]);
             await project.pulumi(["config", "rm", "factory:oci", "--stack", "local"]);
         });
+
+        it("a missing publishing tool (oras, gpg) fails up before any build, naming it and the fix", async () => {
+            await project.setConfig("local", "factory:images", '["debian-12-minimal"]');
+            await project.setConfig("local", "factory:bootstrapUser", JSON.stringify({ name: "ansible", sshAuthorizedKeys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl t"] }));
+            try {
+                const r = await project.pulumi(["up", "--stack", "local", "--yes", "--skip-preview"], { reject: false, env: { ORAS: "/nonexistent/oras" } });
+                assert.notEqual(r.exitCode, 0);
+                assert.match(r.all, /ORAS=\/nonexistent\/oras does not exist: point ORAS at an oras binary or unset it/);
+                // A PATH with node and our tools only: gpg (in /usr/bin) is not on it.
+                const nodeOnly = path.join(project.dir, "node-only-bin");
+                fs.mkdirSync(nodeOnly, { recursive: true });
+                fs.symlinkSync(process.execPath, path.join(nodeOnly, "node"));
+                const g = await project.pulumi(["up", "--stack", "local", "--yes", "--skip-preview"],
+                    { reject: false, env: { EVIDENCE_SIGN: "1", EVIDENCE_GPG_KEY: "ABCDEF", PATH: `${nodeOnly}:${path.join(REPO_ROOT, ".tools", "bin")}` } });
+                assert.notEqual(g.exitCode, 0);
+                assert.match(g.all, /evidence signing \(EVIDENCE_SIGN=1\): a command is missing from PATH: gpg \(Debian package gnupg\); nothing was built/);
+                const state = await project.exportState("local");
+                assert.ok(!(state.deployment.resources ?? []).some((x) => String(x.type).endsWith(":Qcow2Build")), "no build may start");
+            } finally {
+                await project.setConfig("local", "factory:images", "[]");
+            }
+        });
     });
 
     describe("a dynamic provider under the real engine", () => {

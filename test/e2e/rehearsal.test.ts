@@ -24,6 +24,18 @@ import { startRegistry, type TestRegistry } from "../helpers/registry";
 
 const FULL = process.env.IMAGE_FACTORY_REHEARSAL === "full";
 const CI_SUBSET = ["debian-12-minimal", "nocloud-seed-iso", "debian-12-platform"];
+/**
+ * Left out of even the full rehearsal, because this machine cannot give them what they need: Packer → Proxmox
+ * logs into a clone on a real node (the loopback API runs no VM), and the Pi images start from Raspberry Pi OS,
+ * whose pinned download is not reachable here (with IMAGE_FACTORY_BASE_IMAGE_MIRROR serving it, they run).
+ */
+const NOT_HERE: Record<string, string> = {
+    "debian-12-minimal-pve": "Packer → Proxmox needs a real Proxmox VE node",
+    ...(process.env.IMAGE_FACTORY_BASE_IMAGE_MIRROR ? {} : {
+        "sdr-pi": "Raspberry Pi OS base not reachable (set IMAGE_FACTORY_BASE_IMAGE_MIRROR)",
+        "music-detector-pi": "Raspberry Pi OS base not reachable (set IMAGE_FACTORY_BASE_IMAGE_MIRROR)",
+    }),
+};
 
 interface ImageOut { version: string; sha256: string; size: number; qcow2Url?: string; ociRef?: string; ociLayerDigest?: string; releaseAssetUrl?: string; storePath?: string; proxmox?: { node: string; vmid: number; name: string } | null; reusedFrom?: string }
 
@@ -39,7 +51,8 @@ describe(`lab rehearsal: dvnt and dvntm for real on loopback (${FULL ? "full" : 
     let project: TestProject;
     let endpoints: LabEndpoints;
     const times: Array<[string, number]> = [];
-    const images = FULL ? undefined : CI_SUBSET;
+    const images = FULL ? (labConfig("dvnt")["factory:images"] as string[]).filter((i) => !(i in NOT_HERE)) : CI_SUBSET;
+    if (FULL) console.log(`full rehearsal without: ${Object.entries(NOT_HERE).map(([i, why]) => `${i} (${why})`).join(", ")}`);
 
     /** Runs a pulumi command, timed; fails the test with its output unless it exits 0. */
     async function step(label: string, args: string[]) {
