@@ -7,6 +7,21 @@ import * as path from "node:path";
 import { TestProject } from "../helpers/project";
 import { REPO_ROOT } from "../helpers/setup";
 
+/** The file backend's lock files (one per run holding the stack). */
+function lockFiles(project: TestProject): string[] {
+    const dir = path.join(project.backend, ".pulumi", "locks");
+    if (!fs.existsSync(dir)) return [];
+    return fs.readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => e.name);
+}
+
+async function waitFor(ok: () => boolean, ms: number): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (!ok()) {
+        if (Date.now() > deadline) throw new Error(`condition not met within ${ms} ms`);
+        await new Promise((r) => setTimeout(r, 100));
+    }
+}
+
 describe("engine: pinned Pulumi CLI and language host", function () {
     this.timeout(300_000);
 
@@ -125,6 +140,39 @@ describe("engine: pinned Pulumi CLI and language host", function () {
 
             await project.pulumi(["destroy", "--stack", "dev", "--yes"]);
             assert.equal(fs.existsSync(target), false);
+        });
+
+        it("a second up of a stack that is being updated is refused with the backend's lock message", async () => {
+            await project.setConfig("dev", "fixture:delayMs", "8000");
+            await project.setConfig("dev", "fixture:content", "slow");
+            const first = project.pulumi(["up", "--stack", "dev", "--yes", "--skip-preview"], { reject: false });
+            await waitFor(() => fs.existsSync(path.join(project.backend, ".pulumi", "locks")) && lockFiles(project).length > 0, 20_000);
+            const second = await project.pulumi(["up", "--stack", "dev", "--yes", "--skip-preview"], { reject: false });
+            assert.notEqual(second.exitCode, 0);
+            assert.match(second.all, /the stack is currently locked by 1 lock\(s\)/);
+            assert.match(second.all, /pulumi cancel/, "the engine's message names the way out");
+            assert.equal((await first).exitCode, 0, "the first run is not disturbed");
+            assert.equal(fs.readFileSync(target, "utf8"), "slow");
+        });
+
+        it("a run killed with SIGKILL leaves the lock; the README's recovery (pulumi cancel, then up) converges", async () => {
+            await project.setConfig("dev", "fixture:content", "after-kill");
+            const run = execa(path.join(REPO_ROOT, ".tools", "bin", "pulumi"), ["up", "--stack", "dev", "--yes", "--skip-preview"],
+                { cwd: project.dir, env: project.env, reject: false });
+            await waitFor(() => lockFiles(project).length > 0, 20_000);
+            await new Promise((r) => setTimeout(r, 3000)); // inside the provider's update
+            run.kill("SIGKILL");
+            await run;
+            const refused = await project.pulumi(["up", "--stack", "dev", "--yes", "--skip-preview"], { reject: false });
+            assert.match(refused.all, /the stack is currently locked/);
+            await project.pulumi(["cancel", "--stack", "dev", "--yes"]);
+            await new Promise((r) => setTimeout(r, 6000)); // let the orphaned provider's update finish, as an operator would wait
+            const again = await project.pulumi(["up", "--stack", "dev", "--yes", "--skip-preview"], { reject: false });
+            assert.equal(again.exitCode, 0, again.all);
+            assert.equal(fs.readFileSync(target, "utf8"), "after-kill");
+            assert.equal(lockFiles(project).length, 0);
+            await project.setConfig("dev", "fixture:delayMs", "0");
+            await project.pulumi(["destroy", "--stack", "dev", "--yes"]);
         });
     });
 });
