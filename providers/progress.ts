@@ -5,12 +5,15 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as engproto from "@pulumi/pulumi/proto/engine_pb";
 import * as settings from "@pulumi/pulumi/runtime/settings";
+import { watchEngine } from "../lib/engineWatch";
 
 export type Reporter = (message: string) => void;
 
 export function engineReporter(urn: string | undefined): Reporter {
     const engine = process.env.PULUMI_NODEJS_ENGINE ? settings.getEngine() : undefined;
     if (!engine) return (message) => process.stderr.write(`${message}\n`);
+    // Under a real engine, long operations stop when it dies instead of running on as orphans.
+    watchEngine();
     // Each line waits for the previous one's acknowledgement, so the engine shows them in order.
     let queue: Promise<void> = Promise.resolve();
     return (message) => {
