@@ -3,7 +3,10 @@
 _if_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export IMAGE_FACTORY_ROOT="$_if_root"
 export PATH="$_if_root/.tools/bin:$_if_root/node_modules/.bin:$PATH"
-export PULUMI_BACKEND_URL="${PULUMI_BACKEND_URL:-file://$_if_root/.pulumi-state}"
+# metadata=skip: the file backend then writes no .attrs sidecar files, whose non-atomic rewrite (gocloud fileblob
+# setAttrs: truncate, then write) made a StackReference to the stack being updated fail with "failed to load
+# checkpoint: EOF" when it read one in between.
+export PULUMI_BACKEND_URL="${PULUMI_BACKEND_URL:-file://$_if_root/.pulumi-state?metadata=skip}"
 # Content-keyed caches (Go, npm, built tools, Debian packages, base images, test fixtures) live outside the
 # checkout, so a fresh clone starts warm; override with IMAGE_FACTORY_CACHE.
 export IMAGE_FACTORY_CACHE="${IMAGE_FACTORY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/image-factory}"

@@ -28,7 +28,8 @@ export class TestProject {
         this.backend = path.join(dir, ".pulumi-state");
         fs.mkdirSync(this.backend, { recursive: true });
         this.env = {
-            PULUMI_BACKEND_URL: `file://${this.backend}`,
+            // metadata=skip: no .attrs sidecars, whose non-atomic rewrite races a StackReference read (scripts/env.sh).
+            PULUMI_BACKEND_URL: `file://${this.backend}?metadata=skip`,
             PULUMI_CONFIG_PASSPHRASE: LOCAL_PASSPHRASE,
             ...extraEnv,
         };
