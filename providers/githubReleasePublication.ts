@@ -119,6 +119,12 @@ async function publishTag(gh: GithubClient, repo: RepoRef, tag: string, entries:
     return { release: published, images };
 }
 
+function isEntry(e: unknown): e is ReleaseEntry {
+    const x = e as ReleaseEntry;
+    return typeof e === "object" && e !== null && typeof x.image === "string" && typeof x.tag === "string" && typeof x.releaseId === "number" &&
+        typeof x.sha256 === "string" && typeof x.sumSha256 === "string";
+}
+
 function byTag(entries: ReleaseEntry[]): Map<string, ReleaseEntry[]> {
     const out = new Map<string, ReleaseEntry[]>();
     for (const e of [...entries].sort((a, b) => a.image.localeCompare(b.image))) out.set(e.tag, [...(out.get(e.tag) ?? []), e]);
@@ -167,7 +173,11 @@ export const provider: pulumi.dynamic.ResourceProvider<GithubReleasePublicationI
     },
     async diff(_id, olds, news) {
         const replaces = (["apiUrl", "owner", "repo"] as const).filter((k) => olds[k] !== news[k]);
-        return { changes: replaces.length > 0 || changedTags(olds, news).size > 0, replaces, deleteBeforeReplace: false };
+        // In a preview, an image that will be rebuilt or re-uploaded has an entry that is not known yet (the
+        // engine's unknown sentinel, not an object): that alone means the publication changes.
+        const entries: unknown = news.entries;
+        const unknown = !Array.isArray(entries) || !entries.every(isEntry);
+        return { changes: replaces.length > 0 || unknown || changedTags(olds, news).size > 0, replaces, deleteBeforeReplace: false };
     },
     async update(_id, olds, news) {
         return { outs: await publishAll(news, changedTags(olds, news), olds) };

@@ -98,8 +98,9 @@ export class TestProject {
         const summary = docs.find((d) => "summaryEvent" in d)?.summaryEvent as { resourceChanges?: Record<string, number>; result?: string } | undefined;
         const diagnostics = docs.filter((d) => "diagnosticEvent" in d).map((d) => d.diagnosticEvent as Diagnostic);
         if (r.exitCode !== 0) {
-            const errors = diagnostics.filter((d) => d.severity === "error").map((d) => d.message).join("");
-            throw Object.assign(new Error(`pulumi up failed (${r.exitCode}):\n${errors || r.stderr}`), { diagnostics, exitCode: r.exitCode });
+            const errors = diagnostics.filter((d) => d.severity === "error").map((d) => `${d.urn ?? ""}: ${d.message}`).join("");
+            // An error outside the event stream (e.g. before the engine starts) is only on stderr or in stdout's tail.
+            throw Object.assign(new Error(`pulumi up failed (${r.exitCode}):\n${errors}\n${r.stderr}\n${errors ? "" : r.stdout.slice(-3000)}`), { diagnostics, exitCode: r.exitCode });
         }
         return { changes: summary?.resourceChanges ?? {}, diagnostics, result: summary?.result ?? "unknown" };
     }

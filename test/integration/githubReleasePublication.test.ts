@@ -106,6 +106,14 @@ describe("one GitHub release per version tag (GithubReleaseUpload + GithubReleas
         assert.equal(published.images["debian-12-platform"].assetUrl, `${gh.url}/deevnet/images/releases/download/${TAG}/debian-12-platform-${TAG}.qcow2`);
     });
 
+    it("a preview with an image still to be rebuilt (its entry unknown) is a change, not a crash", async () => {
+        const unknown = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"; // the engine's unknown sentinel in dynamic-provider inputs
+        const news = publicationInputs(Object.keys(files));
+        const withUnknown = { ...news, entries: [news.entries[0], unknown as unknown as ReleaseEntry] };
+        assert.equal((await publicationProvider.diff!("x", published, withUnknown)).changes, true);
+        assert.equal((await publicationProvider.diff!("x", published, { ...news, entries: unknown as unknown as ReleaseEntry[] })).changes, true);
+    });
+
     it("an unchanged re-run is no change for the publication", async () => {
         assert.equal((await publicationProvider.diff!("x", published, publicationInputs(Object.keys(files)))).changes, false);
     });
