@@ -3,7 +3,8 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { buildImage, cachedResult, pruneBuilds, type BuildRequest, type BuildResult } from "../lib/build/pipeline";
+import { buildImage, pruneBuilds, verifiedCachedResult, type BuildRequest, type BuildResult } from "../lib/build/pipeline";
+import { hashFile } from "../lib/sha256";
 import { writeBuildEvidence } from "../lib/buildEvidence";
 import { evidenceRunDir } from "../lib/evidence";
 import { gitInfo } from "../lib/git";
@@ -29,7 +30,11 @@ export interface Qcow2BuildInputs {
     evidence: EvidenceSettings;
 }
 
-export type Qcow2BuildOutputs = Omit<Qcow2BuildInputs, "evidence"> & BuildResult & { evidencePath?: string };
+/**
+ * fileMtimeMs: the artifact's modification time when this resource last saw it; a write behind our back (a flipped
+ * byte keeps the size) changes it, and the next diff notices without re-hashing.
+ */
+export type Qcow2BuildOutputs = Omit<Qcow2BuildInputs, "evidence"> & BuildResult & { evidencePath?: string; fileMtimeMs?: number };
 
 /** Versions of this image given to other builds: the store's version ledger, and version folders present. */
 export function takenVersions(storeRoot: string, name: string, buildKey: string): string[] {
@@ -52,7 +57,7 @@ export function takenVersions(storeRoot: string, name: string, buildKey: string)
 async function build(inputs: Qcow2BuildInputs): Promise<Qcow2BuildOutputs> {
     const report = engineReporter(inputs.logUrn);
     const { evidence, ...rest } = inputs;
-    const cached = cachedResult(inputs.request.buildsDir, inputs.name, inputs.buildKey);
+    const cached = await verifiedCachedResult(inputs.request.buildsDir, inputs.name, inputs.buildKey, report);
     const version = inputs.versionOverride
         ? assertVersion(inputs.versionOverride)
         : cached?.version ?? nextVersion(new Date(), takenVersions(inputs.storeRoot, inputs.name, inputs.buildKey));
@@ -78,12 +83,14 @@ async function build(inputs: Qcow2BuildInputs): Promise<Qcow2BuildOutputs> {
     await pruneBuilds(inputs.request.buildsDir, inputs.name, inputs.buildKey, 2).catch(() => []);
     const { reused: _reused, ...res } = result;
     // Plain JSON only: the engine's struct encoding rejects undefined values anywhere in the outputs.
-    return JSON.parse(JSON.stringify({ ...rest, ...res, evidencePath })) as Qcow2BuildOutputs;
+    return JSON.parse(JSON.stringify({ ...rest, ...res, evidencePath, fileMtimeMs: fs.statSync(res.path).mtimeMs })) as Qcow2BuildOutputs;
 }
 
+/** Cheap: the size, and the modification time when one was recorded (state from older programs has none). */
 function intact(outs: Qcow2BuildOutputs): boolean {
     try {
-        return fs.statSync(outs.path).size === outs.size;
+        const st = fs.statSync(outs.path);
+        return st.size === outs.size && (outs.fileMtimeMs === undefined || st.mtimeMs === outs.fileMtimeMs);
     } catch {
         return false;
     }
@@ -103,7 +110,8 @@ export const provider: pulumi.dynamic.ResourceProvider<Qcow2BuildInputs, Qcow2Bu
         return { changes: replaces.length > 0, replaces, deleteBeforeReplace: false };
     },
     async read(id, props) {
-        if (!props || !intact(props)) return { id: "", props: undefined };
+        // Refresh re-hashes: a damaged artifact drops out of the state, and the next up builds it again.
+        if (!props || !intact(props) || (await hashFile(props.path)).sha256 !== props.sha256) return { id: "", props: undefined };
         return { id, props };
     },
     async delete() {

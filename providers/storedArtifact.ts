@@ -5,7 +5,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { writeFileAtomic, writeFileIfChanged, explainFsError } from "../lib/atomic";
-import { copyFileHashed, sha256sumLine, parseSha256sums } from "../lib/sha256";
+import { copyFileHashed, hashFile, sha256sumLine, parseSha256sums } from "../lib/sha256";
 import { artifactPaths, artifactUrl, removeEmptyDirs } from "../lib/store";
 import { FactoryResource } from "./dynamic";
 
@@ -31,6 +31,8 @@ export interface StoredArtifactOutputs extends StoredArtifactInputs {
     sha256Url: string;
     buildJsonUrl: string;
     relPath: string;
+    /** The stored file's modification time when placed: a write behind our back changes it (a flipped byte keeps the size). */
+    fileMtimeMs?: number;
 }
 
 const SIDE_FILES = ["build.json", "pkg-manifest.txt", "build.log"] as const;
@@ -48,23 +50,31 @@ function describe(i: StoredArtifactInputs): StoredArtifactOutputs {
     };
 }
 
-/** True when the stored copy is the one described (size and recorded digest; no re-hash). */
+/** True when the stored copy is the one described (size, modification time if recorded, recorded digest; no re-hash). */
 function intact(o: StoredArtifactOutputs): boolean {
     try {
         const p = artifactPaths(o.storeRoot, o.name, o.version, o.ext ?? "qcow2");
-        if (fs.statSync(p.qcow2).size !== o.size) return false;
+        const st = fs.statSync(p.qcow2);
+        if (st.size !== o.size || (o.fileMtimeMs !== undefined && st.mtimeMs !== o.fileMtimeMs)) return false;
         return parseSha256sums(fs.readFileSync(p.sha256File, "utf8")).get(p.fileName) === o.sha256;
     } catch {
         return false;
     }
 }
 
-async function place(i: StoredArtifactInputs): Promise<StoredArtifactOutputs> {
+/** Puts the artifact in place; `repair` re-places it even when the quick check passes (it was found damaged). */
+async function place(i: StoredArtifactInputs, repair = false): Promise<StoredArtifactOutputs> {
     const out = describe(i);
     const p = artifactPaths(i.storeRoot, i.name, i.version, i.ext ?? "qcow2");
     try {
         await fs.promises.mkdir(p.dir, { recursive: true });
-        if (!intact(out)) {
+        if (repair || !intact(out)) {
+            // Never publish damaged bytes: the build output is checked before it is linked (a copy is checked as it goes).
+            const src = await hashFile(i.source);
+            if (src.sha256 !== i.sha256 || src.size !== i.size) {
+                throw new Error(`${i.source} has sha256 ${src.sha256} (${src.size} bytes), the build recorded ${i.sha256} (${i.size}): the build output is damaged, ` +
+                    "nothing was stored: run pulumi refresh (it drops the damaged build), then pulumi up (it builds it again)");
+            }
             const partial = `${p.qcow2}.partial`;
             await fs.promises.rm(partial, { force: true });
             try {
@@ -80,6 +90,7 @@ async function place(i: StoredArtifactInputs): Promise<StoredArtifactOutputs> {
             }
             await writeFileAtomic(p.sha256File, sha256sumLine(i.sha256, p.fileName));
         }
+        out.fileMtimeMs = fs.statSync(p.qcow2).mtimeMs;
         await writeFileIfChanged(path.join(p.dir, SIDE_FILES[0]), await fs.promises.readFile(i.buildJsonPath, "utf8"));
         await writeFileIfChanged(path.join(p.dir, SIDE_FILES[1]), await fs.promises.readFile(i.pkgManifestPath, "utf8"));
         await writeFileIfChanged(path.join(p.dir, SIDE_FILES[2]), await fs.promises.readFile(i.logPath, "utf8"));
@@ -106,11 +117,12 @@ export const provider: pulumi.dynamic.ResourceProvider<StoredArtifactInputs, Sto
             deleteBeforeReplace: samePath,
         };
     },
-    async update(_id, _olds, news) {
-        return { outs: await place(news) };
+    async update(_id, olds, news) {
+        return { outs: await place(news, !intact(olds)) };
     },
     async read(id, props) {
-        if (!props || !intact(props)) return { id: "", props: undefined };
+        // Refresh re-hashes the stored file: a damaged one drops out of the state and the next up places it again.
+        if (!props || !intact(props) || (await hashFile(props.path)).sha256 !== props.sha256) return { id: "", props: undefined };
         return { id, props };
     },
     async delete(_id, props) {

@@ -73,6 +73,20 @@ export function cachedResult(buildsDir: string, name: string, buildKey: string):
     }
 }
 
+/**
+ * A finished build of this key whose file still has the digest it was built with (one streaming hash). A damaged
+ * one (a flipped byte keeps the size) is removed, so it is rebuilt and never published as it is.
+ */
+export async function verifiedCachedResult(buildsDir: string, name: string, buildKey: string, log: (line: string) => void): Promise<BuildResult | undefined> {
+    const cached = cachedResult(buildsDir, name, buildKey);
+    if (!cached) return undefined;
+    const now = await hashFile(cached.path);
+    if (now.sha256 === cached.sha256) return cached;
+    log(`→ ${name}: the cached build ${buildKey.slice(0, 12)} is damaged (its file hashes to ${now.sha256}, it was built as ${cached.sha256}): removing it and building again`);
+    await removeTree(buildDirOf(buildsDir, name, buildKey));
+    return undefined;
+}
+
 class BuildLock {
     private constructor(private readonly file: string) {}
 
@@ -127,7 +141,7 @@ export async function qemuImgInfo(file: string): Promise<{ virtualSize: number; 
 
 /** Builds (or reuses) one image. Progress lines go to `progress`; everything goes to the build log. */
 export async function buildImage(req: BuildRequest, progress: Progress = () => undefined): Promise<BuildResult> {
-    const cached = cachedResult(req.buildsDir, req.name, req.buildKey);
+    const cached = await verifiedCachedResult(req.buildsDir, req.name, req.buildKey, progress);
     if (cached) {
         progress(`→ ${req.name}: build ${req.buildKey.slice(0, 12)} already exists (${cached.version}), reusing it`);
         return { ...cached, reused: true };
