@@ -16,7 +16,7 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array, m
         await fs.promises.rename(partial, file);
     } catch (err) {
         await fs.promises.rm(partial, { force: true });
-        throw explainFsError(err, file);
+        throw explainFsError(err, file, typeof data === "string" ? Buffer.byteLength(data) : data.byteLength);
     }
 }
 
@@ -32,12 +32,40 @@ export async function writeFileIfChanged(file: string, data: string): Promise<bo
 }
 
 /** Turns the errno of a failed write into a message that names the fix. */
-export function explainFsError(err: unknown, file: string): Error {
+/** Free bytes for an unprivileged writer on the file system holding `p` (or its nearest existing parent). */
+export function freeBytes(p: string): number | undefined {
+    for (let dir = p; ; dir = path.dirname(dir)) {
+        try {
+            const st = fs.statfsSync(dir);
+            return st.bavail * st.bsize;
+        } catch {
+            if (dir === path.dirname(dir)) return undefined;
+        }
+    }
+}
+
+/**
+ * Throws before a write of `need` bytes into `dir` that cannot fit, naming the directory, the bytes needed and free:
+ * failing up front leaves nothing half-written.
+ */
+export function ensureFreeSpace(dir: string, need: number, what: string): void {
+    const free = freeBytes(dir);
+    if (free !== undefined && free < need) {
+        throw new Error(`not enough free space in ${dir} for ${what}: ${need} bytes needed, ${free} free: free space (or point ` +
+            "factory:workDir / factory:artifactStore.root / factory:baseImageCache at a larger disk) and run again; nothing was published");
+    }
+}
+
+/** `need`: the bytes the failed write wanted, when known, so the message can say how far off it was. */
+export function explainFsError(err: unknown, file: string, need?: number): Error {
     const e = err as NodeJS.ErrnoException;
     switch (e?.code) {
-        case "ENOSPC":
-            return new Error(`no space left on the device holding ${file}: free space (or point factory:workDir / ` +
-                `factory:artifactStore.root at a larger disk) and run again; nothing was published`);
+        case "ENOSPC": {
+            const free = freeBytes(file);
+            const figures = [need !== undefined ? `${need} bytes needed` : "", free !== undefined ? `${free} free` : ""].filter(Boolean).join(", ");
+            return new Error(`no space left on the device holding ${file}${figures ? ` (${figures})` : ""}: ` +
+                "free space (or point factory:workDir / factory:artifactStore.root at a larger disk) and run again; nothing was published");
+        }
         case "EACCES":
         case "EPERM":
             return new Error(`permission denied writing ${file}: make the directory writable by this user`);

@@ -4,7 +4,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { writeFileAtomic, writeFileIfChanged, explainFsError } from "../lib/atomic";
+import { ensureFreeSpace, writeFileAtomic, writeFileIfChanged, explainFsError } from "../lib/atomic";
 import { copyFileHashed, hashFile, sha256sumLine, parseSha256sums } from "../lib/sha256";
 import { artifactPaths, artifactUrl, removeEmptyDirs } from "../lib/store";
 import { FactoryResource } from "./dynamic";
@@ -82,6 +82,8 @@ async function place(i: StoredArtifactInputs, repair = false): Promise<StoredArt
                 await fs.promises.rename(partial, p.qcow2);
             } catch (err) {
                 if ((err as NodeJS.ErrnoException).code !== "EXDEV") throw err;
+                // Another file system: a real copy, which must fit (checked first, so a full disk leaves nothing behind).
+                ensureFreeSpace(p.dir, i.size, path.basename(p.qcow2));
                 const d = await copyFileHashed(i.source, p.qcow2);
                 if (d.sha256 !== i.sha256 || d.size !== i.size) {
                     await fs.promises.rm(p.qcow2, { force: true });
@@ -95,7 +97,7 @@ async function place(i: StoredArtifactInputs, repair = false): Promise<StoredArt
         await writeFileIfChanged(path.join(p.dir, SIDE_FILES[1]), await fs.promises.readFile(i.pkgManifestPath, "utf8"));
         await writeFileIfChanged(path.join(p.dir, SIDE_FILES[2]), await fs.promises.readFile(i.logPath, "utf8"));
     } catch (err) {
-        throw explainFsError(err, p.dir);
+        throw explainFsError(err, p.dir, i.size);
     }
     return out;
 }
