@@ -111,7 +111,19 @@ export interface PushRequest {
     mediaType: string;
     artifactType: string;
     annotations: Record<string, string>;
+    /** Where retry lines go (the build log / the engine); default stderr. */
+    log?: (line: string) => void;
+    /** Backoff base between tries (tests use a few ms). */
+    retryDelayMs?: number;
 }
+
+/** A failure worth another try: the connection dropped or timed out, or the registry answered 5xx/429. */
+export function transientOrasError(message: string): boolean {
+    return /EOF|connection reset|broken pipe|i\/o timeout|timeout awaiting|TLS handshake timeout|(500|502|503|504|429)|Service Unavailable|Bad Gateway|Too Many Requests/i.test(message) &&
+        !/(401|403|404)|unauthorized|denied|not found/i.test(message);
+}
+
+const PUSH_ATTEMPTS = 3;
 
 export interface PushResult {
     manifestDigest: string;
@@ -145,8 +157,23 @@ export async function pushArtifact(req: PushRequest, expectedSha256: string): Pr
     try {
         // Manifest annotations, plus the title on the layer itself (oras adds it from the file name too).
         fs.writeFileSync(annotationFile, JSON.stringify({ $manifest: req.annotations, [name]: { [TITLE]: name } }));
-        const out = await oras(["push", "--no-tty", "--format", "json", "--artifact-type", req.artifactType, "--annotation-file", annotationFile,
-            `${t.registry}/${t.repository}:${req.tags.join(",")}`, `${name}:${req.mediaType}`], t, { cwd: dir });
+        // A cut connection or a 5xx mid-upload is tried again, a bounded number of times, each logged; blobs the
+        // registry already received are not sent again (oras checks them first).
+        let out = "";
+        for (let attempt = 1; ; attempt++) {
+            try {
+                out = await oras(["push", "--no-tty", "--format", "json", "--artifact-type", req.artifactType, "--annotation-file", annotationFile,
+                    `${t.registry}/${t.repository}:${req.tags.join(",")}`, `${name}:${req.mediaType}`], t, { cwd: dir });
+                break;
+            } catch (err) {
+                const message = (err as Error).message;
+                if (attempt >= PUSH_ATTEMPTS || !transientOrasError(message)) throw err;
+                const wait = (req.retryDelayMs ?? 2000) * 2 ** (attempt - 1);
+                (req.log ?? ((l: string) => process.stderr.write(`${l}\n`)))(
+                    `pushing ${name} to ${t.registry}/${t.repository}: ${message.split("\n").find((l) => transientOrasError(l))?.trim() ?? "failed"}; retry ${attempt}/${PUSH_ATTEMPTS - 1} in ${wait} ms`);
+                await new Promise((r) => setTimeout(r, wait));
+            }
+        }
         const pushed = JSON.parse(out) as { digest: string };
         const got = await fetchManifest(t, pushed.digest);
         const layer = got && layerOf(got.manifest, req.mediaType);

@@ -63,7 +63,7 @@ async function publish(i: OciPushInputs): Promise<OciPushOutputs> {
     const f = named(i.file, i.title);
     try {
         report(`→ ${i.registry}/${i.repository}: pushing ${i.title} as ${i.tags.join(", ")}…`);
-        const r = await pushArtifact({ target: t, tags: i.tags, file: f.path, mediaType: i.mediaType, artifactType: i.artifactType, annotations: i.annotations }, i.sha256);
+        const r = await pushArtifact({ target: t, tags: i.tags, file: f.path, mediaType: i.mediaType, artifactType: i.artifactType, annotations: i.annotations, log: report }, i.sha256);
         report(r.uploaded ? `→ pushed ${r.layerDigest} (${r.size} bytes), manifest ${r.manifestDigest}` : `→ registry already holds ${r.manifestDigest}: nothing uploaded`);
         let provenanceDigest: string | null = null;
         if (i.provenance) {

@@ -8,6 +8,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { fetchArtifact } from "../../lib/fetchArtifact";
 import { attach, fetchManifest, IN_TOTO_MEDIA_TYPE, orasBinary, parseOciRef, pushArtifact, referrers, type OciTarget } from "../../lib/oci";
+import { startCutProxy } from "../helpers/cutProxy";
 import { startRegistry, type TestRegistry } from "../helpers/registry";
 import { REPO_ROOT } from "../helpers/setup";
 
@@ -56,6 +57,41 @@ describe("OCI distribution with oras against a real registry", function () {
         const r = await pushArtifact({ target: target(), tags: ["v2026.01.01", "latest"], file, mediaType: MEDIA, artifactType: MEDIA, annotations }, sha);
         assert.equal(r.uploaded, false);
         assert.equal(registry.writes(), before);
+    });
+
+    it("a connection cut mid-upload is retried (bounded, logged) and the registry ends with the right bytes", async () => {
+        const [host, port] = registry.host.split(":");
+        const proxy = await startCutProxy({ host, port: Number(port) }, { afterBytes: 1024 * 1024, cuts: 1 });
+        const lines: string[] = [];
+        try {
+            const cutFile = path.join(dir, "cut-v2026.01.01.qcow2");
+            fs.writeFileSync(cutFile, crypto.randomBytes(3 * 1024 * 1024));
+            const cutSha = crypto.createHash("sha256").update(fs.readFileSync(cutFile)).digest("hex");
+            const t = { ...target(), registry: proxy.address, repository: "lab/cut" };
+            const r = await pushArtifact({ target: t, tags: ["v2026.01.01"], file: cutFile, mediaType: MEDIA, artifactType: MEDIA, annotations, log: (l) => lines.push(l), retryDelayMs: 10 }, cutSha);
+            assert.equal(proxy.cut, 1, "the proxy must have cut the first upload");
+            assert.equal(r.layerDigest, `sha256:${cutSha}`);
+            assert.match(lines.join("\n"), /^pushing cut-v2026\.01\.01\.qcow2 to 127\.0\.0\.1:\d+\/lab\/cut: .+; retry 1\/2 in 10 ms$/m);
+            const pulled = path.join(dir, "pulled-cut");
+            await execa(orasBinary(), ["pull", "--plain-http", "-o", pulled, `${registry.host}/lab/cut:v2026.01.01`]);
+            assert.equal(crypto.createHash("sha256").update(fs.readFileSync(path.join(pulled, "cut-v2026.01.01.qcow2"))).digest("hex"), cutSha);
+        } finally {
+            await proxy.close();
+        }
+    });
+
+    it("a registry that keeps cutting gives up after the bound with the registry's error, not a hang", async () => {
+        const [host, port] = registry.host.split(":");
+        const proxy = await startCutProxy({ host, port: Number(port) }, { afterBytes: 64 * 1024, cuts: 100 });
+        const lines: string[] = [];
+        try {
+            const t = { ...target(), registry: proxy.address, repository: "lab/always-cut" };
+            await assert.rejects(pushArtifact({ target: t, tags: ["v2026.01.01"], file, mediaType: MEDIA, artifactType: MEDIA, annotations, log: (l) => lines.push(l), retryDelayMs: 10 }, sha),
+                /registry 127\.0\.0\.1:\d+ is unreachable|EOF|connection reset|broken pipe/);
+            assert.equal(lines.filter((l) => /retry \d\/2/.test(l)).length, 2, lines.join("\n"));
+        } finally {
+            await proxy.close();
+        }
     });
 
     it("refuses when the registry's layer digest is not the local sha256", async () => {
