@@ -324,10 +324,13 @@ async function uploadOnce(gh: GithubClient, r: RepoRef, release: Release, file: 
             const asset = res.data as Asset;
             if (asset.digest && asset.digest !== `sha256:${sha256}`) {
                 await deleteAsset(gh, r, asset.id);
-                throw new Error(`GitHub computed ${asset.digest} for ${name}, but its sha256 is ${sha256}: the upload was corrupted; it was deleted, run again`);
+                // Not retried here: damaged bytes in transit (or a file that changed under us) need a look, not a loop.
+                throw Object.assign(new Error(`GitHub computed ${asset.digest} for ${name}, but its sha256 is ${sha256}: the upload was corrupted; it was deleted, run again`),
+                    { digestMismatch: true });
             }
             return asset;
         } catch (err) {
+            if ((err as { digestMismatch?: boolean }).digestMismatch) throw err;
             const status = (err as HttpError).status;
             if (status === 422) {
                 // A half-finished upload from an interrupted run (or another publisher) holds the name: clear it once.

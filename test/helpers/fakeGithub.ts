@@ -59,6 +59,8 @@ export interface FakeGithub {
     inject(f: Fault): void;
     /** Turns the repository's assets into ones uploaded before GitHub computed digests (`digest: null`). */
     legacyDigests(owner: string, repo: string): void;
+    /** The next upload is stored with one byte flipped (bytes damaged in transit): GitHub's digest then differs. */
+    corruptNextUpload(): void;
     /** Bytes of an uploaded asset. */
     assetBytes(owner: string, repo: string, tag: string, name: string): Buffer | undefined;
     close(): Promise<void>;
@@ -69,6 +71,7 @@ export async function startFakeGithub(opts: { token: string; repos: Array<[strin
     const repos = new Map<string, FakeRelease[]>();
     for (const [o, r] of opts.repos) repos.set(`${o}/${r}`, []);
     let nextId = 1000;
+    let corruptNext = false;
     const faults: Fault[] = [];
     const requests: FakeGithub["requests"] = [];
     let base = "";
@@ -161,7 +164,10 @@ export async function startFakeGithub(opts: { token: string; repos: Array<[strin
             const file = path.join(dir, `asset-${nextId}`);
             const hash = crypto.createHash("sha256");
             const out = fs.createWriteStream(file);
+            const corrupt = corruptNext;
+            corruptNext = false;
             req.on("data", (c: Buffer) => {
+                if (corrupt && bytesIn === 0 && c.length > 0) c[0] ^= 0xff; // damaged in transit: stored and hashed as received
                 hash.update(c);
                 bytesIn += c.length;
             });
@@ -276,6 +282,7 @@ export async function startFakeGithub(opts: { token: string; repos: Array<[strin
         releases: (o, r) => repos.get(`${o}/${r}`) ?? [],
         addRepo: (o, r) => void repos.set(`${o}/${r}`, repos.get(`${o}/${r}`) ?? []),
         inject: (f) => void faults.push(f),
+        corruptNextUpload: () => void (corruptNext = true),
         legacyDigests: (o, r) => { for (const rel of repos.get(`${o}/${r}`) ?? []) for (const a of rel.assets) a.digest = null; },
         assetBytes: (o, r, tag, name) => {
             const a = repos.get(`${o}/${r}`)?.find((x) => x.tag_name === tag)?.assets.find((x) => x.name === name);

@@ -173,6 +173,17 @@ describe("lib/github against a loopback GitHub", function () {
         assert.equal(gh.requests.filter((r) => r.path.startsWith("/uploads/")).length, before + 1, "one upload: the legacy asset cannot be verified without its digest");
     });
 
+    it("a digest GitHub computes that is not the local sha256 fails naming both, and the damaged asset is deleted", async () => {
+        const c = client();
+        const { release } = await ensureRelease(c, repo, "v2026.06.06", { name: "v2026.06.06", body: "" });
+        gh.corruptNextUpload();
+        await assert.rejects(uploadAsset(c, repo, release, file, "damaged.qcow2", sha, "application/octet-stream"),
+            new RegExp(`GitHub computed sha256:[0-9a-f]{64} for damaged\\.qcow2, but its sha256 is ${sha}: the upload was corrupted; it was deleted, run again`));
+        assert.deepEqual((await listAssets(c, repo, release.id)).map((a) => a.name), []);
+        const a = await uploadAsset(c, repo, release, file, "damaged.qcow2", sha, "application/octet-stream");
+        assert.equal(a.digest, `sha256:${sha}`, "the next try converges");
+    });
+
     it("refuses files of 2 GiB or more before uploading anything", async () => {
         const c = client();
         const release = (await findRelease(c, repo, "v2026.01.02"))!;
