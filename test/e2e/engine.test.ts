@@ -91,6 +91,7 @@ describe("engine: pinned Pulumi CLI and language host", function () {
 
         it("a missing publishing tool (oras, gpg) fails up before any build, naming it and the fix", async () => {
             await project.setConfig("local", "factory:images", '["debian-12-minimal"]');
+            await project.setConfig("local", "factory:oci", JSON.stringify({ registry: "127.0.0.1:5999", repository: "lab/images", plainHttp: true }));
             await project.setConfig("local", "factory:bootstrapUser", JSON.stringify({ name: "ansible", sshAuthorizedKeys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl t"] }));
             try {
                 const r = await project.pulumi(["up", "--stack", "local", "--yes", "--skip-preview"], { reject: false, env: { ORAS: "/nonexistent/oras" } });
@@ -108,6 +109,7 @@ describe("engine: pinned Pulumi CLI and language host", function () {
                 assert.ok(!(state.deployment.resources ?? []).some((x) => String(x.type).endsWith(":Qcow2Build")), "no build may start");
             } finally {
                 await project.setConfig("local", "factory:images", "[]");
+                await project.pulumi(["config", "rm", "factory:oci", "--stack", "local"]);
             }
         });
     });
@@ -140,6 +142,25 @@ describe("engine: pinned Pulumi CLI and language host", function () {
 
             await project.pulumi(["destroy", "--stack", "dev", "--yes"]);
             assert.equal(fs.existsSync(target), false);
+        });
+
+        it("a damaged state file: the engine's error shows, and the README's recovery (restore the newest backup, refresh) converges", async () => {
+            await project.setConfig("dev", "fixture:content", "before-damage");
+            await project.pulumi(["up", "--stack", "dev", "--yes", "--skip-preview"]);
+            const stackFile = path.join(project.backend, ".pulumi", "stacks", "dynamic-provider-fixture", "dev.json");
+            const good = fs.readFileSync(stackFile, "utf8");
+            fs.writeFileSync(stackFile, good.slice(0, Math.floor(good.length / 2))); // cut in half, as a full disk or a crash might
+            const r = await project.pulumi(["preview", "--stack", "dev"], { reject: false });
+            assert.notEqual(r.exitCode, 0);
+            assert.match(r.all, /failed to load checkpoint|unexpected end of JSON input|could not deserialize/i);
+            // README Troubleshooting: put the newest backup (a checkpoint, like the stack file) back in its place.
+            const backups = path.join(project.backend, ".pulumi", "backups", "dynamic-provider-fixture", "dev");
+            const newest = fs.readdirSync(backups).sort().at(-1) as string;
+            fs.copyFileSync(path.join(backups, newest), stackFile);
+            await project.pulumi(["refresh", "--stack", "dev", "--yes"]);
+            const again = await project.pulumi(["up", "--stack", "dev", "--yes", "--skip-preview"], { reject: false });
+            assert.equal(again.exitCode, 0, again.all);
+            assert.equal(fs.readFileSync(target, "utf8"), "before-damage");
         });
 
         it("a second up of a stack that is being updated is refused with the backend's lock message", async () => {
