@@ -1,7 +1,9 @@
 // Planning a build: from a recipe and the stack's settings to the build key and the exact build request.
 // Pure and synchronous (small file reads and tool version probes only), so `pulumi preview` knows every build
 // key, and tests can check which images a change would rebuild without building anything.
+import * as fs from "node:fs";
 import * as path from "node:path";
+import { parse as parseYaml } from "yaml";
 import type { ImageRecipe } from "../recipe";
 import { artifactFormat, recipeFiles } from "../recipe";
 import { canonicalJson, computeBuildKey, hashFiles, sha256Hex, sourceRevision } from "./buildKey";
@@ -56,6 +58,26 @@ const TOOLS_BY_BUILDER: Record<string, string[]> = {
     iso: ["xorriso"],
 };
 
+/**
+ * The builder node bakes our built tools (.tools/bin, listed in the builder_node role's defaults) into its image, so
+ * a new Pulumi or oras must change its build key. Each is identified by tools/build.sh's stamp (a hash of its
+ * inputs, no re-hash of 100 MB binaries per run), a small script by its sha256; a missing one fails here, naming
+ * the fix, instead of deep inside the Packer run.
+ */
+export function bakedToolIdentities(projectDir: string): Record<string, string> {
+    const defaults = parseYaml(fs.readFileSync(path.join(projectDir, "ansible", "roles", "builder_node", "defaults", "main.yml"), "utf8")) as { builder_node_tools?: string[] };
+    const out: Record<string, string> = {};
+    for (const tool of defaults.builder_node_tools ?? []) {
+        const stamp = path.join(projectDir, ".tools", "stamps", tool);
+        const binary = path.join(projectDir, ".tools", "bin", tool);
+        if (!fs.existsSync(binary)) {
+            throw new Error(`images/builder-node carries .tools/bin/${tool}, which is missing: run bash scripts/setup.sh (tools/build.sh builds it)`);
+        }
+        out[tool] = fs.existsSync(stamp) ? `stamp:${fs.readFileSync(stamp, "utf8").trim()}` : `sha256:${sha256Hex(fs.readFileSync(binary))}`;
+    }
+    return out;
+}
+
 export function planBuild(args: PlanArgs): BuildPlan {
     const r = args.recipe;
     const b = r.builder;
@@ -67,12 +89,15 @@ export function planBuild(args: PlanArgs): BuildPlan {
     if ((b.kind === "packer" || b.kind === "pi") && !args.base) {
         throw new Error(`images/${r.name}: a ${b.kind} build needs its base (${JSON.stringify(b.base)}) resolved by the caller`);
     }
+    const bakedTools = r.kind === "builder-node" ? bakedToolIdentities(args.projectDir) : undefined;
     const variables = {
         bootstrapUser: args.bootstrapUser,
         domain: args.domain,
         debian,
         basePackages: b.kind === "rootfs" ? BASE_PACKAGES : null,
         versionOverride: args.versionOverride ?? null,
+        // Only for the builder node (other images' keys stay as they were): the tools it carries are inputs too.
+        ...(bakedTools ? { bakedTools } : {}),
     };
     const tools = toolVersions([...TOOLS_BY_BUILDER[b.kind], ...(playbook ? ["ansible-core"] : [])]);
     const builderRevision = sourceRevision(BUILDER_DIR);

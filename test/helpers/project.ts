@@ -44,6 +44,8 @@ export class TestProject {
             if (fs.existsSync(src)) fs.cpSync(src, path.join(dir, entry), { recursive: true, filter: (s) => !s.includes("node_modules") });
         }
         fs.symlinkSync(path.join(REPO_ROOT, "node_modules"), path.join(dir, "node_modules"));
+        // The built tools, as a checkout after setup has them (the builder node's image carries some of them).
+        if (fs.existsSync(path.join(REPO_ROOT, ".tools"))) fs.symlinkSync(path.join(REPO_ROOT, ".tools"), path.join(dir, ".tools"));
         const policyModules = path.join(REPO_ROOT, "policy", "node_modules");
         if (fs.existsSync(path.join(dir, "policy")) && fs.existsSync(policyModules)) fs.symlinkSync(policyModules, path.join(dir, "policy", "node_modules"));
         return new TestProject(dir, opts.env ?? {});

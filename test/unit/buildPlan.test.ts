@@ -33,6 +33,29 @@ describe("build plans and keys", () => {
     });
     after(() => fs.rmSync(project, { recursive: true, force: true }));
 
+    it("the builder node's key follows the tools it carries (by tools/build.sh stamp); other images' keys do not", () => {
+        const tools = path.join(project, ".tools");
+        fs.mkdirSync(path.join(tools, "bin"), { recursive: true });
+        fs.mkdirSync(path.join(tools, "stamps"), { recursive: true });
+        for (const t of ["pulumi", "pulumi-language-nodejs", "pulumi-resource-pulumi-nodejs", "oras", "packer"]) {
+            fs.writeFileSync(path.join(tools, "bin", t), `#!/bin/sh\n# ${t}\n`);
+            if (t !== "pulumi-resource-pulumi-nodejs") fs.writeFileSync(path.join(tools, "stamps", t), `stamp-of-${t}\n`);
+        }
+        const base = { id: "image:debian-12-minimal", version: "this-stack", identity: "b".repeat(64) };
+        const node = () => planBuild(args("builder-node", { base })).buildKey;
+        const minimal = planBuild(args("debian-12-minimal")).buildKey;
+        const before = node();
+        fs.writeFileSync(path.join(tools, "stamps", "pulumi"), "stamp-of-a-newer-pulumi\n");
+        assert.notEqual(node(), before, "a new Pulumi must rebuild the builder node");
+        fs.appendFileSync(path.join(tools, "bin", "pulumi-resource-pulumi-nodejs"), "# changed shim\n");
+        const afterShim = node();
+        assert.notEqual(afterShim, before);
+        assert.equal(planBuild(args("debian-12-minimal")).buildKey, minimal, "other images are not affected");
+        fs.rmSync(path.join(tools, "bin", "oras"));
+        assert.throws(() => node(), /images\/builder-node carries \.tools\/bin\/oras, which is missing: run bash scripts\/setup\.sh/);
+        fs.rmSync(tools, { recursive: true, force: true });
+    });
+
     it("is deterministic and known without building", () => {
         const a = planBuild(args("debian-12-minimal"));
         const b = planBuild(args("debian-12-minimal"));
