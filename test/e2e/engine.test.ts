@@ -192,6 +192,14 @@ describe("engine: pinned Pulumi CLI and language host", function () {
             assert.equal(again.exitCode, 0, again.all);
             assert.equal(fs.readFileSync(target, "utf8"), "after-kill");
             assert.equal(lockFiles(project).length, 0);
+            // The fixture's provider is not ours (no engine watch): its orphan from the killed run idles on; end it.
+            for (const pid of fs.readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
+                try {
+                    if (fs.readlinkSync(`/proc/${pid}/cwd`) === project.dir && Number(pid) !== process.pid) process.kill(Number(pid));
+                } catch {
+                    /* gone or not ours */
+                }
+            }
             await project.setConfig("dev", "fixture:delayMs", "0");
             await project.pulumi(["destroy", "--stack", "dev", "--yes"]);
         });
