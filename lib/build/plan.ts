@@ -58,6 +58,17 @@ const TOOLS_BY_BUILDER: Record<string, string[]> = {
     iso: ["xorriso"],
 };
 
+/** A playbook that is not YAML fails the plan (preview included) naming the file, line and column, not the build. */
+function checkYaml(file: string, projectDir: string): void {
+    try {
+        parseYaml(fs.readFileSync(file, "utf8"));
+    } catch (err) {
+        const e = err as Error & { linePos?: Array<{ line: number; col: number }> };
+        const at = e.linePos?.[0] ? ` (line ${e.linePos[0].line}, column ${e.linePos[0].col})` : "";
+        throw new Error(`${path.relative(projectDir, file)} is not valid YAML${at}: ${e.message.split("\n")[0]}`);
+    }
+}
+
 /**
  * The builder node bakes our built tools (.tools/bin, listed in the builder_node role's defaults) into its image, so
  * a new Pulumi or oras must change its build key. Each is identified by tools/build.sh's stamp (a hash of its
@@ -84,6 +95,7 @@ export function planBuild(args: PlanArgs): BuildPlan {
     const imagesDir = path.join(args.projectDir, "images");
     const imageDir = path.join(imagesDir, r.name);
     const playbook = "playbook" in b && b.playbook ? path.join(imageDir, b.playbook) : undefined;
+    if (playbook) checkYaml(playbook, args.projectDir);
     const files = hashFiles(recipeFiles(r.name, imagesDir), args.projectDir);
     const debian = args.debian;
     if ((b.kind === "packer" || b.kind === "pi") && !args.base) {

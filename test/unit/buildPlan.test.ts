@@ -56,6 +56,19 @@ describe("build plans and keys", () => {
         fs.rmSync(tools, { recursive: true, force: true });
     });
 
+    it("a malformed recipe or playbook fails naming the file and the field (or line)", () => {
+        const bad = path.join(project, "images", "broken");
+        fs.cpSync(path.join(project, "images", "debian-12-minimal"), bad, { recursive: true });
+        const recipe = fs.readFileSync(path.join(bad, "image.ts"), "utf8").replace('name: "debian-12-minimal"', 'name: "broken"');
+        fs.writeFileSync(path.join(bad, "image.ts"), recipe.replace(/pass: \d/, "pass: 7"));
+        assert.throws(() => loadRecipe("broken", path.join(project, "images")), /^Error: images\/broken\/image\.ts is not a valid recipe: pass: /);
+        fs.writeFileSync(path.join(bad, "image.ts"), recipe);
+        delete require.cache[path.join(bad, "image.ts")]; // recipes are required: drop the broken one
+        fs.writeFileSync(path.join(bad, "playbook.yml"), "- hosts: all\n  tasks:\n    - name: x\n     bad: [indent\n");
+        assert.throws(() => planBuild(args("broken")), /^Error: images\/broken\/playbook\.yml is not valid YAML \(line \d+, column \d+\): /);
+        fs.rmSync(bad, { recursive: true, force: true });
+    });
+
     it("is deterministic and known without building", () => {
         const a = planBuild(args("debian-12-minimal"));
         const b = planBuild(args("debian-12-minimal"));
