@@ -59,6 +59,7 @@ describe(`lab rehearsal: dvnt and dvntm for real on loopback (${FULL ? "full" : 
         const t0 = Date.now();
         const r = await project.pulumi(args, { reject: false });
         times.push([label, (Date.now() - t0) / 1000]);
+        console.log(`rehearsal step: ${label}: ${((Date.now() - t0) / 1000).toFixed(1)} s (exit ${r.exitCode})`); // as it goes: a long run cut short keeps its times
         assert.equal(r.exitCode, 0, `${label} failed:\n${r.all.slice(-6000)}`);
         return r;
     }
