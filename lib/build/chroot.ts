@@ -67,6 +67,11 @@ export class Chroot {
         await run("mount", [...args, mp], { log: this.log });
     }
 
+    /** Undoes one bind mount (e.g. a shared cache) before the root is cleaned, so the cleaning cannot reach it. */
+    async unbind(target: string): Promise<void> {
+        await run("umount", [path.join(this.root, target)], { log: this.log });
+    }
+
     async unmountAll(): Promise<void> {
         await unmountUnder(this.root, this.log);
     }

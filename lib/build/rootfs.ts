@@ -5,6 +5,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { BuildLog } from "../buildlog";
 import { run } from "../exec";
+import { withFileLock } from "../fileLock";
 import { Chroot, removeTree } from "./chroot";
 import { assembleBiosDisk } from "./disk";
 import { sha256Hex, uuidFromKey } from "./buildKey";
@@ -153,8 +154,12 @@ export async function buildRootfs(spec: RootfsSpec, dirs: RootfsDirs, log: Build
             await chroot.mountSystem();
             await chroot.bind(aptCache, "var/cache/apt/archives");
             await chroot.exec(["apt-get", "update", "-q"], { env, hint: "the package mirror could not be read" });
-            await chroot.exec(["apt-get", "dist-upgrade", "-y", "-q"], { env });
-            await chroot.exec(["apt-get", "install", "-y", "-q", ...BASE_PACKAGES, ...spec.packages], { env });
+            // The archive cache is shared by every build on the machine: builds take turns on it (apt would refuse a
+            // second one with "Could not get lock /var/cache/apt/archives/lock").
+            await withFileLock(path.join(aptCache, ".image-factory.lock"), async () => {
+                await chroot.exec(["apt-get", "dist-upgrade", "-y", "-q"], { env });
+                await chroot.exec(["apt-get", "install", "-y", "-q", ...BASE_PACKAGES, ...spec.packages], { env });
+            }, 60 * 60_000);
         });
 
         await log.stage("configure: user, sudo, sshd, cloud-init, network, boot", ROOTFS_STAGES, async () => {
@@ -170,6 +175,8 @@ export async function buildRootfs(spec: RootfsSpec, dirs: RootfsDirs, log: Build
         await log.stage("package manifest and build info", ROOTFS_STAGES, () => writeManifestAndBuildInfo(chroot, { ...spec.buildInfo, base }, pkgManifest));
 
         await log.stage("clean up (caches, logs, machine identity, timestamps)", ROOTFS_STAGES, async () => {
+            // Unbound first: `apt-get clean` on the mounted shared cache emptied it after every build.
+            await chroot.unbind("var/cache/apt/archives");
             await chroot.exec(["apt-get", "clean"]);
             await chroot.unmountAll();
             await cleanup(rootDir, spec.sourceDateEpoch, log);
