@@ -31,7 +31,6 @@ export async function writeFileIfChanged(file: string, data: string): Promise<bo
     return true;
 }
 
-/** Turns the errno of a failed write into a message that names the fix. */
 /** Free bytes for an unprivileged writer on the file system holding `p` (or its nearest existing parent). */
 export function freeBytes(p: string): number | undefined {
     for (let dir = p; ; dir = path.dirname(dir)) {
@@ -56,7 +55,10 @@ export function ensureFreeSpace(dir: string, need: number, what: string): void {
     }
 }
 
-/** `need`: the bytes the failed write wanted, when known, so the message can say how far off it was. */
+/**
+ * Turns the errno of a failed write into a message that names the fix. `need`: the bytes the failed write wanted,
+ * when known, so the message can say how far off it was.
+ */
 export function explainFsError(err: unknown, file: string, need?: number): Error {
     const e = err as NodeJS.ErrnoException;
     switch (e?.code) {

@@ -248,15 +248,6 @@ export async function deleteRelease(gh: GithubClient, r: RepoRef, releaseId: num
     await call(`deleting release ${releaseId}`, r, () => gh.rest.repos.deleteRelease({ ...r, release_id: releaseId }));
 }
 
-export async function getRelease(gh: GithubClient, r: RepoRef, releaseId: number): Promise<Release | undefined> {
-    try {
-        return (await gh.rest.repos.getRelease({ ...r, release_id: releaseId })).data as Release;
-    } catch (err) {
-        if ((err as HttpError).status === 404) return undefined;
-        throw explainGithubError(err, `reading release ${releaseId}`, r);
-    }
-}
-
 export async function listAssets(gh: GithubClient, r: RepoRef, releaseId: number): Promise<Asset[]> {
     return call<Asset[]>(`listing assets of release ${releaseId}`, r, async () => ({
         data: (await gh.paginate(gh.rest.repos.listReleaseAssets, { ...r, release_id: releaseId, per_page: 100 })) as Asset[],
