@@ -113,6 +113,13 @@ build {
     destination = "/tmp/build.json"
   }
 
+  # Packer may connect while cloud-init is still applying the seed; its set_passwords module (ssh_pwauth)
+  # restarts sshd, and an Ansible connection opened during that restart is reset ("kex_exchange_identification:
+  # Connection reset", seen in CI). Wait until cloud-init is done; the SSH retries below cover the rest.
+  provisioner "shell" {
+    inline = ["if command -v cloud-init >/dev/null; then cloud-init status --wait >/dev/null || cloud-init status --long || true; fi"]
+  }
+
   provisioner "ansible" {
     playbook_file   = var.playbook
     user            = var.ssh_username
@@ -123,6 +130,7 @@ build {
       "ANSIBLE_COLLECTIONS_PATH=${var.ansible_collections_path}",
       "ANSIBLE_HOST_KEY_CHECKING=False",
       "ANSIBLE_NOCOLOR=1",
+      "ANSIBLE_SSH_RETRIES=3",
     ]
   }
   provisioner "ansible" {
@@ -136,6 +144,7 @@ build {
       "ANSIBLE_COLLECTIONS_PATH=${var.ansible_collections_path}",
       "ANSIBLE_HOST_KEY_CHECKING=False",
       "ANSIBLE_NOCOLOR=1",
+      "ANSIBLE_SSH_RETRIES=3",
     ]
   }
 

@@ -104,12 +104,17 @@ source "proxmox-clone" "image" {
 build {
   sources = ["source.proxmox-clone.image"]
 
+  # As in builder-node: cloud-init may restart sshd after Packer connected; let it finish before Ansible.
+  provisioner "shell" {
+    inline = ["if command -v cloud-init >/dev/null; then cloud-init status --wait >/dev/null || cloud-init status --long || true; fi"]
+  }
+
   provisioner "ansible" {
     playbook_file    = var.playbook
     user             = var.ssh_username
     use_proxy        = false
     extra_arguments  = ["--extra-vars", "@${var.extra_vars_file}"]
-    ansible_env_vars = ["ANSIBLE_ROLES_PATH=${var.ansible_roles_path}", "ANSIBLE_HOST_KEY_CHECKING=False", "ANSIBLE_NOCOLOR=1"]
+    ansible_env_vars = ["ANSIBLE_ROLES_PATH=${var.ansible_roles_path}", "ANSIBLE_HOST_KEY_CHECKING=False", "ANSIBLE_NOCOLOR=1", "ANSIBLE_SSH_RETRIES=3"]
   }
 
   provisioner "shell" {
