@@ -75,6 +75,10 @@ export class ProxmoxTemplate extends pulumi.ComponentResource {
             checksum: args.sha256,
             checksumAlgorithm: "sha256",
             overwrite: false,
+            // A node keeps downloading when the run that asked for it dies (power loss, Ctrl-C): the re-run then
+            // finds the file under its name but not in its state. The name is image+version and the checksum is
+            // verified, so replacing that file is safe; refusing it would leave the stack stuck.
+            overwriteUnmanaged: true,
             uploadTimeout: 1800,
             verify: true,
         }, { ...child, dependsOn: args.access ? [args.access] : [] });

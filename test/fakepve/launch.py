@@ -79,6 +79,10 @@ class LabPve(FakePve):
         if '/' in filename or filename.startswith('.'):
             raise PveError(400, 'Parameter verification failed.', {'filename': 'invalid filename'})
         final = self.file_path(name, content, filename)
+        if os.path.exists(final) and '{0}/{1}'.format(content, filename) not in store.get('volumes', {}):
+            # "Delete volume" (DELETE .../storage/{storage}/content/{volume}) removes the file on PVE; fakepve's
+            # handler forgets only its record, so bytes it forgot are stale here and go.
+            os.unlink(final)
         if os.path.exists(final):
             raise PveError(500, "refusing to override existing file '{0}'".format(final))
         algorithm, expected = p.get('checksum-algorithm'), p.get('checksum')

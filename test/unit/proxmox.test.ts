@@ -31,6 +31,7 @@ describe("ProxmoxTemplate and the lab stacks (mocks)", function () {
             checksum: fakeSha("debian-12-minimal@v2026.11.25"),
             checksumAlgorithm: "sha256",
             overwrite: false,
+            overwriteUnmanaged: true,
             uploadTimeout: 1800,
             verify: true,
         });
