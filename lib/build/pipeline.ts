@@ -2,9 +2,10 @@
 // manifest, the full build log and result.json. A finished build under the same key is reused as is (no
 // rebuild, no re-hash); an interrupted one is cleaned and redone. SHA-256 is computed once, streaming, right
 // after qemu-img has written the image.
+import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { writeFileAtomic, explainFsError } from "../atomic";
+import { writeFileAtomic, ensureFreeSpace, explainFsError, freeBytes, FREE_SPACE_ADVICE } from "../atomic";
 import { BuildLog, type Progress, seconds } from "../buildlog";
 import { run } from "../exec";
 import { hashFile } from "../sha256";
@@ -87,28 +88,60 @@ export async function verifiedCachedResult(buildsDir: string, name: string, buil
     return undefined;
 }
 
+/**
+ * One build per image and key at a time, across processes: two stacks sharing a workDir (or two runs of one stack
+ * whose first was orphaned) take turns. The file holds "<pid> <token>": a live pid other than ours, or our pid with
+ * a token of this process, is a holder to wait for; anything else is left by a process that is gone.
+ */
 class BuildLock {
-    private constructor(private readonly file: string) {}
+    /**
+     * Tokens of the locks this process holds. Looked up on globalThis at call time: Pulumi serializes a dynamic
+     * provider's closure, and a Set captured by it comes back as an object that is not a Set ("incompatible receiver").
+     */
+    private static held(): Set<string> {
+        const g = globalThis as unknown as Record<string, Set<string> | undefined>;
+        return (g.__imageFactoryBuildLocks ??= new Set<string>());
+    }
+    private constructor(private readonly file: string, private readonly token: string) {}
 
-    static acquire(dir: string): BuildLock {
+    static async acquire(dir: string, progress: Progress, waitMs = Number(process.env.IMAGE_FACTORY_BUILD_LOCK_WAIT_S ?? 4 * 3600) * 1000): Promise<BuildLock> {
         const file = path.join(dir, ".lock");
-        for (let attempt = 0; attempt < 2; attempt++) {
+        const token = crypto.randomBytes(8).toString("hex");
+        const deadline = Date.now() + waitMs;
+        let told = false;
+        for (;;) {
             try {
-                fs.writeFileSync(file, String(process.pid), { flag: "wx" });
-                return new BuildLock(file);
+                fs.writeFileSync(file, `${process.pid} ${token}`, { flag: "wx" });
+                BuildLock.held().add(token);
+                return new BuildLock(file, token);
             } catch (err) {
                 if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-                const pid = Number(fs.readFileSync(file, "utf8"));
-                if (pid && pid !== process.pid && processAlive(pid)) {
-                    throw new Error(`another build of this image and key is running (pid ${pid}); wait for it, or remove ${file} if that process is gone`);
-                }
-                fs.rmSync(file, { force: true }); // stale: its owner died
             }
+            let holder = "";
+            try {
+                holder = fs.readFileSync(file, "utf8");
+            } catch {
+                continue; // released between our two calls
+            }
+            const [pidText, theirs] = holder.split(" ");
+            const pid = Number(pidText);
+            const live = pid === process.pid ? BuildLock.held().has(theirs ?? "") : pid > 0 && processAlive(pid);
+            if (!live) {
+                fs.rmSync(file, { force: true }); // stale: its owner died
+                continue;
+            }
+            if (Date.now() > deadline) {
+                throw new Error(`another build of this image and key (pid ${pid}) has held ${file} for longer than ${Math.round(waitMs / 1000)} s: ` +
+                    "wait for it, or remove the file if that process is gone (IMAGE_FACTORY_BUILD_LOCK_WAIT_S sets how long to wait)");
+            }
+            if (!told) progress(`→ waiting for another build of the same image and key (pid ${pid}) to finish: ${dir}`);
+            told = true;
+            await new Promise((r) => setTimeout(r, 500));
         }
-        throw new Error(`could not lock ${dir}`);
     }
 
     release(): void {
+        BuildLock.held().delete(this.token);
         fs.rmSync(this.file, { force: true });
     }
 }
@@ -122,15 +155,22 @@ function processAlive(pid: number): boolean {
     }
 }
 
-export async function checkFreeSpace(dir: string, need: number): Promise<void> {
-    fs.mkdirSync(dir, { recursive: true });
-    const st = await fs.promises.statfs(dir);
-    const free = st.bavail * st.bsize;
-    if (free < need) {
-        const gib = (n: number) => (n / 2 ** 30).toFixed(1);
-        throw new Error(`not enough free space for a build in ${dir}: ${gib(free)} GiB free, ${gib(need)} GiB needed; ` +
-            `free space or point factory:workDir at a larger disk`);
-    }
+/** What a build asks for up front: the recipe's figure, else a little for an ISO and 4 GiB for a disk image. */
+function minFreeBytes(req: BuildRequest): number {
+    return req.minFreeBytes ?? (req.builder === "iso" ? 256 * 2 ** 20 : 4 * 2 ** 30);
+}
+
+/** A builder's tool (xorriso, debootstrap, qemu-img, Packer) that failed for want of space says so in its own words. */
+function ranOutOfSpace(err: unknown): boolean {
+    const e = err as NodeJS.ErrnoException;
+    return e?.code === "ENOSPC" || /no space left on device|exceeds free space|disk quota exceeded|ENOSPC/i.test(String(e?.message ?? ""));
+}
+
+/** The full disk first (directory, bytes free now, what the build asked for), the tool's own words after it. */
+function outOfSpaceError(err: Error, req: BuildRequest, dir: string): Error {
+    const free = freeBytes(dir);
+    return new Error(`the build of ${req.name} ran out of disk space in ${dir} (${free ?? "?"} bytes free now; builds of this image ask for ` +
+        `${minFreeBytes(req)} up front): ${FREE_SPACE_ADVICE}; nothing was published and the build's work files were removed.\n${err.message}`);
 }
 
 export async function qemuImgInfo(file: string): Promise<{ virtualSize: number; format: string }> {
@@ -152,14 +192,24 @@ export async function buildImage(req: BuildRequest, progress: Progress = () => u
     }));
     const dir = buildDirOf(req.buildsDir, req.name, req.buildKey);
     fs.mkdirSync(dir, { recursive: true });
-    const lock = BuildLock.acquire(dir);
+    const lock = await BuildLock.acquire(dir, progress);
+    // Our turn may come after another process built this very key: then it is a cache hit after all.
+    const builtMeanwhile = await verifiedCachedResult(req.buildsDir, req.name, req.buildKey, progress).catch((e: Error) => {
+        lock.release();
+        throw e;
+    });
+    if (builtMeanwhile) {
+        lock.release();
+        progress(`→ ${req.name}: build ${req.buildKey.slice(0, 12)} was made by the build we waited for (${builtMeanwhile.version}), reusing it`);
+        return { ...builtMeanwhile, reused: true };
+    }
     const logPath = path.join(dir, "build.log");
     fs.rmSync(logPath, { force: true });
     const log = new BuildLog(logPath, `${req.name} ${req.version}`, progress);
     const t0 = Date.now();
     const work = path.join(dir, "work");
     try {
-        await checkFreeSpace(dir, req.minFreeBytes ?? 4 * 2 ** 30);
+        ensureFreeSpace(dir, minFreeBytes(req), `a build of ${req.name}`);
         if (process.getuid?.() !== 0 && req.builder !== "iso") {
             throw new Error(`the ${req.builder} builder needs root (debootstrap, chroot, mount, loop devices): run pulumi up as root`);
         }
@@ -195,7 +245,7 @@ export async function buildImage(req: BuildRequest, progress: Progress = () => u
     } catch (err) {
         log.line(`build failed: ${(err as Error).stack ?? String(err)}`);
         fs.rmSync(path.join(dir, `${req.name}.${req.format}.partial`), { force: true });
-        const e = explainFsError(err, dir);
+        const e = ranOutOfSpace(err) ? outOfSpaceError(err as Error, req, dir) : explainFsError(err, dir);
         e.message = `${e.message}\n(full build log: ${logPath})`;
         throw e;
     } finally {
