@@ -43,6 +43,9 @@ export function freeBytes(p: string): number | undefined {
     }
 }
 
+/** What to do about a full disk, said the same way wherever one is found. */
+export const FREE_SPACE_ADVICE = "free space (or point factory:workDir / factory:artifactStore.root / factory:baseImageCache at a larger disk) and run again";
+
 /**
  * Throws before a write of `need` bytes into `dir` that cannot fit, naming the directory, the bytes needed and free:
  * failing up front leaves nothing half-written.
@@ -50,8 +53,7 @@ export function freeBytes(p: string): number | undefined {
 export function ensureFreeSpace(dir: string, need: number, what: string): void {
     const free = freeBytes(dir);
     if (free !== undefined && free < need) {
-        throw new Error(`not enough free space in ${dir} for ${what}: ${need} bytes needed, ${free} free: free space (or point ` +
-            "factory:workDir / factory:artifactStore.root / factory:baseImageCache at a larger disk) and run again; nothing was published");
+        throw new Error(`not enough free space in ${dir} for ${what}: ${need} bytes needed, ${free} free: ${FREE_SPACE_ADVICE}; nothing was published`);
     }
 }
 
@@ -65,8 +67,7 @@ export function explainFsError(err: unknown, file: string, need?: number): Error
         case "ENOSPC": {
             const free = freeBytes(file);
             const figures = [need !== undefined ? `${need} bytes needed` : "", free !== undefined ? `${free} free` : ""].filter(Boolean).join(", ");
-            return new Error(`no space left on the device holding ${file}${figures ? ` (${figures})` : ""}: ` +
-                "free space (or point factory:workDir / factory:artifactStore.root at a larger disk) and run again; nothing was published");
+            return new Error(`no space left on the device holding ${file}${figures ? ` (${figures})` : ""}: ${FREE_SPACE_ADVICE}; nothing was published`);
         }
         case "EACCES":
         case "EPERM":

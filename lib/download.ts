@@ -6,6 +6,7 @@ import * as fs from "node:fs";
 import * as http from "node:http";
 import * as https from "node:https";
 import * as path from "node:path";
+import { ensureFreeSpace, freeBytes, FREE_SPACE_ADVICE } from "./atomic";
 import { HASH_CHUNK, type Digest } from "./sha256";
 
 export interface DownloadOptions {
@@ -160,6 +161,15 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
             }
             throw downloadError("http", `download of ${opts.url} failed: HTTP ${status} ${res.statusMessage ?? ""}`.trim(), { status, url: opts.url });
         }
+        if (total !== undefined) {
+            // What is still to come must fit: checked before a byte is written (a partial being resumed is kept).
+            try {
+                ensureFreeSpace(path.dirname(partial), total - (append ? have : 0), path.basename(opts.dest));
+            } catch (err) {
+                res.destroy();
+                throw err;
+            }
+        }
         if (!append) {
             state.hash = crypto.createHash("sha256");
             state.bytes = 0;
@@ -167,6 +177,7 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
         }
         // Received chunks (64 KiB) are hashed as they arrive and written in 1 MiB batches: far fewer write calls.
         const out = await fs.promises.open(partial, append ? "a" : "w");
+        let writeFailed: Error | undefined;
         let pending: Buffer[] = [];
         let pendingBytes = 0;
         let writing: Promise<unknown> = Promise.resolve();
@@ -176,7 +187,11 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
             pending = [];
             pendingBytes = 0;
             res.pause();
-            writing = writing.then(() => out.write(buf)).then(() => res.resume());
+            // A failed write (a full disk) ends the transfer: without this the paused response would wait forever.
+            writing = writing.then(() => out.write(buf)).then(() => res.resume(), (err: Error) => {
+                writeFailed ??= err;
+                res.destroy(err);
+            });
         };
         let last = 0;
         const everyMs = opts.progressEveryMs ?? 1000;
@@ -209,14 +224,15 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
         }
         // Whatever arrived is kept (and written) even after a failure: the next attempt resumes after it.
         flush();
-        try {
-            await writing;
-        } catch (err) {
-            failed ??= err as Error;
-        }
+        await writing;
+        if (writeFailed) failed = writeFailed; // the write's own error (ENOSPC), not the destroyed response's
         await out.close();
         if (failed) {
-            if ((failed as NodeJS.ErrnoException).code === "ENOSPC") throw downloadError("network", `no space left writing ${partial}: free space and run again; the partial file is kept and resumes`);
+            if ((failed as NodeJS.ErrnoException).code === "ENOSPC") {
+                const left = total !== undefined ? `${total - fs.statSync(partial).size} bytes still to come, ` : "";
+                throw downloadError("network", `no space left on the device holding ${partial} (${left}${freeBytes(partial) ?? "?"} free): ${FREE_SPACE_ADVICE}; ` +
+                    `the ${fs.statSync(partial).size} bytes received are kept in ${partial} and the next run resumes after them`);
+            }
             if (attempts <= retries) {
                 log(`download ${opts.url}: ${describeNetworkError(failed as NodeJS.ErrnoException)} after ${state.bytes} bytes; resuming (${attempts}/${retries})`);
                 await new Promise((r) => setTimeout(r, (opts.retryDelayMs ?? 1000) * attempts));

@@ -9,6 +9,8 @@ export interface Behaviour {
     dropAfter?: { bytes: number; times: number };
     ignoreRange?: boolean;
     status?: number;
+    /** Send the body chunked, without content-length (the size is not known until the end). */
+    noLength?: boolean;
 }
 
 export interface FileServer {
@@ -56,7 +58,7 @@ export async function startFileServer(dir: string): Promise<FileServer> {
             status = 206;
             headers["content-range"] = `bytes ${start}-${size - 1}/${size}`;
         }
-        headers["content-length"] = size - start;
+        if (!b.noLength) headers["content-length"] = size - start;
         requests.push({ path: name, range, status });
         res.writeHead(status, headers);
         const drop = b.dropAfter && b.dropAfter.times > 0 ? b.dropAfter : undefined;

@@ -1,4 +1,5 @@
-// Full disks, for real: the artifact store and a plain atomic write on a small tmpfs. The failure names the
+// Full disks, for real: the artifact store, a plain atomic write, the base-image download and a build's work
+// directory on a small tmpfs. The failure names the
 // directory, the bytes needed and free; nothing half-written is left (no .partial, no final file); after space is
 // freed (the tmpfs grown) the same call converges. Needs root (mount); skipped with the reason otherwise.
 import { strict as assert } from "node:assert";
@@ -8,6 +9,13 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { writeFileAtomic } from "../../lib/atomic";
+import { download } from "../../lib/download";
+import { buildImage } from "../../lib/build/pipeline";
+import { planBuild } from "../../lib/build/plan";
+import { loadRecipe } from "../../lib/recipe";
+import { machineDebian } from "../helpers/debian";
+import { REPO_ROOT } from "../helpers/setup";
+import { startFileServer } from "../helpers/fileServer";
 import { provider as storedArtifact } from "../../providers/storedArtifact";
 
 describe("full disk: a small tmpfs under the store and under an atomic write", function () {
@@ -65,6 +73,69 @@ describe("full disk: a small tmpfs under the store and under an atomic write", f
             assert.deepEqual(fs.readdirSync(mnt2), [], "no .partial left behind");
         } finally {
             await execa("umount", [mnt2], { reject: false });
+        }
+    });
+
+    it("a base-image download that cannot fit: refused before a byte is written when the size is known; when it is not, the disk fills mid-way, the received bytes are kept and the next run resumes", async () => {
+        const mnt3 = path.join(dir, "cache");
+        fs.mkdirSync(mnt3);
+        await execa("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt3]);
+        const server = await startFileServer(dir); // serves img.qcow2 (3 MiB)
+        try {
+            const dest = path.join(mnt3, "base.qcow2");
+            const url = `${server.url}/img.qcow2`;
+            await assert.rejects(download({ url, dest, expectedSha256: sha, retries: 0 }),
+                new RegExp(`^Error: not enough free space in ${mnt3.replace(/[.]/g, "\\.")} for base\\.qcow2: ${SIZE} bytes needed, \\d+ free: free space .*factory:baseImageCache`));
+            assert.deepEqual(fs.readdirSync(mnt3), [], "nothing written");
+
+            server.behave("img.qcow2", { noLength: true });
+            await assert.rejects(download({ url, dest, expectedSha256: sha, retries: 0 }), (err: Error) => {
+                assert.match(err.message, new RegExp(`^no space left on the device holding ${dest.replace(/[.]/g, "\\.")}\\.partial \\(\\d+ free\\): free space .*; the \\d+ bytes received are kept in \\S+ and the next run resumes after them`));
+                return true;
+            });
+            const kept = fs.statSync(`${dest}.partial`).size;
+            assert.ok(kept > 0 && kept < SIZE, `kept ${kept}`);
+
+            await execa("mount", ["-o", "remount,size=8m", mnt3]);
+            const r = await download({ url, dest, expectedSha256: sha, retries: 0 });
+            assert.equal(r.sha256, sha);
+            assert.equal(r.resumed, true, "the second run resumes after the kept bytes");
+            assert.equal(r.bytesFetched, SIZE - kept);
+            assert.deepEqual(fs.readdirSync(mnt3).sort(), ["base.qcow2"], "no .partial (or its .json) left");
+        } finally {
+            await server.stop();
+            await execa("umount", [mnt3], { reject: false });
+        }
+    });
+
+    it("a build's work directory: refused up front when the recipe's need is known; a disk that fills mid-build is named, the work files go; converges once there is room", async () => {
+        const work = path.join(dir, "work");
+        fs.mkdirSync(work);
+        await execa("mount", ["-t", "tmpfs", "-o", "size=256k", "tmpfs", work]);
+        try {
+            const plan = planBuild({
+                recipe: loadRecipe("nocloud-seed-iso"), projectDir: REPO_ROOT, workDir: work, domain: "lab.example", debian: machineDebian(),
+                bootstrapUser: { name: "ansible", authorizedKeys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl full-disk"] },
+            });
+            const req = { ...plan.request, version: "v2026.01.01", buildInfo: { ...plan.request.buildInfo, buildTime: "2026-01-01T00:00:00Z" } };
+            const buildDir = path.join(work, "builds", "nocloud-seed-iso", req.buildKey);
+            await assert.rejects(buildImage(req), new RegExp(`not enough free space in ${buildDir} for a build of nocloud-seed-iso: ${256 * 2 ** 20} bytes needed, \\d+ free: free space`));
+            assert.ok(!fs.existsSync(path.join(buildDir, "work")), "no work started");
+
+            // Asking for less than it takes: xorriso runs out of room half-way.
+            await assert.rejects(buildImage({ ...req, minFreeBytes: 1 }), (err: Error) => {
+                assert.match(err.message, new RegExp(`^the build of nocloud-seed-iso ran out of disk space in ${buildDir} \\(\\d+ bytes free now; builds of this image ask for 1 up front\\): free space .*nothing was published and the build's work files were removed\\.\\n`));
+                assert.match(err.message, /xorriso/, "the tool's own words follow");
+                return true;
+            });
+            assert.deepEqual(fs.readdirSync(buildDir), ["build.log"], "only the build log is left");
+
+            await execa("mount", ["-o", "remount,size=8m", work]);
+            const r = await buildImage({ ...req, minFreeBytes: 1 });
+            assert.equal(crypto.createHash("sha256").update(fs.readFileSync(r.path)).digest("hex"), r.sha256);
+            assert.deepEqual(fs.readdirSync(buildDir).filter((f) => f.endsWith(".partial") || f === "work" || f === ".lock"), []);
+        } finally {
+            await execa("umount", [work], { reject: false });
         }
     });
 });
