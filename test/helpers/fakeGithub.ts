@@ -61,6 +61,8 @@ export interface FakeGithub {
     legacyDigests(owner: string, repo: string): void;
     /** The next upload is stored with one byte flipped (bytes damaged in transit): GitHub's digest then differs. */
     corruptNextUpload(): void;
+    /** The address the fake puts in the URLs it hands out (upload_url, asset URLs): e.g. a proxy in front of it. */
+    setPublicUrl(url: string): void;
     /** Bytes of an uploaded asset. */
     assetBytes(owner: string, repo: string, tag: string, name: string): Buffer | undefined;
     close(): Promise<void>;
@@ -283,6 +285,7 @@ export async function startFakeGithub(opts: { token: string; repos: Array<[strin
         addRepo: (o, r) => void repos.set(`${o}/${r}`, repos.get(`${o}/${r}`) ?? []),
         inject: (f) => void faults.push(f),
         corruptNextUpload: () => void (corruptNext = true),
+        setPublicUrl: (url) => void (base = url.replace(/\/$/, "")),
         legacyDigests: (o, r) => { for (const rel of repos.get(`${o}/${r}`) ?? []) for (const a of rel.assets) a.digest = null; },
         assetBytes: (o, r, tag, name) => {
             const a = repos.get(`${o}/${r}`)?.find((x) => x.tag_name === tag)?.assets.find((x) => x.name === name);

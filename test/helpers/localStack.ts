@@ -35,10 +35,11 @@ export interface LocalStack {
     close(): Promise<void>;
 }
 
-export async function localStack(opts: { stack?: string; config?: Array<[string, string]>; env?: Record<string, string> } = {}): Promise<LocalStack> {
+/** storeRoot: where the store lives (default: in the project copy), e.g. on another file system than the builds. */
+export async function localStack(opts: { stack?: string; config?: Array<[string, string]>; env?: Record<string, string>; storeRoot?: string } = {}): Promise<LocalStack> {
     const stack = opts.stack ?? "local";
     const project = TestProject.create({ env: opts.env });
-    const storeRoot = path.join(project.dir, "artifacts");
+    const storeRoot = opts.storeRoot ?? path.join(project.dir, "artifacts");
     fs.mkdirSync(storeRoot, { recursive: true });
     const server = createArtifactServer({ root: storeRoot });
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
