@@ -104,7 +104,7 @@ describe("interrupted pulumi up: Ctrl-C and power loss in the middle of each ste
     const releaseConfig = () => JSON.stringify({ owner: "deevnet", repo: ghRepo, apiUrl: `http://127.0.0.1:${ghProxy.port}` });
     const dirsToSweep = () => [storeRoot, path.join(env.project.dir), path.join(REPO_ROOT, ".cache", "test-work", "builds", IMAGE)];
 
-    before(async () => {
+    before(async function () {
         registry = await startRegistry();
         const [rh, rp] = registry.host.split(":");
         regProxy = await startCutProxy({ host: rh, port: Number(rp) });
@@ -112,8 +112,15 @@ describe("interrupted pulumi up: Ctrl-C and power loss in the middle of each ste
         ghProxy = await startCutProxy({ host: "127.0.0.1", port: Number(new URL(gh.url).port) });
         gh.setPublicUrl(`http://127.0.0.1:${ghProxy.port}`); // upload_url and asset URLs lead through the proxy too
         pve = await startFakePve();
-        // The store on another file system than the build cache (a real copy through .partial, not a hard link).
-        storeRoot = fs.mkdtempSync(path.join(fs.existsSync("/dev/shm") ? "/dev/shm" : os.tmpdir(), "if-interrupt-store-"));
+        // The store on a file system of its own (a real copy through .partial, not a hard link of the build): a tmpfs
+        // mounted for the test (root, as CI runs), not /dev/shm, which a container may keep at 64 MiB.
+        storeRoot = fs.mkdtempSync(path.join(os.tmpdir(), "if-interrupt-store-"));
+        const mounted = await execa("mount", ["-t", "tmpfs", "-o", "size=2g", "tmpfs", storeRoot], { reject: false });
+        if (mounted.exitCode !== 0) {
+            fs.rmSync(storeRoot, { recursive: true, force: true });
+            storeRoot = "";
+            this.skip(); // not root: no tmpfs of our own, and a store on the builds' file system would hard-link, not copy
+        }
         env = await localStack({ storeRoot, env: { GITHUB_TOKEN: token, IMAGE_FACTORY_GITHUB_RETRY_MS: "20" } });
         const storePort = (env.server.address() as { port: number }).port;
         storeProxy = await startCutProxy({ host: "127.0.0.1", port: storePort });
@@ -131,7 +138,10 @@ describe("interrupted pulumi up: Ctrl-C and power loss in the middle of each ste
         await env?.close();
         await Promise.all([regProxy?.close(), ghProxy?.close(), storeProxy?.close()]);
         await Promise.all([gh?.close(), pve?.close(), registry?.stop()]);
-        if (storeRoot) fs.rmSync(storeRoot, { recursive: true, force: true });
+        if (storeRoot) {
+            await execa("umount", [storeRoot], { reject: false });
+            fs.rmSync(storeRoot, { recursive: true, force: true });
+        }
     });
 
     /** What must hold while the run is stopped: whole files or nothing, published things complete. */
