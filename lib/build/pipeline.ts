@@ -2,11 +2,11 @@
 // manifest, the full build log and result.json. A finished build under the same key is reused as is (no
 // rebuild, no re-hash); an interrupted one is cleaned and redone. SHA-256 is computed once, streaming, right
 // after qemu-img has written the image.
-import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { writeFileAtomic, ensureFreeSpace, explainFsError, freeBytes, FREE_SPACE_ADVICE } from "../atomic";
 import { BuildLog, type Progress, seconds } from "../buildlog";
+import { acquireFileLock } from "../fileLock";
 import { run } from "../exec";
 import { hashFile } from "../sha256";
 import { removeTree } from "./chroot";
@@ -88,73 +88,6 @@ export async function verifiedCachedResult(buildsDir: string, name: string, buil
     return undefined;
 }
 
-/**
- * One build per image and key at a time, across processes: two stacks sharing a workDir (or two runs of one stack
- * whose first was orphaned) take turns. The file holds "<pid> <token>": a live pid other than ours, or our pid with
- * a token of this process, is a holder to wait for; anything else is left by a process that is gone.
- */
-class BuildLock {
-    /**
-     * Tokens of the locks this process holds. Looked up on globalThis at call time: Pulumi serializes a dynamic
-     * provider's closure, and a Set captured by it comes back as an object that is not a Set ("incompatible receiver").
-     */
-    private static held(): Set<string> {
-        const g = globalThis as unknown as Record<string, Set<string> | undefined>;
-        return (g.__imageFactoryBuildLocks ??= new Set<string>());
-    }
-    private constructor(private readonly file: string, private readonly token: string) {}
-
-    static async acquire(dir: string, progress: Progress, waitMs = Number(process.env.IMAGE_FACTORY_BUILD_LOCK_WAIT_S ?? 4 * 3600) * 1000): Promise<BuildLock> {
-        const file = path.join(dir, ".lock");
-        const token = crypto.randomBytes(8).toString("hex");
-        const deadline = Date.now() + waitMs;
-        let told = false;
-        for (;;) {
-            try {
-                fs.writeFileSync(file, `${process.pid} ${token}`, { flag: "wx" });
-                BuildLock.held().add(token);
-                return new BuildLock(file, token);
-            } catch (err) {
-                if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-            }
-            let holder = "";
-            try {
-                holder = fs.readFileSync(file, "utf8");
-            } catch {
-                continue; // released between our two calls
-            }
-            const [pidText, theirs] = holder.split(" ");
-            const pid = Number(pidText);
-            const live = pid === process.pid ? BuildLock.held().has(theirs ?? "") : pid > 0 && processAlive(pid);
-            if (!live) {
-                fs.rmSync(file, { force: true }); // stale: its owner died
-                continue;
-            }
-            if (Date.now() > deadline) {
-                throw new Error(`another build of this image and key (pid ${pid}) has held ${file} for longer than ${Math.round(waitMs / 1000)} s: ` +
-                    "wait for it, or remove the file if that process is gone (IMAGE_FACTORY_BUILD_LOCK_WAIT_S sets how long to wait)");
-            }
-            if (!told) progress(`→ waiting for another build of the same image and key (pid ${pid}) to finish: ${dir}`);
-            told = true;
-            await new Promise((r) => setTimeout(r, 500));
-        }
-    }
-
-    release(): void {
-        BuildLock.held().delete(this.token);
-        fs.rmSync(this.file, { force: true });
-    }
-}
-
-function processAlive(pid: number): boolean {
-    try {
-        process.kill(pid, 0);
-        return true;
-    } catch {
-        return false;
-    }
-}
-
 /** What a build asks for up front: the recipe's figure, else a little for an ISO and 4 GiB for a disk image. */
 function minFreeBytes(req: BuildRequest): number {
     return req.minFreeBytes ?? (req.builder === "iso" ? 256 * 2 ** 20 : 4 * 2 ** 30);
@@ -192,14 +125,21 @@ export async function buildImage(req: BuildRequest, progress: Progress = () => u
     }));
     const dir = buildDirOf(req.buildsDir, req.name, req.buildKey);
     fs.mkdirSync(dir, { recursive: true });
-    const lock = await BuildLock.acquire(dir, progress);
+    // One build per image and key at a time, across processes: two stacks sharing a workDir (or a re-run beside an
+    // orphaned provider) take turns.
+    const waitS = Number(process.env.IMAGE_FACTORY_BUILD_LOCK_WAIT_S ?? 4 * 3600);
+    const release = await acquireFileLock(path.join(dir, ".lock"), {
+        timeoutMs: waitS * 1000, pollMs: 500,
+        onWait: (pid) => progress(`→ waiting for another build of the same image and key (pid ${pid}) to finish: ${dir}`),
+        hint: "wait for that build, or remove the file if that process is gone (IMAGE_FACTORY_BUILD_LOCK_WAIT_S sets how long to wait)",
+    });
     // Our turn may come after another process built this very key: then it is a cache hit after all.
     const builtMeanwhile = await verifiedCachedResult(req.buildsDir, req.name, req.buildKey, progress).catch((e: Error) => {
-        lock.release();
+        release();
         throw e;
     });
     if (builtMeanwhile) {
-        lock.release();
+        release();
         progress(`→ ${req.name}: build ${req.buildKey.slice(0, 12)} was made by the build we waited for (${builtMeanwhile.version}), reusing it`);
         return { ...builtMeanwhile, reused: true };
     }
@@ -251,7 +191,7 @@ export async function buildImage(req: BuildRequest, progress: Progress = () => u
     } finally {
         await removeTree(work, log).catch((e: Error) => log.line(`could not remove ${work}: ${e.message}`));
         log.close();
-        lock.release();
+        release();
     }
 }
 
