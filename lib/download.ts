@@ -229,9 +229,10 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
         await out.close();
         if (failed) {
             if ((failed as NodeJS.ErrnoException).code === "ENOSPC") {
-                const left = total !== undefined ? `${total - fs.statSync(partial).size} bytes still to come, ` : "";
+                const kept = fs.statSync(partial).size;
+                const left = total !== undefined ? `${total - kept} bytes still to come, ` : "";
                 throw downloadError("network", `no space left on the device holding ${partial} (${left}${freeBytes(partial) ?? "?"} free): ${FREE_SPACE_ADVICE}; ` +
-                    `the ${fs.statSync(partial).size} bytes received are kept in ${partial} and the next run resumes after them`);
+                    `the ${kept} bytes received are kept in ${partial} and the next run resumes after them`);
             }
             if (attempts <= retries) {
                 log(`download ${opts.url}: ${describeNetworkError(failed as NodeJS.ErrnoException)} after ${state.bytes} bytes; resuming (${attempts}/${retries})`);
