@@ -2,6 +2,8 @@
 // outputs contract (schemas/outputs.schema.json). Everything else lives in components/ and lib/.
 import * as proxmoxve from "@muhlba91/pulumi-proxmoxve";
 import * as pulumi from "@pulumi/pulumi";
+import * as crypto from "node:crypto";
+import * as fs from "node:fs";
 import * as path from "node:path";
 import { ArtifactStore } from "./components/ArtifactStore";
 import { BootstrapPass } from "./components/BootstrapPass";
@@ -17,10 +19,12 @@ import { resolveDebianSource } from "./lib/aptSources";
 import { ConfigError, parseConfig, readNamespace, resolveAuthorizedKeys, type FactoryConfig, type Pass } from "./lib/config";
 import { signingFromEnv } from "./lib/evidence";
 import { gitRemoteUrl } from "./lib/git";
+import { BOOT_GATE_COMMANDS } from "./lib/bootCheck";
 import { checkCommands } from "./lib/build/requiredCommands";
 import { orasBinary } from "./lib/oci";
-import { loadRecipe, type ImageRecipe } from "./lib/recipe";
+import { loadRecipe, SMOKE_SCRIPT, type ImageRecipe } from "./lib/recipe";
 import { allocateVmid, type TemplateRecord } from "./lib/vmids";
+import type { BootSettings } from "./providers/imageValidation";
 import { ProxmoxAccess } from "./providers/proxmoxAccess";
 import { ReusedArtifact } from "./providers/reusedArtifact";
 
@@ -58,7 +62,22 @@ if (!pulumi.runtime.isDryRun() && built.length > 0) {
     attempt(() => {
         if (config.oci?.enabled) orasBinary();
         if (signingFromEnv(process.env)) checkCommands("evidence signing (EVIDENCE_SIGN=1)", ["gpg"]);
+        if (built.some((r) => bootGateOf(r))) checkCommands("the boot gate (factory:validation.boot)", BOOT_GATE_COMMANDS);
     });
+}
+
+/** The boot gate's settings for an image, or undefined: x86 disk images only (an arm64 Pi image or an ISO boots differently). */
+function bootGateOf(recipe: ImageRecipe): BootSettings | undefined {
+    const own = config.validation.images[recipe.name] ?? {};
+    if (!(own.boot ?? config.validation.boot) || (recipe.kind !== "vm" && recipe.kind !== "builder-node")) return undefined;
+    const smoke = path.join(projectDir, "images", recipe.name, SMOKE_SCRIPT);
+    const smokeScript = fs.existsSync(smoke) ? smoke : undefined;
+    return {
+        timeoutSeconds: own.bootTimeoutSeconds ?? config.validation.bootTimeoutSeconds,
+        // Not the image's own hostname: the check proves the seed's took effect.
+        hostname: `boot-${recipe.name}`.slice(0, 63),
+        ...(smokeScript ? { smokeScript, smokeSha256: crypto.createHash("sha256").update(fs.readFileSync(smokeScript)).digest("hex") } : {}),
+    };
 }
 
 const store = new ArtifactStore("artifacts", {
@@ -222,6 +241,7 @@ for (const pass of [1, 2, 3] as Pass[]) {
             versionOverride: config.version,
             evidence: { root: resolve(config.evidence.dir), sign: evidenceSigning() },
             base: baseOf(recipe),
+            bootGate: bootGateOf(recipe),
         }, bootstrap.childOptions());
         builtImages[recipe.name] = image;
         const published = publishBuiltImage(image, targets, ctx);
