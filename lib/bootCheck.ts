@@ -86,7 +86,8 @@ export function parseSmoke(out: string, expected: string[]): SmokeCheck[] {
 
 export const COMMON_CHECKS = ["cloud-init", "system-running", "sudo", "python3", "sshd-posture", "hostname", "bootstrap-user", "rootfs-grown", "network"];
 
-async function freePort(): Promise<number> {
+/** A free TCP port on loopback (for qemu's SSH forward; tests use it for their services too). */
+export async function freePort(): Promise<number> {
     return new Promise((resolve, reject) => {
         const srv = net.createServer();
         srv.listen(0, "127.0.0.1", () => {
@@ -209,7 +210,7 @@ export async function bootCheck(o: BootCheckOptions): Promise<BootReport> {
 
 /** The console's last lines, for a failure message. */
 export function consoleTail(file: string, lines = 25): string {
-    return fs.existsSync(file) ? fs.readFileSync(file, "latin1").replace(/\r/g, "").split("\n").slice(-lines).join("\n") : "(no console output)";
+    return fs.existsSync(file) ? fs.readFileSync(file, "latin1").replace(/\r/g, "").trimEnd().split("\n").slice(-lines).join("\n") : "(no console output)";
 }
 
 /** A failing boot as the error `pulumi up` stops with: the image, the failed checks, the console's last lines. */
