@@ -136,7 +136,12 @@ export async function bootCheck(o: BootCheckOptions): Promise<BootReport> {
         const minRootBytes = Math.floor(info["virtual-size"] + growBytes * 0.5);
         const script = smokeScript({ user: o.user, hostname: o.hostname, minRootBytes });
         const extra = o.smokeScript && fs.existsSync(o.smokeScript) ? fs.readFileSync(o.smokeScript, "utf8") : undefined;
-        const accelerators = o.accelerators ?? (kvmOpens() ? ["kvm", "tcg"] as Accelerator[] : ["tcg"] as Accelerator[]);
+        // A KVM that opens but cannot run a guest (nested virtualisation without VT-x) is remembered until the
+        // machine reboots: every later boot would lose 20 s finding out again.
+        const kvmMarker = path.join(o.workDir, ".kvm-cannot-run-guests");
+        const bootId = fs.existsSync("/proc/sys/kernel/random/boot_id") ? fs.readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim() : "";
+        const kvmKnownBroken = fs.existsSync(kvmMarker) && fs.readFileSync(kvmMarker, "utf8").trim() === bootId;
+        const accelerators = o.accelerators ?? (kvmOpens() && !kvmKnownBroken ? ["kvm", "tcg"] as Accelerator[] : ["tcg"] as Accelerator[]);
         for (const accel of accelerators) {
             const port = await freePort();
             fs.rmSync(consoleLog, { force: true });
@@ -156,7 +161,8 @@ export async function bootCheck(o: BootCheckOptions): Promise<BootReport> {
                         up = fs.existsSync(consoleLog) && fs.readFileSync(consoleLog, "latin1").includes("Linux version");
                     }
                     if (!up) {
-                        log(`→ ${o.name}: the guest kernel did not start under KVM within 20 s; trying TCG`);
+                        log(`→ ${o.name}: the guest kernel did not start under KVM within 20 s; trying TCG (and using it until this machine reboots)`);
+                        fs.writeFileSync(kvmMarker, `${bootId}\n`);
                         continue;
                     }
                 }
