@@ -30,6 +30,8 @@ export interface BootCheckOptions {
     timeoutSeconds?: number;
     /** A recipe's own smoke commands (images/<name>/smoke.sh): run with sudo after the common checks. */
     smokeScript?: string;
+    /** Where the guest's serial console goes (default <workDir>/<name>-console.log); it is kept. */
+    consoleLog?: string;
     /** Extra room for the root file system to grow into (proves growpart/resize ran), MiB. */
     growMiB?: number;
     log?: (line: string) => void;
@@ -114,7 +116,7 @@ export async function bootCheck(o: BootCheckOptions): Promise<BootReport> {
     const log = o.log ?? (() => undefined);
     fs.mkdirSync(o.workDir, { recursive: true });
     const scratch = fs.mkdtempSync(path.join(o.workDir, "boot-"));
-    const consoleLog = path.join(o.workDir, `${o.name}-console.log`);
+    const consoleLog = o.consoleLog ?? path.join(o.workDir, `${o.name}-console.log`);
     try {
         const info = JSON.parse((await run("qemu-img", ["info", "--output=json", o.image])).stdout) as { "virtual-size": number };
         const growBytes = (o.growMiB ?? 512) * 2 ** 20;

@@ -87,7 +87,7 @@ async function bootOnce(i: ImageValidationInputs, boot: BootSettings, report: (l
     }
     const r = await bootCheck({
         image: i.qcow2, name: i.expect.image, user: i.expect.bootstrapUser, hostname: boot.hostname, workDir: path.join(i.scratchDir, "boots"),
-        timeoutSeconds: boot.timeoutSeconds, smokeScript: boot.smokeScript, log: report,
+        timeoutSeconds: boot.timeoutSeconds, smokeScript: boot.smokeScript, log: report, consoleLog: cache.replace(/\.json$/, "-console.log"),
     });
     await writeFileAtomic(cache, `${JSON.stringify(r, null, 2)}\n`);
     return r;
