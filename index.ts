@@ -62,14 +62,28 @@ if (!pulumi.runtime.isDryRun() && built.length > 0) {
     attempt(() => {
         if (config.oci?.enabled) orasBinary();
         if (signingFromEnv(process.env)) checkCommands("evidence signing (EVIDENCE_SIGN=1)", ["gpg"]);
-        if (built.some((r) => bootGateOf(r))) checkCommands("the boot gate (factory:validation.boot)", BOOT_GATE_COMMANDS);
+        if (config.validation.boot && built.some((r) => r.kind === "vm" || r.kind === "builder-node")) checkCommands("the boot gate (factory:validation.boot)", BOOT_GATE_COMMANDS);
     });
 }
 
-/** The boot gate's settings for an image, or undefined: x86 disk images only (an arm64 Pi image or an ISO boots differently). */
-function bootGateOf(recipe: ImageRecipe): BootSettings | undefined {
+/**
+ * The boot gate's settings for an image, or undefined. x86 disk images boot themselves; a NoCloud seed ISO boots with
+ * a cloud image this stack built before it; the installer ISO and the arm64 Pi images are proven by opt-in boots.
+ */
+function bootGateOf(recipe: ImageRecipe): pulumi.Input<BootSettings> | undefined {
     const own = config.validation.images[recipe.name] ?? {};
-    if (!(own.boot ?? config.validation.boot) || (recipe.kind !== "vm" && recipe.kind !== "builder-node")) return undefined;
+    if (!(own.boot ?? config.validation.boot)) return undefined;
+    const b = recipe.builder;
+    if (b.kind === "iso" && b.flavour === "nocloud-seed") {
+        const base = Object.values(builtImages).find((i) => i instanceof Qcow2Image && i.format === "qcow2");
+        if (!base) return undefined; // no cloud image built before it in this stack: offline checks only
+        return pulumi.all([base.path, base.sha256]).apply(([baseImage, baseSha256]) => ({
+            timeoutSeconds: own.bootTimeoutSeconds ?? config.validation.bootTimeoutSeconds,
+            hostname: b.hostname ?? recipe.name,
+            seed: { baseImage, baseSha256, authorizedKeys },
+        }));
+    }
+    if (recipe.kind !== "vm" && recipe.kind !== "builder-node") return undefined;
     const smoke = path.join(projectDir, "images", recipe.name, SMOKE_SCRIPT);
     const smokeScript = fs.existsSync(smoke) ? smoke : undefined;
     return {

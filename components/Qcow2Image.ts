@@ -33,7 +33,7 @@ export interface Qcow2ImageArgs extends Omit<PlanArgs, "base"> {
     /** The base of a Packer or Pi build: another image of this stack or a ManagedBaseImage. */
     base?: ImageBase;
     /** The boot gate (factory:validation.boot): boot an overlay and run the smoke checks before publishing. */
-    bootGate?: BootSettings;
+    bootGate?: pulumi.Input<BootSettings>;
 }
 
 export abstract class BuiltImage extends pulumi.ComponentResource {

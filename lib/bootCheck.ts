@@ -2,6 +2,7 @@
 // overlay (never the artifact itself, so its bytes and sha256 stay as built), a NoCloud seed that sets the hostname
 // and gives the bootstrap user a throw-away key, qemu with KVM when it really runs guests (else TCG), then one SSH
 // session runs the smoke checks and prints one line per check. The console log and the report are the evidence.
+import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as net from "node:net";
 import * as path from "node:path";
@@ -226,4 +227,77 @@ export function bootFailure(name: string, version: string, r: BootReport): Error
     const failed = r.checks.filter((c) => !c.passed).map((c) => `  FAIL ${c.id}: ${c.detail}`).join("\n");
     return new Error(`boot check of ${name} ${version} failed under ${r.accelerator.toUpperCase()} after ${r.totalSeconds.toFixed(0)} s:\n${failed}\n` +
         `console (${r.consoleLog}), last lines:\n${consoleTail(r.consoleLog)}\nThe image is not published.`);
+}
+
+export interface SeedBootOptions {
+    /** The NoCloud seed ISO under test, attached read only. */
+    seedIso: string;
+    /** A cloud image to boot it with (an overlay of it: the base is never written). */
+    baseImage: string;
+    name: string;
+    /** What the seed sets: its hostname and bootstrap user. */
+    hostname: string;
+    user: string;
+    /** The seed's public keys: each must show in cloud-init's fingerprint table for the user. */
+    authorizedKeys: string[];
+    workDir: string;
+    consoleLog?: string;
+    timeoutSeconds?: number;
+    accelerators?: Accelerator[];
+    log?: (line: string) => void;
+}
+
+/** cloud-init's "Fingerprint (sha256)" of an OpenSSH public key line: the key blob's sha256 as colon-separated hex. */
+export function ciFingerprint(publicKey: string): string {
+    const blob = Buffer.from(publicKey.trim().split(/\s+/)[1] ?? "", "base64");
+    return (crypto.createHash("sha256").update(blob).digest("hex").match(/../g) as string[]).join(":");
+}
+
+/**
+ * A NoCloud seed proven by a boot: a cloud image boots with the seed attached, and the serial console shows what the
+ * seed did — cloud-init's fingerprint table of the bootstrap user's authorized keys, the seed's hostname at the login
+ * prompt, cloud-init finishing. (The seed carries the lab's public keys only, so nobody here can log in with them:
+ * the console is the witness, as it is on a lab machine's first boot.)
+ */
+export async function bootSeedCheck(o: SeedBootOptions): Promise<BootReport> {
+    const log = o.log ?? (() => undefined);
+    fs.mkdirSync(o.workDir, { recursive: true });
+    const scratch = fs.mkdtempSync(path.join(o.workDir, "seedboot-"));
+    const consoleLog = o.consoleLog ?? path.join(o.workDir, `${o.name}-console.log`);
+    try {
+        const overlay = path.join(scratch, "overlay.qcow2");
+        await run("qemu-img", ["create", "-q", "-f", "qcow2", "-b", path.resolve(o.baseImage), "-F", "qcow2", overlay]);
+        const accelerators = o.accelerators ?? ["tcg"];
+        const accel = accelerators[0];
+        fs.rmSync(consoleLog, { force: true });
+        const args = ["-machine", "pc", "-m", "1024", "-smp", "2", "-display", "none", "-monitor", "none", "-serial", `file:${consoleLog}`, "-accel", accel,
+            "-drive", `file=${overlay},if=virtio,format=qcow2`, "-drive", `file=${path.resolve(o.seedIso)},if=virtio,format=raw,readonly=on`,
+            "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0"];
+        log(`→ ${o.name}: booting ${path.basename(o.baseImage)} with the seed attached under ${accel.toUpperCase()}`);
+        const qemu = execa("qemu-system-x86_64", args, { reject: false, all: true });
+        const started = Date.now();
+        const elapsed = () => (Date.now() - started) / 1000;
+        const wanted: Array<{ id: string; re: RegExp; what: string }> = [
+            { id: "seed-user", re: new RegExp(`Authorized keys from /home/${o.user}/\\.ssh/authorized_keys for user ${o.user}`), what: `cloud-init made ${o.user} with the seed's keys` },
+            { id: "seed-hostname", re: new RegExp(`^${o.hostname} login:`, "m"), what: `the login prompt names ${o.hostname}` },
+            { id: "cloud-init-finished", re: /Cloud-init v\. \S+ finished at/, what: "cloud-init finished" },
+            ...o.authorizedKeys.map((k, i) => ({ id: `seed-key-${i + 1}`, re: new RegExp(ciFingerprint(k)), what: `the seed's key ${i + 1} (${k.trim().split(/\s+/)[2] ?? "no comment"}) is authorized` })),
+        ];
+        const seen = new Map<string, number>();
+        try {
+            const deadline = started + (o.timeoutSeconds ?? 600) * 1000;
+            while (Date.now() < deadline && qemu.exitCode === null && seen.size < wanted.length) {
+                await sleep(1000);
+                const text = fs.existsSync(consoleLog) ? fs.readFileSync(consoleLog, "latin1").replace(/\r/g, "") : "";
+                for (const w of wanted) if (!seen.has(w.id) && w.re.test(text)) seen.set(w.id, elapsed());
+            }
+        } finally {
+            qemu.kill("SIGKILL");
+            await qemu;
+        }
+        const checks = wanted.map((w) => ({ id: w.id, passed: seen.has(w.id), detail: seen.has(w.id) ? `${w.what} (after ${(seen.get(w.id) as number).toFixed(0)} s)` : `not on the console within ${elapsed().toFixed(0)} s: ${w.what}` }));
+        return { passed: checks.every((c) => c.passed), accelerator: accel, sshReadySeconds: 0, totalSeconds: elapsed(), checks, consoleLog };
+    } finally {
+        fs.rmSync(scratch, { recursive: true, force: true });
+    }
 }

@@ -4,7 +4,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { bootCheck, bootFailure, type BootReport } from "../lib/bootCheck";
+import { bootCheck, bootFailure, bootSeedCheck, type BootReport } from "../lib/bootCheck";
 import { writeFileAtomic } from "../lib/atomic";
 import { evidenceRunDir, type SigningOptions } from "../lib/evidence";
 import { formatReport, type ValidateExpect } from "../lib/validate";
@@ -40,6 +40,8 @@ export interface BootSettings {
     /** images/<name>/smoke.sh, and its sha256 (a changed script boots again). */
     smokeScript?: string;
     smokeSha256?: string;
+    /** A NoCloud seed ISO is proven by booting a cloud image of this stack with it attached. */
+    seed?: { baseImage: string; baseSha256: string; authorizedKeys: string[] };
 }
 
 /** What a boot reported, as outputs and `build.json`-style records carry it. */
@@ -76,7 +78,8 @@ function runDirFor(i: ImageValidationInputs): string {
  * again (another stack, a re-run after refresh, a test). The report is kept beside the validation scratch.
  */
 async function bootOnce(i: ImageValidationInputs, boot: BootSettings, report: (l: string) => void): Promise<BootReport> {
-    const key = crypto.createHash("sha256").update(JSON.stringify([i.sha256, i.expect.bootstrapUser, boot.hostname, boot.smokeSha256 ?? null])).digest("hex");
+    const key = crypto.createHash("sha256").update(JSON.stringify([i.sha256, i.expect.bootstrapUser, boot.hostname, boot.smokeSha256 ?? null,
+        boot.seed ? [boot.seed.baseSha256, boot.seed.authorizedKeys] : null])).digest("hex");
     const cache = path.join(i.scratchDir, "boots", `${i.expect.image}-${key.slice(0, 24)}.json`);
     if (fs.existsSync(cache)) {
         const r = JSON.parse(fs.readFileSync(cache, "utf8")) as BootReport;
@@ -85,16 +88,18 @@ async function bootOnce(i: ImageValidationInputs, boot: BootSettings, report: (l
             return r;
         }
     }
-    const r = await bootCheck({
-        image: i.qcow2, name: i.expect.image, user: i.expect.bootstrapUser, hostname: boot.hostname, workDir: path.join(i.scratchDir, "boots"),
-        timeoutSeconds: boot.timeoutSeconds, smokeScript: boot.smokeScript, log: report, consoleLog: cache.replace(/\.json$/, "-console.log"),
-    });
+    const common = { name: i.expect.image, user: i.expect.bootstrapUser, hostname: boot.hostname, workDir: path.join(i.scratchDir, "boots"),
+        timeoutSeconds: boot.timeoutSeconds, log: report, consoleLog: cache.replace(/\.json$/, "-console.log") };
+    const r = boot.seed
+        ? await bootSeedCheck({ ...common, seedIso: i.qcow2, baseImage: boot.seed.baseImage, authorizedKeys: boot.seed.authorizedKeys })
+        : await bootCheck({ ...common, image: i.qcow2, smokeScript: boot.smokeScript });
     await writeFileAtomic(cache, `${JSON.stringify(r, null, 2)}\n`);
     return r;
 }
 
 function bootText(r: BootReport): string {
-    return [`boot under ${r.accelerator}: SSH after ${r.sshReadySeconds.toFixed(0)} s, checks done after ${r.totalSeconds.toFixed(0)} s: ${r.passed ? "PASSED" : "FAILED"}`,
+    const ssh = r.sshReadySeconds > 0 ? `SSH after ${r.sshReadySeconds.toFixed(0)} s, ` : "";
+    return [`boot under ${r.accelerator}: ${ssh}checks done after ${r.totalSeconds.toFixed(0)} s: ${r.passed ? "PASSED" : "FAILED"}`,
         ...r.checks.map((c) => `${c.passed ? "PASS" : "FAIL"} ${c.id}: ${c.detail}`)].join("\n");
 }
 
