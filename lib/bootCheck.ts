@@ -5,6 +5,7 @@
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as net from "node:net";
+import * as os from "node:os";
 import * as path from "node:path";
 import execa from "execa";
 import { nocloudMetaData, nocloudUserData } from "./build/iso";
@@ -141,7 +142,7 @@ export async function bootCheck(o: BootCheckOptions): Promise<BootReport> {
         const extra = o.smokeScript && fs.existsSync(o.smokeScript) ? fs.readFileSync(o.smokeScript, "utf8") : undefined;
         // A KVM that opens but cannot run a guest (nested virtualisation without VT-x) is remembered until the
         // machine reboots: every later boot would lose 20 s finding out again.
-        const kvmMarker = path.join(o.workDir, ".kvm-cannot-run-guests");
+        const kvmMarker = path.join(os.tmpdir(), "image-factory-kvm-cannot-run-guests");
         const bootId = fs.existsSync("/proc/sys/kernel/random/boot_id") ? fs.readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim() : "";
         const kvmKnownBroken = fs.existsSync(kvmMarker) && fs.readFileSync(kvmMarker, "utf8").trim() === bootId;
         const accelerators = o.accelerators ?? (kvmOpens() && !kvmKnownBroken ? ["kvm", "tcg"] as Accelerator[] : ["tcg"] as Accelerator[]);
