@@ -19,7 +19,7 @@ import { listImageNames, loadRecipe, type ImageRecipe } from "../lib/recipe";
 import { formatReport } from "../lib/validate";
 import { validateArtifact } from "../lib/validateArtifact";
 import { assertVersion, nextVersion } from "../lib/version";
-import { bootCheck, bootFailure } from "../lib/bootCheck";
+import { bootCheck, bootEvidenceFiles, bootFailure } from "../lib/bootCheck";
 import { writeBuildEvidence } from "../lib/buildEvidence";
 import { evidenceRunDir, signingFromEnv } from "../lib/evidence";
 import { writeValidationEvidence } from "../lib/validationEvidence";
@@ -126,7 +126,7 @@ async function main(): Promise<number> {
         }) : undefined;
         for (const c of booted?.checks ?? []) console.log(`${c.passed ? "PASS" : "FAIL"} ${c.id}: ${c.detail}`);
         if (runDir) {
-            const extra = booted ? [{ name: "boot-report.json", content: `${JSON.stringify(booted, null, 2)}\n` }, { name: "console.log", content: fs.readFileSync(booted.consoleLog, "latin1") }] : [];
+            const extra = booted ? bootEvidenceFiles(booted) : [];
             // A reused build's run already holds a validation: this one gets a run of its own.
             const valDir = fs.existsSync(path.join(runDir, "validate")) ? evidenceRunDir(evidenceRoot as string, recipe.name, result.version, new Date()) : runDir;
             console.log(`validation evidence: ${(await writeValidationEvidence(valDir, report, signingFromEnv(), extra)).dir}`);

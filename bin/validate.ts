@@ -6,7 +6,7 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { bootCheck, bootFailure } from "../lib/bootCheck";
+import { bootCheck, bootEvidenceFiles, bootFailure } from "../lib/bootCheck";
 import { evidenceRunDir, signingFromEnv } from "../lib/evidence";
 import { formatReport } from "../lib/validate";
 import { validateArtifact } from "../lib/validateArtifact";
@@ -33,7 +33,7 @@ async function main(): Promise<number> {
             const r = await bootCheck({ image: qcow2, name: image, user, hostname: `boot-${image}`.slice(0, 63), workDir: work, log: (l) => console.log(l),
                 smokeScript: fs.existsSync(smoke) ? smoke : undefined });
             for (const c of r.checks) console.log(`${c.passed ? "PASS" : "FAIL"} ${c.id}: ${c.detail}`);
-            extra.push({ name: "boot-report.json", content: `${JSON.stringify(r, null, 2)}\n` }, { name: "console.log", content: fs.readFileSync(r.consoleLog, "latin1") });
+            extra.push(...bootEvidenceFiles(r));
             booted = r.passed;
             if (!r.passed) console.error(bootFailure(image, version, r).message);
         } finally {

@@ -302,3 +302,15 @@ export async function bootSeedCheck(o: SeedBootOptions): Promise<BootReport> {
         fs.rmSync(scratch, { recursive: true, force: true });
     }
 }
+
+/** What a boot leaves in the validation evidence packet: the report as JSON and as text, and the whole console. */
+export function bootEvidenceFiles(r: BootReport): Array<{ name: string; content: string }> {
+    const ssh = r.sshReadySeconds > 0 ? `SSH after ${r.sshReadySeconds.toFixed(0)} s, ` : "";
+    const text = [`boot under ${r.accelerator}: ${ssh}checks done after ${r.totalSeconds.toFixed(0)} s: ${r.passed ? "PASSED" : "FAILED"}`,
+        ...r.checks.map((c) => `${c.passed ? "PASS" : "FAIL"} ${c.id}: ${c.detail}`)].join("\n");
+    return [
+        { name: "boot-report.json", content: `${JSON.stringify(r, null, 2)}\n` },
+        { name: "boot-report.txt", content: `${text}\n` },
+        { name: "console.log", content: fs.existsSync(r.consoleLog) ? fs.readFileSync(r.consoleLog, "latin1") : "" },
+    ];
+}

@@ -4,7 +4,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { bootCheck, bootFailure, bootSeedCheck, type BootReport } from "../lib/bootCheck";
+import { bootCheck, bootEvidenceFiles, bootFailure, bootSeedCheck, type BootReport } from "../lib/bootCheck";
 import { writeFileAtomic } from "../lib/atomic";
 import { evidenceRunDir, type SigningOptions } from "../lib/evidence";
 import { formatReport, type ValidateExpect } from "../lib/validate";
@@ -97,11 +97,6 @@ async function bootOnce(i: ImageValidationInputs, boot: BootSettings, report: (l
     return r;
 }
 
-function bootText(r: BootReport): string {
-    const ssh = r.sshReadySeconds > 0 ? `SSH after ${r.sshReadySeconds.toFixed(0)} s, ` : "";
-    return [`boot under ${r.accelerator}: ${ssh}checks done after ${r.totalSeconds.toFixed(0)} s: ${r.passed ? "PASSED" : "FAILED"}`,
-        ...r.checks.map((c) => `${c.passed ? "PASS" : "FAIL"} ${c.id}: ${c.detail}`)].join("\n");
-}
 
 async function validate(i: ImageValidationInputs): Promise<ImageValidationOutputs> {
     const report = engineReporter(i.logUrn);
@@ -110,11 +105,7 @@ async function validate(i: ImageValidationInputs): Promise<ImageValidationOutput
     const r = await validateArtifact(i.qcow2, i.expect, { scratch: i.scratchDir });
     // The boot comes after the offline checks pass (a boot of an image known to be bad proves nothing more).
     const boot = r.passed && i.bootGate ? await bootOnce(i, i.bootGate, report) : undefined;
-    const bootFiles = boot ? [
-        { name: "boot-report.json", content: `${JSON.stringify(boot, null, 2)}\n` },
-        { name: "boot-report.txt", content: `${bootText(boot)}\n` },
-        { name: "console.log", content: fs.existsSync(boot.consoleLog) ? fs.readFileSync(boot.consoleLog, "latin1") : "" },
-    ] : [];
+    const bootFiles = boot ? bootEvidenceFiles(boot) : [];
     const packet = await writeValidationEvidence(runDirFor(i), r, i.evidence.sign, bootFiles);
     if (!r.passed) {
         throw new Error(`${formatReport(r)}\nThe image is not published. Evidence: ${packet.dir}`);
