@@ -10,11 +10,12 @@ STACK ?= local
 TARGET ?= all
 
 .PHONY: vm builder-node pi iso packer-validate ansible-collections list help deps preview up refresh destroy outputs validate verify-evidence \
-        consumer-vars services-start services-stop services-status test test-unit rehearse lint-workflows bench typecheck
+        consumer-vars services-start services-stop services-status test test-unit rehearse lint-workflows bench typecheck \
+        image.tools.check image.local.full image.local.validate image.local.evidence
 
 list help: ## List every target and every image with its type
 	@echo "targets:"
-	@grep -hE '^[a-zA-Z0-9 _-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([^:]+):.*## (.*)/  \1|\2/' | column -t -s '|'
+	@grep -hE '^[a-zA-Z0-9 ._-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([^:]+):.*## (.*)/  \1\x1f\2/' | column -t -s $$'\x1f'
 	@if [ -x node_modules/.bin/ts-node ]; then echo "images:"; node -r ts-node/register/transpile-only bin/list-images.ts --make; \
 	 else echo "images: (run bash scripts/setup.sh first: the list is generated from images/ by TypeScript)"; fi
 
@@ -100,9 +101,24 @@ rehearse: ## Lab rehearsal: dvnt then dvntm for real, every endpoint on loopback
 test-unit: ## Fast tests only (no image build, no VM)
 	@$(ENV); mocha --grep @slow --invert 'test/**/*.test.ts'
 
-validate: ## Validate any qcow2 offline: QCOW2=/abs/path IMAGE=<name> VERSION=<version> [BOOTSTRAP_USER=ansible] [EVIDENCE_DIR=evidence]; writes evidence
+validate: ## Validate any qcow2 offline (BOOT=1: and by booting it): QCOW2=/abs/path IMAGE=<name> VERSION=<version> [BOOTSTRAP_USER=ansible] [EVIDENCE_DIR=evidence]; writes evidence
 	@$(ENV); bash scripts/deps.sh validate >/dev/null || { bash scripts/deps.sh validate; exit 1; }
-	@$(ENV); node -r ts-node/register/transpile-only bin/validate.ts --qcow2 "$(QCOW2)" --image "$(IMAGE)" --version "$(VERSION)" --user "$(or $(BOOTSTRAP_USER),ansible)" --evidence "$(or $(EVIDENCE_DIR),evidence)"
+	@$(ENV); node -r ts-node/register/transpile-only bin/validate.ts --qcow2 "$(QCOW2)" --image "$(IMAGE)" --version "$(VERSION)" --user "$(or $(BOOTSTRAP_USER),ansible)" --evidence "$(or $(EVIDENCE_DIR),evidence)" $(if $(filter 1,$(BOOT)),--boot)
+
+# The local image runbook (seed 002), as thin aliases over the targets above.
+image.tools.check: ## Runbook: check every tool the image runbook uses, with versions (= make deps TARGET=all)
+	@bash scripts/deps.sh all
+
+image.local.full: ## Runbook: IMAGE_BUILD=1 make image.local.full IMAGE=<image> VERSION=<version>: build, validate offline and by boot, write evidence
+	@if [ "$(IMAGE_BUILD)" != 1 ]; then echo "image.local.full builds an image (root, minutes): run it as IMAGE_BUILD=1 make image.local.full IMAGE=<image> VERSION=<version>"; exit 2; fi
+	@if [ -z "$(IMAGE)" ] || [ -z "$(VERSION)" ]; then echo "usage: IMAGE_BUILD=1 make image.local.full IMAGE=<image> VERSION=vYYYY.MM.DD (make list shows the images)"; exit 2; fi
+	@$(ENV); node -r ts-node/register/transpile-only bin/build-image.ts --stack $(STACK) --image "$(IMAGE)" --version "$(VERSION)" --boot --evidence "$(or $(EVIDENCE_DIR),evidence)"
+
+image.local.validate: ## Runbook: make image.local.validate IMAGE= VERSION= QCOW2= (default: QCOW2_FIXTURE_PATH): offline and boot validation, evidence
+	@$(MAKE) --no-print-directory validate BOOT=1 QCOW2="$(or $(QCOW2),$(QCOW2_FIXTURE_PATH))"
+
+image.local.evidence: ## Runbook: make image.local.evidence IMAGE= VERSION= QCOW2= (EVIDENCE_SIGN=1 EVIDENCE_GPG_KEY=<id>: signed): offline validation evidence
+	@$(MAKE) --no-print-directory validate QCOW2="$(or $(QCOW2),$(QCOW2_FIXTURE_PATH))"
 
 verify-evidence: ## Verify an evidence packet: DIR=evidence/images/vm/<image>/<version>/<UTC>/<build|validate>
 	@bin/verify-evidence --dir "$(DIR)"

@@ -2,6 +2,8 @@
 // outputs contract (schemas/outputs.schema.json). Everything else lives in components/ and lib/.
 import * as proxmoxve from "@muhlba91/pulumi-proxmoxve";
 import * as pulumi from "@pulumi/pulumi";
+import * as crypto from "node:crypto";
+import * as fs from "node:fs";
 import * as path from "node:path";
 import { ArtifactStore } from "./components/ArtifactStore";
 import { BootstrapPass } from "./components/BootstrapPass";
@@ -17,10 +19,12 @@ import { resolveDebianSource } from "./lib/aptSources";
 import { ConfigError, parseConfig, readNamespace, resolveAuthorizedKeys, type FactoryConfig, type Pass } from "./lib/config";
 import { signingFromEnv } from "./lib/evidence";
 import { gitRemoteUrl } from "./lib/git";
+import { BOOT_GATE_COMMANDS } from "./lib/bootCheck";
 import { checkCommands } from "./lib/build/requiredCommands";
 import { orasBinary } from "./lib/oci";
-import { loadRecipe, type ImageRecipe } from "./lib/recipe";
+import { loadRecipe, SMOKE_SCRIPT, type ImageRecipe } from "./lib/recipe";
 import { allocateVmid, type TemplateRecord } from "./lib/vmids";
+import type { BootSettings } from "./providers/imageValidation";
 import { ProxmoxAccess } from "./providers/proxmoxAccess";
 import { ReusedArtifact } from "./providers/reusedArtifact";
 
@@ -58,7 +62,36 @@ if (!pulumi.runtime.isDryRun() && built.length > 0) {
     attempt(() => {
         if (config.oci?.enabled) orasBinary();
         if (signingFromEnv(process.env)) checkCommands("evidence signing (EVIDENCE_SIGN=1)", ["gpg"]);
+        if (config.validation.boot && built.some((r) => r.kind === "vm" || r.kind === "builder-node")) checkCommands("the boot gate (factory:validation.boot)", BOOT_GATE_COMMANDS);
     });
+}
+
+/**
+ * The boot gate's settings for an image, or undefined. x86 disk images boot themselves; a NoCloud seed ISO boots with
+ * a cloud image this stack built before it; the installer ISO and the arm64 Pi images are proven by opt-in boots.
+ */
+function bootGateOf(recipe: ImageRecipe): pulumi.Input<BootSettings> | undefined {
+    const own = config.validation.images[recipe.name] ?? {};
+    if (!(own.boot ?? config.validation.boot)) return undefined;
+    const b = recipe.builder;
+    if (b.kind === "iso" && b.flavour === "nocloud-seed") {
+        const base = Object.values(builtImages).find((i) => i instanceof Qcow2Image && i.format === "qcow2");
+        if (!base) return undefined; // no cloud image built before it in this stack: offline checks only
+        return pulumi.all([base.path, base.sha256]).apply(([baseImage, baseSha256]) => ({
+            timeoutSeconds: own.bootTimeoutSeconds ?? config.validation.bootTimeoutSeconds,
+            hostname: b.hostname ?? recipe.name,
+            seed: { baseImage, baseSha256, authorizedKeys },
+        }));
+    }
+    if (recipe.kind !== "vm" && recipe.kind !== "builder-node") return undefined;
+    const smoke = path.join(projectDir, "images", recipe.name, SMOKE_SCRIPT);
+    const smokeScript = fs.existsSync(smoke) ? smoke : undefined;
+    return {
+        timeoutSeconds: own.bootTimeoutSeconds ?? config.validation.bootTimeoutSeconds,
+        // Not the image's own hostname: the check proves the seed's took effect.
+        hostname: `boot-${recipe.name}`.slice(0, 63),
+        ...(smokeScript ? { smokeScript, smokeSha256: crypto.createHash("sha256").update(fs.readFileSync(smokeScript)).digest("hex") } : {}),
+    };
 }
 
 const store = new ArtifactStore("artifacts", {
@@ -222,6 +255,7 @@ for (const pass of [1, 2, 3] as Pass[]) {
             versionOverride: config.version,
             evidence: { root: resolve(config.evidence.dir), sign: evidenceSigning() },
             base: baseOf(recipe),
+            bootGate: bootGateOf(recipe),
         }, bootstrap.childOptions());
         builtImages[recipe.name] = image;
         const published = publishBuiltImage(image, targets, ctx);

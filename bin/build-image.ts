@@ -4,6 +4,8 @@
 // or fetched first: another image of the factory, or a base-image catalog entry (verified, cached).
 //   build-image.ts --stack local --image builder-node
 //   build-image.ts --stack local --kind iso
+//   build-image.ts --stack local --image debian-12-minimal --version v2026.12.02 --boot --evidence evidence
+//     (the runbook's `make image.local.full`: a pinned version, the boot gate, build and validation evidence)
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { parse as parseYaml } from "yaml";
@@ -16,7 +18,11 @@ import { gitInfo } from "../lib/git";
 import { listImageNames, loadRecipe, type ImageRecipe } from "../lib/recipe";
 import { formatReport } from "../lib/validate";
 import { validateArtifact } from "../lib/validateArtifact";
-import { nextVersion } from "../lib/version";
+import { assertVersion, nextVersion } from "../lib/version";
+import { bootCheck, bootEvidenceFiles, bootFailure } from "../lib/bootCheck";
+import { writeBuildEvidence } from "../lib/buildEvidence";
+import { evidenceRunDir, signingFromEnv } from "../lib/evidence";
+import { writeValidationEvidence } from "../lib/validationEvidence";
 import { catalog } from "../images/catalog";
 import { argValue } from "../lib/cli";
 
@@ -79,6 +85,9 @@ async function main(): Promise<number> {
     const debian = resolveDebianSource(config.debian, true);
     const workDir = path.resolve(projectDir, config.workDir);
     const done: Record<string, BuildResult> = {};
+    const version = argValue("version") ? assertVersion(argValue("version") as string) : config.version;
+    const boot = process.argv.includes("--boot");
+    const evidenceRoot = argValue("evidence") ? path.resolve(argValue("evidence") as string) : undefined;
     const progress = (m: string) => console.log(m);
 
     const build = async (recipe: ImageRecipe): Promise<BuildResult> => {
@@ -98,14 +107,32 @@ async function main(): Promise<number> {
             }
         }
         const plan = planBuild({ recipe, projectDir, workDir, bootstrapUser: { name: config.bootstrapUser.name, authorizedKeys: keys }, domain: config.domain, debian,
-            versionOverride: config.version, base: base && { id: base.id, version: base.version, identity: base.identity } });
+            versionOverride: version, base: base && { id: base.id, version: base.version, identity: base.identity } });
         const request = base ? withBase(plan.request, base) : plan.request;
-        const result = await buildImage({ ...request, version: config.version ?? nextVersion(new Date(), []),
-            buildInfo: { ...request.buildInfo, buildTime: new Date().toISOString(), git: gitInfo(projectDir) } }, progress);
+        const fullRequest = { ...request, version: version ?? nextVersion(new Date(), []),
+            buildInfo: { ...request.buildInfo, buildTime: new Date().toISOString(), git: gitInfo(projectDir) } };
+        const result = await buildImage(fullRequest, progress);
+        const runDir = evidenceRoot && evidenceRunDir(evidenceRoot, recipe.name, result.version, new Date(String(result.buildInfo.buildTime)));
+        if (runDir && !result.reused) console.log(`build evidence: ${(await writeBuildEvidence(runDir, fullRequest, result, signingFromEnv())).dir}`);
         const report = await validateArtifact(result.path, { image: recipe.name, version: result.version, bootstrapUser: config.bootstrapUser.name, buildInfo: { buildKey: result.buildKey } },
             { scratch: path.join(workDir, "validate") });
         console.log(formatReport(report));
+        const bootable = boot && report.passed && (recipe.kind === "vm" || recipe.kind === "builder-node");
+        if (boot && !bootable && report.passed) console.log(`${recipe.name}: no boot check for a ${recipe.kind} image here (offline checks only)`);
+        const booted = bootable ? await bootCheck({
+            image: result.path, name: recipe.name, user: config.bootstrapUser.name, hostname: `boot-${recipe.name}`.slice(0, 63),
+            workDir: path.join(workDir, "validate", "boots"), log: progress,
+            smokeScript: fs.existsSync(path.join(projectDir, "images", recipe.name, "smoke.sh")) ? path.join(projectDir, "images", recipe.name, "smoke.sh") : undefined,
+        }) : undefined;
+        for (const c of booted?.checks ?? []) console.log(`${c.passed ? "PASS" : "FAIL"} ${c.id}: ${c.detail}`);
+        if (runDir) {
+            const extra = booted ? bootEvidenceFiles(booted) : [];
+            // A reused build's run already holds a validation: this one gets a run of its own.
+            const valDir = fs.existsSync(path.join(runDir, "validate")) ? evidenceRunDir(evidenceRoot as string, recipe.name, result.version, new Date()) : runDir;
+            console.log(`validation evidence: ${(await writeValidationEvidence(valDir, report, signingFromEnv(), extra)).dir}`);
+        }
         if (!report.passed) throw new Error(`${recipe.name} failed validation (report above)`);
+        if (booted && !booted.passed) throw bootFailure(recipe.name, result.version, booted);
         console.log(`${recipe.name} ${result.version}: ${result.path}\n  sha256 ${result.sha256}  ${result.size} bytes  build key ${result.buildKey.slice(0, 16)}${result.reused ? "  (reused)" : ""}`);
         done[recipe.name] = result;
         return result;

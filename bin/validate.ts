@@ -1,8 +1,12 @@
-// Offline validation of any qcow2, outside Pulumi (the runbook's `make validate`):
-//   make validate QCOW2=/abs/path.qcow2 IMAGE=<name> VERSION=<version> [BOOTSTRAP_USER=ansible]
-// Prints the report, writes an evidence packet (.../<UTC>/validate/, signed with EVIDENCE_SIGN=1
+// Validation of any qcow2, outside Pulumi (the runbook's `make validate`, `make image.local.validate`):
+//   make validate QCOW2=/abs/path.qcow2 IMAGE=<name> VERSION=<version> [BOOTSTRAP_USER=ansible] [BOOT=1]
+// Offline checks, then with --boot the boot gate (lib/bootCheck.ts: an overlay, a throw-away key, the smoke checks).
+// Prints the reports, writes an evidence packet (.../<UTC>/validate/, signed with EVIDENCE_SIGN=1
 // EVIDENCE_GPG_KEY=<id>), and exits non-zero when a check fails.
+import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
+import { bootCheck, bootEvidenceFiles, bootFailure } from "../lib/bootCheck";
 import { evidenceRunDir, signingFromEnv } from "../lib/evidence";
 import { formatReport } from "../lib/validate";
 import { validateArtifact } from "../lib/validateArtifact";
@@ -14,15 +18,32 @@ async function main(): Promise<number> {
     const image = argValue("image");
     const version = argValue("version");
     if (!qcow2 || !image || !version) {
-        console.error("usage: make validate QCOW2=/abs/path/image.qcow2 IMAGE=<name> VERSION=<version> [BOOTSTRAP_USER=<bootstrap user>]");
+        console.error("usage: make validate QCOW2=/abs/path/image.qcow2 IMAGE=<name> VERSION=<version> [BOOTSTRAP_USER=<bootstrap user>] [BOOT=1]");
         return 2;
     }
-    const report = await validateArtifact(qcow2, { image, version, bootstrapUser: argValue("user") ?? "ansible" });
+    const user = argValue("user") ?? "ansible";
+    const report = await validateArtifact(qcow2, { image, version, bootstrapUser: user });
     console.log(formatReport(report));
+    const extra: Array<{ name: string; content: string }> = [];
+    let booted = true;
+    if (report.passed && process.argv.includes("--boot")) {
+        const work = fs.mkdtempSync(path.join(os.tmpdir(), "if-validate-boot-"));
+        try {
+            const smoke = path.resolve(__dirname, "..", "images", image, "smoke.sh");
+            const r = await bootCheck({ image: qcow2, name: image, user, hostname: `boot-${image}`.slice(0, 63), workDir: work, log: (l) => console.log(l),
+                smokeScript: fs.existsSync(smoke) ? smoke : undefined });
+            for (const c of r.checks) console.log(`${c.passed ? "PASS" : "FAIL"} ${c.id}: ${c.detail}`);
+            extra.push(...bootEvidenceFiles(r));
+            booted = r.passed;
+            if (!r.passed) console.error(bootFailure(image, version, r).message);
+        } finally {
+            fs.rmSync(work, { recursive: true, force: true });
+        }
+    }
     const root = path.resolve(argValue("evidence") ?? "evidence");
-    const packet = await writeValidationEvidence(evidenceRunDir(root, image, version, new Date()), report, signingFromEnv());
+    const packet = await writeValidationEvidence(evidenceRunDir(root, image, version, new Date()), report, signingFromEnv(), extra);
     console.log(`evidence: ${packet.dir}${packet.signed ? " (signed)" : ""}`);
-    return report.passed ? 0 : 1;
+    return report.passed && booted ? 0 : 1;
 }
 
 main().then((c) => process.exit(c), (err: Error) => {

@@ -6,7 +6,7 @@ import { planBuild, withBase, type PlanArgs } from "../lib/build/plan";
 import type { ArtifactFormat } from "../lib/recipe";
 import { artifactFormat } from "../lib/recipe";
 import { dynamicType } from "../providers/dynamic";
-import { ImageValidation, type EvidenceSettings } from "../providers/imageValidation";
+import { ImageValidation, type BootSettings, type EvidenceSettings } from "../providers/imageValidation";
 import { urnLabel } from "../providers/progress";
 import { Qcow2Build } from "../providers/qcow2Build";
 
@@ -32,6 +32,8 @@ export interface Qcow2ImageArgs extends Omit<PlanArgs, "base"> {
     evidence: EvidenceArgs;
     /** The base of a Packer or Pi build: another image of this stack or a ManagedBaseImage. */
     base?: ImageBase;
+    /** The boot gate (factory:validation.boot): boot an overlay and run the smoke checks before publishing. */
+    bootGate?: pulumi.Input<BootSettings>;
 }
 
 export abstract class BuiltImage extends pulumi.ComponentResource {
@@ -85,6 +87,7 @@ export abstract class BuiltImage extends pulumi.ComponentResource {
             buildTime: this.build.buildInfo.apply((i) => (typeof i.buildTime === "string" ? i.buildTime : undefined)),
             evidence,
             scratchDir: `${args.workDir}/validate`,
+            ...(args.bootGate ? { bootGate: args.bootGate } : {}),
             logUrn: urnLabel(`${name}-validation`, dynamicType("ImageValidation"), this),
         }, { parent: this });
 

@@ -106,7 +106,15 @@ export function publishBuiltImage(image: BuiltImage, targets: Targets, ctx: Publ
             ociLayerDigest: oci?.layerDigest ?? null,
             ociProvenanceDigest: oci?.provenanceDigest ?? null,
             proxmox: proxmox ? { node: proxmox.node, vmid: proxmox.vmid, name: proxmox.name } : null,
-            validation: { passed: image.validation.passed, checks: image.validation.checks.apply((c) => c.map((x) => `${x.status} ${x.id}`)), evidencePath: image.validation.evidencePath },
+            validation: {
+                passed: image.validation.passed, checks: image.validation.checks.apply((c) => c.map((x) => `${x.status} ${x.id}`)), evidencePath: image.validation.evidencePath,
+                // Which gates ran; a boot's accelerator, timings and checks (older state has neither: offline only).
+                checksRan: image.validation.checksRan.apply((r) => r ?? ["offline"]),
+                boot: image.validation.boot.apply((b) => (b ? {
+                    accelerator: b.accelerator, sshReadySeconds: Math.round(b.sshReadySeconds), totalSeconds: Math.round(b.totalSeconds),
+                    checks: b.checks.map((c) => `${c.passed ? "pass" : "fail"} ${c.id}`),
+                } : null)),
+            },
             proxmoxTemplates: proxmox?.kept ?? null,
         },
     };

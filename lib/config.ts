@@ -149,6 +149,17 @@ export const configSchema = z.object({
     evidence: z.object({
         dir: z.string().min(1).default("evidence"),
     }).strict().default({ dir: "evidence" }),
+    /** The gate before publishing: offline checks always; a boot with smoke checks unless turned off. */
+    validation: z.object({
+        boot: z.boolean().default(true),
+        /** Seconds from qemu start to the end of the smoke checks (TCG is 5-10x slower than KVM). */
+        bootTimeoutSeconds: z.number().int().min(60).max(7200).default(900),
+        /** Per image: a longer timeout, or no boot (an image whose boot cannot be tried here). */
+        images: z.record(z.string(), z.object({
+            boot: z.boolean().optional(),
+            bootTimeoutSeconds: z.number().int().min(60).max(7200).optional(),
+        }).strict()).default({}),
+    }).strict().default({ boot: true, bootTimeoutSeconds: 900, images: {} }),
 }).strict();
 
 export type FactoryConfig = z.infer<typeof configSchema>;

@@ -129,6 +129,9 @@ export function loadRecipe(name: string, imagesDir = IMAGES_DIR): ImageRecipe {
 }
 
 /** Every file of an image folder plus the shared Ansible tree, sorted: the recipe part of the build key. */
+/** images/<name>/smoke.sh: checks run in the booted image. It does not shape the image, so it is not in the build key. */
+export const SMOKE_SCRIPT = "smoke.sh";
+
 export function recipeFiles(name: string, imagesDir = IMAGES_DIR): string[] {
     const roots = [path.join(imagesDir, name), path.resolve(imagesDir, "..", "ansible")];
     const out: string[] = [];
@@ -139,7 +142,7 @@ export function recipeFiles(name: string, imagesDir = IMAGES_DIR): string[] {
             if (e.isDirectory()) {
                 if (e.name === "collections" || e.name === "node_modules") continue; // installed content, keyed by requirements.yml
                 walk(p);
-            } else if (e.isFile()) out.push(p);
+            } else if (e.isFile() && !(dir === path.join(imagesDir, name) && e.name === SMOKE_SCRIPT)) out.push(p);
         }
     };
     roots.forEach(walk);

@@ -1,8 +1,11 @@
 // Dynamic provider: the offline validation gate. Publishing resources depend on it, and create fails with the
 // report when a check fails, so a failing image is never published and `pulumi up` stops with the reasons.
 import * as pulumi from "@pulumi/pulumi";
+import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { bootCheck, bootEvidenceFiles, bootFailure, bootSeedCheck, type BootReport } from "../lib/bootCheck";
+import { writeFileAtomic } from "../lib/atomic";
 import { evidenceRunDir, type SigningOptions } from "../lib/evidence";
 import { formatReport, type ValidateExpect } from "../lib/validate";
 import { validateArtifact } from "../lib/validateArtifact";
@@ -25,7 +28,29 @@ export interface ImageValidationInputs {
     buildTime?: string;
     evidence: EvidenceSettings;
     scratchDir: string;
+    /** The boot gate: boot an overlay of the image and run the smoke checks; off when absent. */
+    bootGate?: BootSettings;
     logUrn?: string;
+}
+
+export interface BootSettings {
+    timeoutSeconds: number;
+    /** The hostname the boot's seed sets (the check proves the seed took effect). */
+    hostname: string;
+    /** images/<name>/smoke.sh, and its sha256 (a changed script boots again). */
+    smokeScript?: string;
+    smokeSha256?: string;
+    /** A NoCloud seed ISO is proven by booting a cloud image of this stack with it attached. */
+    seed?: { baseImage: string; baseSha256: string; authorizedKeys: string[] };
+}
+
+/** What a boot reported, as outputs and `build.json`-style records carry it. */
+export interface BootSummary {
+    passed: boolean;
+    accelerator: string;
+    sshReadySeconds: number;
+    totalSeconds: number;
+    checks: Array<{ id: string; passed: boolean; detail: string }>;
 }
 
 export interface ImageValidationOutputs {
@@ -34,6 +59,10 @@ export interface ImageValidationOutputs {
     expect: ValidateExpect;
     passed: boolean;
     checks: Array<{ id: string; status: string; reason: string }>;
+    /** Which gates ran: "offline" always, "boot" when the boot gate is on. */
+    checksRan: string[];
+    bootGate?: BootSettings;
+    boot?: BootSummary;
     evidencePath: string;
 }
 
@@ -44,19 +73,52 @@ function runDirFor(i: ImageValidationInputs): string {
     return fs.existsSync(path.join(dir, "validate")) ? evidenceRunDir(i.evidence.root, i.expect.image, i.expect.version, new Date()) : dir;
 }
 
+/**
+ * A boot is content-addressed like a build: the same bytes with the same smoke checks booted once are not booted
+ * again (another stack, a re-run after refresh, a test). The report is kept beside the validation scratch.
+ */
+async function bootOnce(i: ImageValidationInputs, boot: BootSettings, report: (l: string) => void): Promise<BootReport> {
+    const key = crypto.createHash("sha256").update(JSON.stringify([i.sha256, i.expect.bootstrapUser, boot.hostname, boot.smokeSha256 ?? null,
+        boot.seed ? [boot.seed.baseSha256, boot.seed.authorizedKeys] : null])).digest("hex");
+    const cache = path.join(i.scratchDir, "boots", `${i.expect.image}-${key.slice(0, 24)}.json`);
+    if (fs.existsSync(cache)) {
+        const r = JSON.parse(fs.readFileSync(cache, "utf8")) as BootReport;
+        if (r.passed && fs.existsSync(r.consoleLog)) {
+            report(`→ ${i.expect.image} ${i.expect.version}: these bytes already passed the boot check (${r.accelerator}, ${r.totalSeconds.toFixed(0)} s): not booting again`);
+            return r;
+        }
+    }
+    const common = { name: i.expect.image, user: i.expect.bootstrapUser, hostname: boot.hostname, workDir: path.join(i.scratchDir, "boots"),
+        timeoutSeconds: boot.timeoutSeconds, log: report, consoleLog: cache.replace(/\.json$/, "-console.log") };
+    const r = boot.seed
+        ? await bootSeedCheck({ ...common, seedIso: i.qcow2, baseImage: boot.seed.baseImage, authorizedKeys: boot.seed.authorizedKeys })
+        : await bootCheck({ ...common, image: i.qcow2, smokeScript: boot.smokeScript });
+    await writeFileAtomic(cache, `${JSON.stringify(r, null, 2)}\n`);
+    return r;
+}
+
+
 async function validate(i: ImageValidationInputs): Promise<ImageValidationOutputs> {
     const report = engineReporter(i.logUrn);
     report(`→ ${i.expect.image} ${i.expect.version}: validating offline (cloud-init, sshd, python3, sudo, manifest, build info)…`);
     fs.mkdirSync(i.scratchDir, { recursive: true });
     const r = await validateArtifact(i.qcow2, i.expect, { scratch: i.scratchDir });
-    const packet = await writeValidationEvidence(runDirFor(i), r, i.evidence.sign);
+    // The boot comes after the offline checks pass (a boot of an image known to be bad proves nothing more).
+    const boot = r.passed && i.bootGate ? await bootOnce(i, i.bootGate, report) : undefined;
+    const bootFiles = boot ? bootEvidenceFiles(boot) : [];
+    const packet = await writeValidationEvidence(runDirFor(i), r, i.evidence.sign, bootFiles);
     if (!r.passed) {
         throw new Error(`${formatReport(r)}\nThe image is not published. Evidence: ${packet.dir}`);
     }
-    report(`→ ${i.expect.image} ${i.expect.version}: all ${r.checks.length} checks passed in ${(r.durationMs / 1000).toFixed(1)}s; evidence ${packet.dir}`);
+    if (boot && !boot.passed) throw new Error(`${bootFailure(i.expect.image, i.expect.version, boot).message} Evidence: ${packet.dir}`);
+    const ran = boot ? "offline and boot" : "offline";
+    report(`→ ${i.expect.image} ${i.expect.version}: all ${r.checks.length + (boot?.checks.length ?? 0)} checks (${ran}) passed; evidence ${packet.dir}`);
     return {
         qcow2: i.qcow2, sha256: i.sha256, expect: i.expect, passed: true, evidencePath: packet.dir,
         checks: r.checks.map((c) => ({ id: c.id, status: c.status, reason: c.reason })),
+        checksRan: boot ? ["offline", "boot"] : ["offline"],
+        ...(i.bootGate ? { bootGate: i.bootGate } : {}),
+        ...(boot ? { boot: { passed: boot.passed, accelerator: boot.accelerator, sshReadySeconds: boot.sshReadySeconds, totalSeconds: boot.totalSeconds, checks: boot.checks } } : {}),
     };
 }
 
@@ -67,7 +129,9 @@ export const provider: pulumi.dynamic.ResourceProvider<ImageValidationInputs, Im
     },
     async diff(_id, olds, news) {
         // A different image (or different expectations) must pass the gate again.
-        const replaces = olds.sha256 !== news.sha256 ? ["sha256"] : JSON.stringify(olds.expect) !== JSON.stringify(news.expect) ? ["expect"] : [];
+        const replaces = olds.sha256 !== news.sha256 ? ["sha256"]
+            : JSON.stringify(olds.expect) !== JSON.stringify(news.expect) ? ["expect"]
+                : JSON.stringify(olds.bootGate ?? null) !== JSON.stringify(news.bootGate ?? null) ? ["bootGate"] : [];
         return { changes: replaces.length > 0, replaces, deleteBeforeReplace: false };
     },
     async delete() {
@@ -79,8 +143,10 @@ export class ImageValidation extends FactoryResource {
     declare readonly passed: pulumi.Output<boolean>;
     declare readonly checks: pulumi.Output<Array<{ id: string; status: string; reason: string }>>;
     declare readonly evidencePath: pulumi.Output<string>;
+    declare readonly checksRan: pulumi.Output<string[]>;
+    declare readonly boot: pulumi.Output<BootSummary | undefined>;
 
     constructor(name: string, args: pulumi.Inputs & { [K in keyof ImageValidationInputs]: pulumi.Input<ImageValidationInputs[K]> }, opts?: pulumi.CustomResourceOptions) {
-        super(provider as pulumi.dynamic.ResourceProvider, "ImageValidation", name, { ...args, passed: undefined, checks: undefined, evidencePath: undefined }, opts);
+        super(provider as pulumi.dynamic.ResourceProvider, "ImageValidation", name, { ...args, passed: undefined, checks: undefined, evidencePath: undefined, checksRan: undefined, boot: undefined }, opts);
     }
 }

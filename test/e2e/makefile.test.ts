@@ -124,4 +124,29 @@ describe("Makefile (FR-12)", () => {
             assert.doesNotMatch(text.replace(/^\s*#.*$/gm, ""), /\b(apt-get|apt|dnf|yum|pacman|brew|npm (ci|install)|go (get|install))\b/);
         }
     });
+
+    it("the seed 002 runbook's targets are listed, and image.local.full refuses without IMAGE_BUILD=1 or without IMAGE and VERSION", async () => {
+        const list = (await execa("make", ["-s", "list"], { cwd: REPO_ROOT })).stdout;
+        for (const t of ["image.tools.check", "image.local.full", "image.local.validate", "image.local.evidence"]) assert.match(list, new RegExp(`^  ${t.replace(/\./g, "\\.")} +Runbook: `, "m"), t);
+        const unguarded = await execa("make", ["-s", "image.local.full", "IMAGE=debian-12-minimal", "VERSION=v2026.01.01"], { cwd: REPO_ROOT, reject: false, all: true, env: { IMAGE_BUILD: "" } });
+        assert.equal(unguarded.exitCode, 2);
+        assert.match(unguarded.all ?? "", /run it as IMAGE_BUILD=1 make image\.local\.full IMAGE=<image> VERSION=<version>/);
+        const incomplete = await execa("make", ["-s", "image.local.full", "IMAGE=debian-12-minimal"], { cwd: REPO_ROOT, reject: false, all: true, env: { IMAGE_BUILD: "1" } });
+        assert.equal(incomplete.exitCode, 2);
+        assert.match(incomplete.all ?? "", /usage: IMAGE_BUILD=1 make image\.local\.full IMAGE=<image> VERSION=vYYYY\.MM\.DD/);
+    });
+
+    it("image.local.evidence validates QCOW2_FIXTURE_PATH when QCOW2 is not given, and writes evidence (a missing file fails with the runbook's fix)", async () => {
+        const evidence = fs.mkdtempSync(path.join(os.tmpdir(), "if-runbook-ev-"));
+        try {
+            const r = await execa("make", ["-s", "image.local.evidence", "IMAGE=debian-12-minimal", "VERSION=v2026.01.01", `EVIDENCE_DIR=${evidence}`],
+                { cwd: REPO_ROOT, reject: false, all: true, env: { QCOW2_FIXTURE_PATH: "/nonexistent/debian-12-minimal-v1.qcow2" } });
+            assert.notEqual(r.exitCode, 0);
+            assert.match(r.all ?? "", /\/nonexistent\/debian-12-minimal-v1\.qcow2/, "the fixture path is the one validated");
+            assert.match(r.all ?? "", /FAIL +qcow2\.path +no file at .*\n +fix: QCOW2 must point to a local file and the path must be absolute/);
+            assert.ok(fs.readdirSync(path.join(evidence, "images", "vm", "debian-12-minimal", "v2026.01.01")).length === 1, "evidence written");
+        } finally {
+            fs.rmSync(evidence, { recursive: true, force: true });
+        }
+    });
 });

@@ -139,3 +139,32 @@ describe("validation gate and evidence through pulumi up @slow", function () {
         }
     });
 });
+
+describe("the boot gate stops an image that fails in the booted system @slow", function () {
+    this.timeout(1_800_000);
+    let env: LocalStack;
+
+    before(async () => {
+        env = await localStack({ boot: true });
+        // The recipe's own smoke check fails (as a service that does not come up would): the image boots fine otherwise.
+        fs.writeFileSync(path.join(env.project.dir, "images", "debian-12-minimal", "smoke.sh"),
+            "echo 'the artifact service did not come up (on purpose)'\nexit 3\n");
+    });
+    after(async () => env?.close());
+
+    it("pulumi up fails naming the image, the failed check and the console's last lines; nothing is published", async () => {
+        const up = await env.project.pulumi(["up", "--stack", "local", "--yes", "--skip-preview"], { reject: false });
+        assert.notEqual(up.exitCode, 0);
+        assert.match(up.all, /boot check of debian-12-minimal v\S+ failed under (KVM|TCG) after \d+ s:/);
+        assert.match(up.all, /FAIL recipe-smoke: exit 3: the artifact service did not come up \(on purpose\)/);
+        assert.doesNotMatch(up.all, /FAIL (ssh-login|cloud-init|sudo|python3|sshd-posture|hostname|bootstrap-user|network)\b/, "only the recipe's check fails");
+        assert.match(up.all, /console \(\S+console\.log\), last lines:/);
+        assert.match(up.all, /The image is not published/);
+        const stored = path.join(env.storeRoot, "images", "debian-12-minimal");
+        assert.deepEqual(fs.existsSync(stored) ? fs.readdirSync(stored).filter((f) => f !== "versions.json") : [], [], "nothing stored (the version ledger aside)");
+        const packet = packets(path.join(env.project.dir, "evidence"), "debian-12-minimal").find((p) => p.endsWith("/validate"));
+        assert.ok(packet, "no validation evidence");
+        assert.match(fs.readFileSync(path.join(packet, "boot-report.txt"), "utf8"), /: FAILED\n[\s\S]*FAIL recipe-smoke/);
+        await execa(path.join(REPO_ROOT, "bin", "verify-evidence"), ["--dir", packet]);
+    });
+});

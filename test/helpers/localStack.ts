@@ -35,8 +35,12 @@ export interface LocalStack {
     close(): Promise<void>;
 }
 
-/** storeRoot: where the store lives (default: in the project copy), e.g. on another file system than the builds. */
-export async function localStack(opts: { stack?: string; config?: Array<[string, string]>; env?: Record<string, string>; storeRoot?: string } = {}): Promise<LocalStack> {
+/**
+ * storeRoot: where the store lives (default: in the project copy), e.g. on another file system than the builds.
+ * boot: the boot gate (on in the stacks) is off unless a test asks: a TCG boot costs a minute or more, and the tests
+ * about the gate itself (qcow2Image, validationGate) and the rehearsal boot what they need.
+ */
+export async function localStack(opts: { stack?: string; config?: Array<[string, string]>; env?: Record<string, string>; storeRoot?: string; boot?: boolean } = {}): Promise<LocalStack> {
     const stack = opts.stack ?? "local";
     const project = TestProject.create({ env: opts.env });
     const storeRoot = opts.storeRoot ?? path.join(project.dir, "artifacts");
@@ -51,6 +55,7 @@ export async function localStack(opts: { stack?: string; config?: Array<[string,
     await project.setConfig(stack, "factory:bootstrapUser", JSON.stringify({ name: "ansible", sshAuthorizedKeyFiles: [`${LOCAL_KEY}.pub`] }));
     // Publishing targets are opt-in per test: Pulumi.local.yaml points OCI at the services' registry, which tests do not run.
     if (!(opts.config ?? []).some(([k]) => k.startsWith("factory:oci"))) await project.pulumi(["config", "rm", "factory:oci", "--stack", stack]);
+    if (!opts.boot) await project.setConfig(stack, "factory:validation", JSON.stringify({ boot: false }));
     for (const [k, v] of opts.config ?? []) await project.setConfig(stack, k, v, { path: k.includes(".") || k.includes("[") });
     return {
         project,

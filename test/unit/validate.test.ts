@@ -119,6 +119,18 @@ describe("lib/validate", () => {
             fs.rmSync(bad);
         });
 
+        // The runbook's QCOW2_FIXTURE_PATH: a real image of yours, <image>-<version>.qcow2 (or QCOW2_FIXTURE_IMAGE /
+        // QCOW2_FIXTURE_VERSION), must pass every offline check. Skipped when it is not set.
+        (process.env.QCOW2_FIXTURE_PATH ? it : it.skip)("QCOW2_FIXTURE_PATH: the given image passes every offline check", async () => {
+            const file = path.resolve(process.env.QCOW2_FIXTURE_PATH as string);
+            const m = /^(.+)-(v[\d.]+)\.qcow2$/.exec(path.basename(file));
+            const image = process.env.QCOW2_FIXTURE_IMAGE ?? m?.[1];
+            const version = process.env.QCOW2_FIXTURE_VERSION ?? m?.[2];
+            assert.ok(image && version, "name the fixture <image>-<version>.qcow2, or set QCOW2_FIXTURE_IMAGE and QCOW2_FIXTURE_VERSION");
+            const r = await validateQcow2(file, { image, version, bootstrapUser: process.env.QCOW2_FIXTURE_USER ?? "ansible" });
+            assert.equal(r.passed, true, formatReport(r));
+        });
+
         it("refuses a relative or missing path with the runbook's fix", async () => {
             const rel = await validateQcow2("images/x.qcow2", expect);
             assert.deepEqual(rel.checks.map((c) => [c.id, c.status]), [["qcow2.path", "fail"]]);
