@@ -136,6 +136,26 @@ export function assertForeignExec(): void {
     }
 }
 
+export const SSH_HOST_KEYS_UNIT = "/etc/systemd/system/image-factory-ssh-host-keys.service";
+
+export function sshHostKeysUnit(): string {
+    return [
+        "# image-factory: SSH host keys for this device, made on its first boot (the image carries none).",
+        "[Unit]",
+        "Description=Generate the SSH host keys this device lacks",
+        "Before=ssh.service",
+        "ConditionPathExistsGlob=!/etc/ssh/ssh_host_*_key",
+        "",
+        "[Service]",
+        "Type=oneshot",
+        "ExecStart=/usr/bin/ssh-keygen -A",
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
+        "",
+    ].join("\n");
+}
+
 async function configurePi(chroot: Chroot, spec: PiSpec): Promise<void> {
     const u = spec.user;
     chroot.write("/etc/hostname", `${spec.hostname}\n`);
@@ -145,6 +165,12 @@ async function configurePi(chroot: Chroot, spec: PiSpec): Promise<void> {
     // SSH on first boot, both ways Raspberry Pi OS knows: the unit enabled, and the boot-partition flag.
     await chroot.exec(["systemctl", "enable", "ssh.service"]);
     chroot.write("/boot/firmware/ssh", "");
+    // Host keys are removed at cleanup (every device needs its own). Raspberry Pi OS makes new ones on first boot
+    // with raspberrypi-sys-mods' regenerate_ssh_host_keys.service; a base without that package would leave sshd
+    // failing its `sshd -t` pre-start check on every boot (the sdr-pi boot proof under qemu caught exactly that).
+    // `ssh-keygen -A` only adds missing keys, so the two together are harmless.
+    chroot.write(SSH_HOST_KEYS_UNIT, sshHostKeysUnit());
+    await chroot.exec(["systemctl", "enable", path.posix.basename(SSH_HOST_KEYS_UNIT)]);
     // Raspberry Pi OS asks for a first user on first boot unless one is configured; ours is, so skip the wizard.
     if (fs.existsSync(chroot.path("/lib/systemd/system/userconfig.service"))) await chroot.exec(["systemctl", "mask", "userconfig.service"]);
     await checkSshd(chroot);

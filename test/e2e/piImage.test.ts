@@ -6,6 +6,7 @@ import execa from "execa";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { SSH_HOST_KEYS_UNIT, sshHostKeysUnit } from "../../lib/build/pi";
 import { buildImage, type BuildResult } from "../../lib/build/pipeline";
 import { planBuild, withBase } from "../../lib/build/plan";
 import { OfflineImage } from "../../lib/inspect";
@@ -83,6 +84,10 @@ describe("PiImage builder (FR-4) @slow", function () {
         assert.equal(info.base.id, "raspios-fixture");
         assert.equal(await img.readFile("/etc/machine-id"), "", "machine identity is generated on first boot");
         assert.equal(await img.exists("/etc/resolv.conf.image-factory"), false, "the build's resolv.conf is gone");
+        // No host keys in the image (each device makes its own), and a unit that makes them before sshd starts.
+        assert.deepEqual((await img.list("/etc/ssh"))?.filter((f) => f.startsWith("ssh_host_")), []);
+        assert.equal(await img.readFile(SSH_HOST_KEYS_UNIT), sshHostKeysUnit());
+        assert.equal(await img.resolve(`/etc/systemd/system/multi-user.target.wants/${path.basename(SSH_HOST_KEYS_UNIT)}`), SSH_HOST_KEYS_UNIT, "enabled");
     });
 
     it("the FAT boot partition has the SSH flag and the SDR boot settings (read with mtools, no mount)", async () => {
