@@ -1,11 +1,73 @@
 // Every dynamic resource of ours gets its own type token, pulumi-nodejs:dynamic/image-factory:<Type>, so state,
 // `pulumi preview` and the policy pack tell them apart without guessing from inputs.
+//
+// What Pulumi serializes into each resource (its `__provider` input, kept in the state and evaluated by the
+// dynamic-provider process) is a stub of a few lines, not the provider itself: the stub loads this project's
+// provider module for its type and calls it. Serializing the real providers walked every function and value they
+// reach through the V8 inspector — 1.4 s of a no-op run's CPU and 460 KB of state for one image (qcow2Build alone
+// 196 KB) — and froze a copy of the code into the state. With the stub, the provider process runs the checkout's
+// code, like any plugin, and module-level state behaves as ordinary Node modules do.
 import * as pulumi from "@pulumi/pulumi";
 
 export const DYNAMIC_MODULE = "image-factory";
 
 export function dynamicType(type: string): string {
     return `pulumi-nodejs:dynamic/${DYNAMIC_MODULE}:${type}`;
+}
+
+/**
+ * Type token → the module (relative to this file) whose `provider` export implements it. The stub in the state
+ * looks its type up here at run time, so state written by any version finds the code through this one table:
+ * keep this file where it is, and when a provider module moves, change only its line here.
+ */
+export const PROVIDER_MODULES: Readonly<Record<string, string>> = {
+    BaseImageFetch: "./baseImageFetch",
+    GithubReleaseUpload: "./githubRelease",
+    GithubReleasePublication: "./githubReleasePublication",
+    ImageValidation: "./imageValidation",
+    OciPush: "./ociPush",
+    PackerProxmoxTemplate: "./packerProxmoxTemplate",
+    ProxmoxAccess: "./proxmoxAccess",
+    Qcow2Build: "./qcow2Build",
+    ReleaseMetadata: "./releaseMetadata",
+    ReusedArtifact: "./reusedArtifact",
+    StoreRoot: "./storeRoot",
+    StoredArtifact: "./storedArtifact",
+    TemplateRetention: "./templateRetention",
+};
+
+const METHODS = ["check", "diff", "create", "read", "update", "delete"] as const;
+type Method = (typeof METHODS)[number];
+type AnyMethod = (...args: unknown[]) => Promise<unknown>;
+
+/**
+ * Runs in the dynamic-provider process (the engine starts it in the project directory): registers the TypeScript
+ * loader and returns the provider for `type` from the project's code. Self-contained on purpose: it is serialized.
+ */
+export function loadProvider(type: string): Record<Method, AnyMethod | undefined> {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- serialized: no imports in scope there
+    const nodePath = require("node:path") as typeof import("node:path");
+    const root = process.cwd();
+    require(nodePath.join(root, "scripts", "require-ts-cached.js"));
+    const kit = require(nodePath.join(root, "providers", "dynamic.ts")) as { PROVIDER_MODULES: Record<string, string> };
+    const rel = kit.PROVIDER_MODULES[type];
+    if (!rel) throw new Error(`no provider module for dynamic type ${type} in ${nodePath.join(root, "providers", "dynamic.ts")} (PROVIDER_MODULES)`);
+    return (require(nodePath.join(root, "providers", rel)) as { provider: Record<Method, AnyMethod | undefined> }).provider;
+}
+
+/** The stub Pulumi serializes: the same methods as `impl` (the engine's behaviour depends on which exist). */
+export function providerStub(type: string, impl: pulumi.dynamic.ResourceProvider): pulumi.dynamic.ResourceProvider {
+    const stub: Partial<Record<Method, AnyMethod>> = {};
+    const has = impl as Partial<Record<Method, unknown>>;
+    for (const method of METHODS) {
+        if (typeof has[method] !== "function") continue;
+        stub[method] = (...args: unknown[]) => {
+            const fn = loadProvider(type)[method];
+            if (!fn) throw new Error(`the provider of ${type} has no ${method} any more`);
+            return fn(...args);
+        };
+    }
+    return stub as pulumi.dynamic.ResourceProvider;
 }
 
 export abstract class FactoryResource extends pulumi.dynamic.Resource {
@@ -16,8 +78,15 @@ export abstract class FactoryResource extends pulumi.dynamic.Resource {
         props: pulumi.Inputs,
         opts?: pulumi.CustomResourceOptions,
     ) {
-        super(provider, name, props, opts, DYNAMIC_MODULE, type);
+        super(stubFor(type, provider), name, props, opts, DYNAMIC_MODULE, type);
     }
+}
+
+// One stub per type: Pulumi serializes each distinct provider object once per run.
+const stubs: Record<string, pulumi.dynamic.ResourceProvider> = {};
+function stubFor(type: string, impl: pulumi.dynamic.ResourceProvider): pulumi.dynamic.ResourceProvider {
+    if (!(type in PROVIDER_MODULES)) throw new Error(`dynamic type ${type} is missing from PROVIDER_MODULES (providers/dynamic.ts)`);
+    return (stubs[type] ??= providerStub(type, impl));
 }
 
 /** Diff helper: the names of properties whose values differ (JSON comparison, order-sensitive). */

@@ -4,7 +4,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 
-// A plain object, not a Map: this module is serialized into dynamic providers, and captured Maps lose their methods.
+// Memo of this process (the persisted answers are below).
 const cache: Record<string, string> = {};
 
 function firstLine(cmd: string, args: string[]): string {
