@@ -2,17 +2,29 @@
 # One-time (and idempotent) setup used by both quickstart commands: OS packages, npm packages, the engine and
 # tools built from Go modules, and the SSH key the local stack bakes into its image.
 # The Makefile never calls this: it only reports (FR-12). Re-running costs a few seconds when nothing changed.
+# Usage: setup.sh          everything (tests, every builder and stack)
+#        setup.sh --main   only what the main job (`pulumi up` of the local stack) needs: its OS packages, the
+#                          engine, the language host, the dynamic-provider shim and oras. The test command and
+#                          the other targets run the full setup, which adds the rest (Packer and its plugins,
+#                          OpenTofu, actionlint, the Proxmox plugin, the policy pack, fakepve) when first needed.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+scope=all
+case "${1:-}" in
+  --main) scope=main ;;
+  "") ;;
+  *) echo "usage: $0 [--main]" >&2; exit 2 ;;
+esac
 
 say() { printf 'setup: %s\n' "$*"; }
 cache_root="${IMAGE_FACTORY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/image-factory}"
 
 # --- OS packages (Debian) ---------------------------------------------------------------------------------
 missing=()
-while read -r cmd pkg _; do
+while read -r cmd pkg job _; do
   [[ -z "$cmd" || "$cmd" == \#* ]] && continue
+  [[ $scope == main && $job != main ]] && continue
   if [[ "$cmd" == /* ]]; then [[ -e "$cmd" ]] || missing+=("$pkg"); continue; fi # a file, not a command
   command -v "$cmd" >/dev/null 2>&1 || [[ -x "/usr/sbin/$cmd" || -x "/sbin/$cmd" ]] || missing+=("$pkg")
 done < scripts/os-packages.txt
@@ -56,7 +68,7 @@ if [[ ! -f node_modules/.image-factory-lock || "$(cat node_modules/.image-factor
   npm ci --no-audit --no-fund --cache "$cache_root/npm" --prefer-offline
   echo "$lock_sum" > node_modules/.image-factory-lock
 fi
-if [[ -f policy/package-lock.json ]]; then
+if [[ $scope == all && -f policy/package-lock.json ]]; then
   plock=$(sha256sum policy/package-lock.json | cut -d' ' -f1)
   if [[ ! -f policy/node_modules/.image-factory-lock || "$(cat policy/node_modules/.image-factory-lock)" != "$plock" ]]; then
     say "npm ci (policy pack)"
@@ -66,11 +78,15 @@ if [[ -f policy/package-lock.json ]]; then
 fi
 
 # --- engine and tools from Go modules ---------------------------------------------------------------------
-bash tools/build.sh
+if [[ $scope == main ]]; then
+  bash tools/build.sh pulumi pulumi-language-nodejs pulumi-resource-pulumi-nodejs oras
+else
+  bash tools/build.sh
+fi
 
 # --- the proxmoxve resource plugin, installed where the engine looks for it by version -------------------------
 # PULUMI_HOME is the checkout's (scripts/env.sh); the version is the one the npm SDK @muhlba91/pulumi-proxmoxve asks for.
-(
+[[ $scope == main ]] || (
   source scripts/env.sh
   version=$(node -p 'require("@muhlba91/pulumi-proxmoxve/package.json").pulumi.version')
   plugin=.tools/plugins/pulumi-resource-proxmoxve
@@ -86,7 +102,7 @@ bash tools/build.sh
 # fakepve is AGPL-3.0-or-later: a test-only service, so it lives in the ignored .tools/fakepve virtualenv, is never
 # vendored and never goes into an image. test/fakepve/launch.py (ours) starts it with a token and TLS.
 fakepve_req='fakepve[crypto]==0.5.0'
-if [[ ! -x .tools/fakepve/bin/python || "$(cat .tools/fakepve/.requirement 2>/dev/null)" != "$fakepve_req" ]]; then
+if [[ $scope == all ]] && [[ ! -x .tools/fakepve/bin/python || "$(cat .tools/fakepve/.requirement 2>/dev/null)" != "$fakepve_req" ]]; then
   say "installing $fakepve_req into .tools/fakepve (test-only Proxmox VE API)"
   rm -rf .tools/fakepve
   python3 -m venv .tools/fakepve || { say "python3 -m venv failed: install python3-venv (apt-get install python3-venv) and re-run"; exit 1; }

@@ -5,7 +5,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-bash scripts/setup.sh
+bash scripts/setup.sh --main
 source scripts/env.sh
 # The passphrase of the local stack is public on purpose: the local stack holds no credentials. Other stacks
 # must bring their own PULUMI_CONFIG_PASSPHRASE (or another secrets provider).
