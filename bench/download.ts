@@ -40,6 +40,7 @@ async function main(): Promise<void> {
     const out = path.join(dir, "out.bin");
     const ours: number[] = [];
     const base: number[] = [];
+    const fast: number[] = [];
     for (let i = 0; i < runs; i++) {
         fs.rmSync(out, { force: true });
         let t0 = process.hrtime.bigint();
@@ -53,6 +54,12 @@ async function main(): Promise<void> {
         const got = (await execa("sha256sum", [out])).stdout.split(" ")[0];
         base.push(Number(process.hrtime.bigint() - t0) / 1e9);
         if (got !== expected) throw new Error("curl digest mismatch");
+        // The fast baseline: one pass, the file written and hashed by OpenSSL as it streams (what ours does).
+        fs.rmSync(out, { force: true });
+        t0 = process.hrtime.bigint();
+        const piped = (await execa("sh", ["-c", `curl -s "${url}" | tee "${out}" | openssl dgst -sha256 -r`])).stdout.split(" ")[0];
+        fast.push(Number(process.hrtime.bigint() - t0) / 1e9);
+        if (piped !== expected) throw new Error("curl | openssl digest mismatch");
     }
     server.kill();
     await server.catch(() => undefined);
@@ -62,7 +69,9 @@ async function main(): Promise<void> {
     console.log(`download + sha256 of ${sizeMiB} MiB over loopback, median of ${runs} runs:`);
     console.log(`  curl -o && sha256sum:   ${median(base).toFixed(2)} s  (${(gib / median(base)).toFixed(2)} GiB/s)`);
     console.log(`  lib/download (1 pass):  ${median(ours).toFixed(2)} s  (${(gib / median(ours)).toFixed(2)} GiB/s)`);
-    console.log(`  ratio ours/baseline:    ${(median(ours) / median(base)).toFixed(2)}x time`);
+    console.log(`  curl | tee | openssl dgst: ${median(fast).toFixed(2)} s  (${(gib / median(fast)).toFixed(2)} GiB/s)`);
+    console.log(`  ratio ours/curl -o && sha256sum: ${(median(ours) / median(base)).toFixed(2)}x time`);
+    console.log(`  ratio ours/curl | tee | openssl: ${(median(ours) / median(fast)).toFixed(2)}x time (goal: within 5 %)`);
 }
 
 main().catch((err) => {

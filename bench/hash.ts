@@ -58,12 +58,16 @@ function idleNodeRss(): number {
 makeFile();
 execFileSync("sha256sum", [file]); // warm the page cache so both sides read from memory
 const base: number[] = [];
+const ssl: number[] = [];
 const mine: number[] = [];
 let rss = 0;
 let agree = true;
 for (let i = 0; i < runs; i++) {
     const b = time(() => execFileSync("sha256sum", [file], { encoding: "utf8" }));
     base.push(b.seconds);
+    const o2 = time(() => execFileSync("openssl", ["dgst", "-sha256", "-r", file], { encoding: "utf8" }));
+    ssl.push(o2.seconds);
+    agree &&= o2.out.split(" ")[0] === b.out.split(" ")[0];
     const o = ours();
     mine.push(o.seconds);
     rss = Math.max(rss, o.maxRssKiB);
@@ -74,5 +78,7 @@ const gib = sizeMiB / 1024;
 console.log(`hashing ${sizeMiB} MiB (page cache warm), median of ${runs} runs:`);
 console.log(`  sha256sum:            ${median(base).toFixed(2)} s  (${(gib / median(base)).toFixed(2)} GiB/s)`);
 console.log(`  lib/sha256.hashFile:  ${median(mine).toFixed(2)} s  (${(gib / median(mine)).toFixed(2)} GiB/s)`);
+console.log(`  openssl dgst -sha256: ${median(ssl).toFixed(2)} s  (${(gib / median(ssl)).toFixed(2)} GiB/s)`);
 console.log(`  ratio ours/sha256sum: ${(median(mine) / median(base)).toFixed(2)}x time   (digests agree: ${agree})`);
+console.log(`  ratio ours/openssl:   ${(median(mine) / median(ssl)).toFixed(2)}x time   (goal: within 5 %)`);
 console.log(`  peak RSS while hashing: ${(rss / 1024).toFixed(1)} MiB (node + ts-node alone: ${(idle / 1024).toFixed(1)} MiB; file: ${sizeMiB} MiB)`);
