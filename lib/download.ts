@@ -9,6 +9,9 @@ import * as path from "node:path";
 import { ensureFreeSpace, freeBytes, FREE_SPACE_ADVICE } from "./atomic";
 import { HASH_CHUNK, type Digest } from "./sha256";
 
+/** Bytes a download may hold while the disk catches up (see the response loop). */
+const WRITE_AHEAD = 8 * HASH_CHUNK;
+
 export interface DownloadOptions {
     url: string;
     dest: string;
@@ -181,14 +184,21 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
         let pending: Buffer[] = [];
         let pendingBytes = 0;
         let writing: Promise<unknown> = Promise.resolve();
+        // Writes queue behind each other while the response keeps flowing; it pauses only when more than
+        // WRITE_AHEAD bytes wait for the disk (memory stays bounded, the network and the disk overlap).
+        let queued = 0;
         const flush = () => {
             if (!pendingBytes) return;
             const buf = pending.length === 1 ? pending[0] : Buffer.concat(pending, pendingBytes);
             pending = [];
             pendingBytes = 0;
-            res.pause();
+            queued += buf.length;
+            if (queued > WRITE_AHEAD) res.pause();
             // A failed write (a full disk) ends the transfer: without this the paused response would wait forever.
-            writing = writing.then(() => out.write(buf)).then(() => res.resume(), (err: Error) => {
+            writing = writing.then(() => out.write(buf)).then(() => {
+                queued -= buf.length;
+                if (queued <= WRITE_AHEAD && res.isPaused()) res.resume();
+            }, (err: Error) => {
                 writeFailed ??= err;
                 res.destroy(err);
             });
