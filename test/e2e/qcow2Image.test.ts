@@ -79,9 +79,10 @@ describe("Qcow2Image: a real image through pulumi up --stack local @slow", funct
 
     it("passes qemu-img check and sha256sum -c, and the HTTP URL serves the same bytes", async () => {
         await execa("qemu-img", ["check", image.storePath]);
-        const info = JSON.parse((await execa("qemu-img", ["info", "--output=json", image.storePath])).stdout) as { format: string; "virtual-size": number };
+        const info = JSON.parse((await execa("qemu-img", ["info", "--output=json", image.storePath])).stdout) as { format: string; "virtual-size": number; "format-specific": { data: { "compression-type": string } } };
         assert.equal(info.format, "qcow2");
         assert.equal(info["virtual-size"], 2048 * 1024 * 1024);
+        assert.equal(info["format-specific"].data["compression-type"], "zstd", "compressed with zstd (lib/build/pipeline.ts QCOW2_OPTIONS)");
         const check = await execa("sha256sum", ["-c", `debian-12-minimal-${image.version}.qcow2.sha256`], { cwd: path.dirname(image.storePath) });
         assert.match(check.stdout, /: OK$/);
         const { stdout } = await execa("sha256sum", [image.storePath]);
