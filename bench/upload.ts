@@ -1,0 +1,94 @@
+// Publishing bytes: what a push of a SIZE_MIB artifact sends to a loopback OCI registry (Debian's docker-registry
+// behind our counting TCP proxy), a re-push of the same bytes (goal: 0 blob bytes), and a changed artifact (sent
+// again, streamed: peak RSS of the pushing process tree stays far below the file size). Baseline: `oras push` by
+// hand, the same file, measured in the same run.
+//   npm run bench:upload      (SIZE_MIB=256 by default)
+import execa from "execa";
+import * as crypto from "node:crypto";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { orasBinary } from "../lib/oci";
+import { startCutProxy } from "../test/helpers/cutProxy";
+import { startRegistry } from "../test/helpers/registry";
+
+const root = path.resolve(__dirname, "..");
+const sizeMiB = Number(process.env.SIZE_MIB ?? 256);
+const MEDIA = "application/vnd.deevnet.qcow2";
+
+function makeFile(file: string, seed: number): string {
+    const hash = crypto.createHash("sha256");
+    const block = crypto.randomBytes(2 ** 20);
+    const fd = fs.openSync(file, "w");
+    for (let i = 0; i < sizeMiB; i++) {
+        block.writeUInt32LE(i, 0);
+        block.writeUInt32LE(seed, 4);
+        fs.writeSync(fd, block);
+        hash.update(block);
+    }
+    fs.closeSync(fd);
+    return hash.digest("hex");
+}
+
+// The push runs in a child under /usr/bin/time, so its peak RSS (with oras's, the larger of the two) is measured.
+const child = `
+const { pushArtifact } = require(${JSON.stringify(path.join(root, "lib", "oci.ts"))});
+const [file, sha, registry] = process.argv.slice(1);
+const t0 = process.hrtime.bigint();
+pushArtifact({ target: { registry, repository: "bench", plainHttp: true }, file, tags: ["latest"], artifactType: "${MEDIA}", mediaType: "${MEDIA}", annotations: {} }, sha)
+  .then((r) => process.stdout.write(JSON.stringify({ uploaded: r.uploaded, seconds: Number(process.hrtime.bigint() - t0) / 1e9 })));`;
+
+// Async children only: the counting proxy runs in this process and must keep forwarding meanwhile.
+async function ours(file: string, sha: string, registry: string): Promise<{ uploaded: boolean; seconds: number; maxRssMiB: number }> {
+    const r = await execa("/usr/bin/time", ["-f", "%M", process.execPath, "-r", "ts-node/register/transpile-only", "-e", child, file, sha, registry], {
+        cwd: root, env: { TS_NODE_PROJECT: path.join(root, "tsconfig.json") },
+    });
+    const rssKiB = Number(r.stderr.trim().split("\n").pop());
+    return { ...(JSON.parse(r.stdout) as { uploaded: boolean; seconds: number }), maxRssMiB: rssKiB / 1024 };
+}
+
+async function orasByHand(file: string, registry: string): Promise<number> {
+    const t0 = process.hrtime.bigint();
+    await execa(orasBinary(), ["push", "--plain-http", "--no-tty", "--artifact-type", MEDIA, `${registry}/baseline:latest`, `${path.basename(file)}:${MEDIA}`],
+        { cwd: path.dirname(file) });
+    return Number(process.hrtime.bigint() - t0) / 1e9;
+}
+
+async function main(): Promise<void> {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "if-bench-upload-"));
+    const registry = await startRegistry();
+    const [host, port] = registry.host.split(":");
+    const proxy = await startCutProxy({ host, port: Number(port) });
+    const via = `127.0.0.1:${proxy.port}`;
+    const MiB = (n: number) => (n / 2 ** 20).toFixed(1);
+    try {
+        const a = path.join(dir, "image-a.qcow2");
+        const b = path.join(dir, "image-b.qcow2");
+        const shaA = makeFile(a, 1);
+        const shaB = makeFile(b, 2);
+        const rows: string[] = [];
+        const step = async (name: string, run: () => Promise<{ uploaded?: boolean; seconds: number; maxRssMiB?: number }>) => {
+            const before = proxy.up;
+            const r = await run();
+            rows.push(`| ${name} | ${MiB(proxy.up - before)} MiB | ${r.seconds.toFixed(2)} s | ${r.maxRssMiB !== undefined ? `${r.maxRssMiB.toFixed(0)} MiB` : "—"} |`);
+        };
+        await step("oras push by hand (baseline)", async () => ({ seconds: await orasByHand(a, via) }));
+        await step("first push (lib/oci pushArtifact)", () => ours(a, shaA, via));
+        await step("re-push, same bytes", () => ours(a, shaA, via));
+        // A new build under the same name: other bytes, other digest.
+        fs.renameSync(b, a);
+        await step("push of a changed image", () => ours(a, shaB, via));
+        console.log(`OCI push of a ${sizeMiB} MiB artifact to a loopback registry; bytes counted client → registry at a TCP proxy`);
+        console.log("| step | bytes sent | time | peak RSS (node + oras) |\n|---|---|---|---|");
+        for (const row of rows) console.log(row);
+    } finally {
+        await proxy.close();
+        await registry.stop();
+        fs.rmSync(dir, { recursive: true, force: true });
+    }
+}
+
+main().catch((err: unknown) => {
+    console.error(err instanceof Error ? err.message : err);
+    process.exit(1);
+});
