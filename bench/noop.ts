@@ -14,6 +14,7 @@ const { localStack } = require("../test/helpers/localStack") as typeof import(".
 import { TestProject } from "../test/helpers/project";
 import { startRegistry } from "../test/helpers/registry";
 import { REPO_ROOT } from "../test/helpers/setup";
+import { benchRow } from "./row";
 
 const runs = Number(process.env.RUNS ?? 5);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -70,6 +71,10 @@ async function main(): Promise<void> {
         console.log(`no-op runs, median of ${runs} (alternating with the floor), state ${(fs.statSync(path.join(local.project.backend, ".pulumi", "stacks", "image-factory", "local.json")).size / 1024).toFixed(0)} KiB`);
         console.log("| bench | ours | | baseline | | ratio |\n|---|---|---|---|---|---|");
         for (const row of rows) console.log(row);
+        for (const cmd of ["up", "preview"]) {
+            const [o, b] = [median(samples[`local ${cmd}`].map((s) => s.wall)), median(samples[`floor ${cmd}`].map((s) => s.wall))];
+            benchRow(`no-op ${cmd}, local stack`, `${o.toFixed(2)} s`, `one dynamic resource ${b.toFixed(2)} s`, `${(o / b).toFixed(2)}×`, "≤ 1.5×");
+        }
     } finally {
         await local.close();
         floor.remove();

@@ -12,6 +12,7 @@ import { parseConfig, readNamespace, resolveAuthorizedKeys } from "../lib/config
 import { OfflineImage } from "../lib/inspect";
 import { loadRecipe } from "../lib/recipe";
 import { diffTrees, scanTree } from "../lib/treeDiff";
+import { benchRow } from "./row";
 
 const projectDir = path.resolve(__dirname, "..");
 
@@ -28,6 +29,7 @@ async function main(): Promise<void> {
     const recipe = loadRecipe(config.images[0]);
     const tmp = fs.mkdtempSync(path.join(path.join(projectDir, ".cache"), "repro-"));
     const results: BuildResult[] = [];
+    const seconds: number[] = [];
     for (const run of ["a", "b"]) {
         const plan = planBuild({
             recipe, projectDir, workDir: path.join(tmp, run), domain: config.domain, debian: resolveDebianSource(config.debian, true),
@@ -39,6 +41,7 @@ async function main(): Promise<void> {
         results.push(await buildImage({ ...plan.request, version: "v2000.01.01", buildInfo: { ...plan.request.buildInfo, buildTime: "fixed" } },
             (m) => console.log(`[${run}] ${m}`)));
         console.log(`[${run}] ${Math.round((Date.now() - t0) / 1000)}s`);
+        seconds.push((Date.now() - t0) / 1000);
     }
     const [a, b] = results;
     const manifestsEqual = fs.readFileSync(a.pkgManifestPath, "utf8") === fs.readFileSync(b.pkgManifestPath, "utf8");
@@ -58,6 +61,8 @@ async function main(): Promise<void> {
     console.log(`  paths only in a / only b:  ${d.onlyA.length} / ${d.onlyB.length}`);
     console.log(`  paths that differ:         ${d.differing.length}`);
     for (const p of [...d.onlyA.map((x) => `only a: ${x}`), ...d.onlyB.map((x) => `only b: ${x}`), ...d.differing].slice(0, 60)) console.log(`    ${p}`);
+    benchRow(`build ${recipe.name} (packages cached)`, `${seconds[1].toFixed(0)} s (first ${seconds[0].toFixed(0)} s)`, "—", "—", "≤ 50 s");
+    benchRow("two builds bit-for-bit equal", String(a.sha256 === b.sha256), "—", "—", "true");
     if (process.env.REPRO_KEEP) console.log(`kept ${a.path} and ${b.path}`);
     else fs.rmSync(tmp, { recursive: true, force: true });
 }
