@@ -19,7 +19,8 @@ async function main(): Promise<void> {
     const cpu = os.cpus()[0]?.model ?? "unknown CPU";
     console.log(`\n${new Date().toISOString().slice(0, 10)}, ${os.cpus().length} × ${cpu}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${os.release()}`);
     console.log("| bench | ours | baseline | ratio | goal |\n|---|---|---|---|---|");
-    for (const r of rows) console.log(`| ${r.join(" | ")} |`);
+    // A pipe inside a cell (a shell pipeline baseline) would end the cell.
+    for (const r of rows) console.log(`| ${r.map((c) => c.replace(/\|/g, "\\|")).join(" | ")} |`);
 }
 
 main().catch((err: unknown) => {
