@@ -14,6 +14,7 @@ const path = require("node:path");
 
 const LOADER_VERSION = "1";
 const projectDir = path.resolve(__dirname, "..");
+// The per-user cache root, by the rule of lib/cacheRoot.ts (which this file cannot import: it is what loads .ts).
 const cacheDir = path.join(
     process.env.IMAGE_FACTORY_CACHE || path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), ".cache"), "image-factory"),
     "ts-js",

@@ -1,8 +1,8 @@
 // Versions of the tools that shape an image: part of its build key and of its build.json.
 import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
+import { cacheRoot } from "../cacheRoot";
 
 // Memo of this process (the persisted answers are below).
 const cache: Record<string, string> = {};
@@ -66,8 +66,7 @@ const PROBES: Record<string, { key: () => string; probe: () => string }> = {
 // `pulumi up` and preview. Their answers are kept per user, keyed by what would change them (the executable's
 // identity, dpkg's status file); any change there probes again.
 function persistedFile(): string {
-    const root = process.env.IMAGE_FACTORY_CACHE ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), ".cache"), "image-factory");
-    return path.join(root, "tool-versions.json");
+    return path.join(cacheRoot(), "tool-versions.json");
 }
 
 function readPersisted(file: string): Record<string, { key: string; version: string }> {
