@@ -102,6 +102,21 @@ export async function freePort(): Promise<number> {
     });
 }
 
+/**
+ * The headless x86 machine every boot of ours uses: 1 GiB, 2 vCPUs, serial console to a file, user-mode network
+ * (with SSH forwarded to 127.0.0.1:`sshPort` when given); `extra` adds drives and boot options.
+ */
+export function qemuX86Args(o: { accel: string; consoleLog: string; sshPort?: number; extra: string[] }): string[] {
+    return ["-machine", "pc", "-m", "1024", "-smp", "2", "-display", "none", "-monitor", "none", "-serial", `file:${o.consoleLog}`, "-accel", o.accel,
+        ...o.extra, "-netdev", o.sshPort ? `user,id=n0,hostfwd=tcp:127.0.0.1:${o.sshPort}-:22` : "user,id=n0", "-device", "virtio-net-pci,netdev=n0"];
+}
+
+/** ssh options for logging in to a guest booted here: throw-away host keys, no prompts, short connect timeout. */
+export function guestSshArgs(key: string, port: number, user: string): string[] {
+    return ["-i", key, "-p", String(port), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+        "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", `${user}@127.0.0.1`];
+}
+
 function kvmOpens(): boolean {
     try {
         fs.accessSync("/dev/kvm", fs.constants.R_OK | fs.constants.W_OK);
@@ -149,9 +164,8 @@ export async function bootCheck(o: BootCheckOptions): Promise<BootReport> {
         for (const accel of accelerators) {
             const port = await freePort();
             fs.rmSync(consoleLog, { force: true });
-            const args = ["-machine", "pc", "-m", "1024", "-smp", "2", "-display", "none", "-monitor", "none", "-serial", `file:${consoleLog}`, "-accel", accel,
-                "-drive", `file=${overlay},if=virtio,format=qcow2`, "-drive", `file=${seed},if=virtio,format=raw,readonly=on`,
-                "-netdev", `user,id=n0,hostfwd=tcp:127.0.0.1:${port}-:22`, "-device", "virtio-net-pci,netdev=n0"];
+            const args = qemuX86Args({ accel, consoleLog, sshPort: port,
+                extra: ["-drive", `file=${overlay},if=virtio,format=qcow2`, "-drive", `file=${seed},if=virtio,format=raw,readonly=on`] });
             log(`→ ${o.name}: booting under ${accel.toUpperCase()} (overlay; the artifact is not written)`);
             const qemu = execa("qemu-system-x86_64", args, { reject: false, all: true });
             const started = Date.now();
@@ -171,8 +185,7 @@ export async function bootCheck(o: BootCheckOptions): Promise<BootReport> {
                     }
                 }
                 const deadline = started + (o.timeoutSeconds ?? (accel === "kvm" ? 240 : 600)) * 1000;
-                const ssh = ["-i", key, "-p", String(port), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                    "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", `${o.user}@127.0.0.1`];
+                const ssh = guestSshArgs(key, port, o.user);
                 let ready = -1;
                 while (Date.now() < deadline && qemu.exitCode === null) {
                     const r = await execa("ssh", [...ssh, "true"], { reject: false, timeout: 15_000 });
@@ -271,9 +284,8 @@ export async function bootSeedCheck(o: SeedBootOptions): Promise<BootReport> {
         const accelerators = o.accelerators ?? ["tcg"];
         const accel = accelerators[0];
         fs.rmSync(consoleLog, { force: true });
-        const args = ["-machine", "pc", "-m", "1024", "-smp", "2", "-display", "none", "-monitor", "none", "-serial", `file:${consoleLog}`, "-accel", accel,
-            "-drive", `file=${overlay},if=virtio,format=qcow2`, "-drive", `file=${path.resolve(o.seedIso)},if=virtio,format=raw,readonly=on`,
-            "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0"];
+        const args = qemuX86Args({ accel, consoleLog,
+            extra: ["-drive", `file=${overlay},if=virtio,format=qcow2`, "-drive", `file=${path.resolve(o.seedIso)},if=virtio,format=raw,readonly=on`] });
         log(`→ ${o.name}: booting ${path.basename(o.baseImage)} with the seed attached under ${accel.toUpperCase()}`);
         const qemu = execa("qemu-system-x86_64", args, { reject: false, all: true });
         const started = Date.now();

@@ -7,7 +7,7 @@ import execa from "execa";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { freePort } from "../../lib/bootCheck";
+import { freePort, guestSshArgs, qemuX86Args } from "../../lib/bootCheck";
 import { sha256Hex } from "../../lib/build/buildKey";
 import { buildImage } from "../../lib/build/pipeline";
 import { planBuild, withBase } from "../../lib/build/plan";
@@ -21,10 +21,7 @@ const on = (name: string) => wanted.includes("1") || wanted.includes(name);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const USER = "ansible";
 
-function sshArgs(key: string, port: number): string[] {
-    return ["-i", key, "-p", String(port), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-        "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", `${USER}@127.0.0.1`];
-}
+const sshArgs = (key: string, port: number) => guestSshArgs(key, port, USER);
 
 /** Waits until the bootstrap user logs in with the key; returns the seconds it took. */
 async function waitForSsh(key: string, port: number, qemu: execa.ExecaChildProcess, console: string, limitS: number): Promise<number> {
@@ -121,9 +118,8 @@ describe("boot proofs (opt-in: IMAGE_FACTORY_BOOT_PROOFS=1)", function () {
         const accel = process.env.IMAGE_FACTORY_BOOT_PROOF_ACCEL ?? "tcg";
         const installConsole = path.join(work, "install-console.log");
         // -no-reboot: the installer's final reboot ends qemu, which is how we know the install finished.
-        const install = execa("qemu-system-x86_64", ["-machine", "pc", "-accel", accel, "-m", "1024", "-smp", "2", "-display", "none", "-monitor", "none",
-            "-serial", `file:${installConsole}`, "-no-reboot", "-cdrom", iso.path, "-boot", "once=d",
-            "-drive", `file=${disk},if=virtio,format=qcow2`, "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0"], { reject: false, all: true });
+        const install = execa("qemu-system-x86_64", qemuX86Args({ accel, consoleLog: installConsole,
+            extra: ["-no-reboot", "-cdrom", iso.path, "-boot", "once=d", "-drive", `file=${disk},if=virtio,format=qcow2`] }), { reject: false, all: true });
         // A question on the console ("[!!] <title>") means the preseed left a gap or the installer hit an error
         // it asks about: stop there and name it, rather than wait for the time limit.
         let question: string | undefined;
@@ -142,9 +138,8 @@ describe("boot proofs (opt-in: IMAGE_FACTORY_BOOT_PROOFS=1)", function () {
         const port = await freePort();
         const bootConsole = path.join(work, "boot-console.log");
         const t1 = Date.now();
-        const boot = execa("qemu-system-x86_64", ["-machine", "pc", "-accel", accel, "-m", "1024", "-smp", "2", "-display", "none", "-monitor", "none",
-            "-serial", `file:${bootConsole}`, "-drive", `file=${disk},if=virtio,format=qcow2`,
-            "-netdev", `user,id=n0,hostfwd=tcp:127.0.0.1:${port}-:22`, "-device", "virtio-net-pci,netdev=n0"], { reject: false, all: true });
+        const boot = execa("qemu-system-x86_64", qemuX86Args({ accel, consoleLog: bootConsole, sshPort: port,
+            extra: ["-drive", `file=${disk},if=virtio,format=qcow2`] }), { reject: false, all: true });
         try {
             const sshS = await waitForSsh(key, port, boot, bootConsole, 900);
             const facts = await guestFacts(key, port);
