@@ -4,7 +4,7 @@
 //   npm run bench:noop        (RUNS=5 by default; the first up of the local stack builds the image, or reuses
 //                              the tests' build in .cache/test-work when its key matches)
 // Prints the medians, the ratios, and the CPU seconds (user+sys of the whole process tree) of each.
-import { spawnSync } from "node:child_process";
+import execa from "execa";
 import * as fs from "node:fs";
 import * as path from "node:path";
 
@@ -21,10 +21,13 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 
 interface Sample { wall: number; cpu: number }
 
-/** Runs `pulumi <args>` in dir under /usr/bin/time; wall and CPU seconds of the whole tree. */
-function timed(dir: string, env: Record<string, string>, args: string[]): Sample {
-    const r = spawnSync("/usr/bin/time", ["-f", "%e %U %S", "pulumi", ...args, "--non-interactive"], { cwd: dir, env: { ...process.env, ...env }, encoding: "utf8" });
-    if (r.status !== 0) throw new Error(`pulumi ${args.join(" ")} failed in ${dir}:\n${r.stdout}\n${r.stderr}`);
+/**
+ * Runs `pulumi <args>` in dir under /usr/bin/time; wall and CPU seconds of the whole tree. Async on purpose: the
+ * stack's artifact server runs in this process and must keep answering while pulumi runs.
+ */
+async function timed(dir: string, env: Record<string, string>, args: string[]): Promise<Sample> {
+    const r = await execa("/usr/bin/time", ["-f", "%e %U %S", "pulumi", ...args, "--non-interactive"], { cwd: dir, env, reject: false });
+    if (r.exitCode !== 0) throw new Error(`pulumi ${args.join(" ")} failed in ${dir}:\n${r.stdout}\n${r.stderr}`);
     const last = r.stderr.trim().split("\n").pop() ?? "";
     const [wall, user, sys] = last.split(" ").map(Number);
     if ((args[0] === "up" && !/\b\d+ unchanged\b/.test(r.stdout)) || /\b\d+ (to create|to update|created|updated)\b/.test(r.stdout)) {
@@ -47,8 +50,8 @@ async function main(): Promise<void> {
         ] as const;
         for (const [name, dir, env, stack] of setup) {
             const t0 = Date.now();
-            const r = spawnSync("pulumi", ["up", "--yes", "--skip-preview", "--stack", stack, "--non-interactive"], { cwd: dir, env: { ...process.env, ...env }, encoding: "utf8" });
-            if (r.status !== 0) throw new Error(`first up of ${name} failed:\n${r.stdout}\n${r.stderr}`);
+            const r = await execa("pulumi", ["up", "--yes", "--skip-preview", "--stack", stack, "--non-interactive"], { cwd: dir, env, reject: false });
+            if (r.exitCode !== 0) throw new Error(`first up of ${name} failed:\n${r.stdout}\n${r.stderr}`);
             const resources = /(\d+) (created|unchanged)/g;
             console.error(`bench: first up of ${name}: ${((Date.now() - t0) / 1000).toFixed(0)} s (${[...r.stdout.matchAll(resources)].map((m) => m[0]).join(", ")})`);
         }
@@ -56,11 +59,11 @@ async function main(): Promise<void> {
         const add = (k: string, s: Sample) => (samples[k] ??= []).push(s);
         for (let i = 0; i < runs; i++) {
             for (const [name, dir, env, stack] of setup) {
-                add(`${name} up`, timed(dir, env, ["up", "--yes", "--skip-preview", "--stack", stack]));
-                add(`${name} preview`, timed(dir, env, ["preview", "--stack", stack]));
+                add(`${name} up`, await timed(dir, env, ["up", "--yes", "--skip-preview", "--stack", stack]));
+                add(`${name} preview`, await timed(dir, env, ["preview", "--stack", stack]));
             }
         }
-        const state = JSON.parse(spawnSync("pulumi", ["stack", "export", "--stack", "local"], { cwd: local.project.dir, env: { ...process.env, ...local.project.env }, encoding: "utf8" }).stdout) as { deployment: { resources: unknown[] } };
+        const state = JSON.parse((await execa("pulumi", ["stack", "export", "--stack", "local"], { cwd: local.project.dir, env: local.project.env })).stdout) as { deployment: { resources: unknown[] } };
         const rows = ["up", "preview"].map((cmd) => {
             const ours = samples[`local ${cmd}`];
             const base = samples[`floor ${cmd}`];
