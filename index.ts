@@ -16,8 +16,10 @@ import { Qcow2Image, type BuiltImage, type ImageBase } from "./components/Qcow2I
 import { lookup, specHash } from "./lib/baseImages";
 import { catalog as baseImageCatalog } from "./images/catalog";
 import { resolveDebianSource } from "./lib/aptSources";
-import { ConfigError, parseConfig, readNamespace, resolveAuthorizedKeys, type FactoryConfig, type Pass } from "./lib/config";
+import { parseConfig, readNamespace, resolveAuthorizedKeys, type FactoryConfig, type Pass } from "./lib/config";
+import { isUserError } from "./lib/errors";
 import { signingFromEnv } from "./lib/evidence";
+import { isToolMissing } from "./lib/exec";
 import { gitRemoteUrl } from "./lib/git";
 import { BOOT_GATE_COMMANDS } from "./lib/bootCheck";
 import { checkCommands } from "./lib/build/requiredCommands";
@@ -34,10 +36,8 @@ const projectDir = process.cwd();
 const resolve = (p: string) => path.resolve(projectDir, p);
 
 function fail(err: unknown): never {
-    // RunError prints just the message: the problems list is the whole story, a stack trace adds nothing.
-    if (err instanceof ConfigError || (err instanceof Error && (/^(unknown image|images\/|oras not found|ORAS=)/.test(err.message) || err.name === "BaseImageError" || err.name === "ToolMissingError"))) {
-        throw new pulumi.RunError(err.message);
-    }
+    // A UserError's message names the fix; RunError prints just that (a stack trace adds nothing).
+    if (isUserError(err) || isToolMissing(err)) throw new pulumi.RunError(err.message);
     throw err;
 }
 function attempt<T>(fn: () => T): T {

@@ -8,6 +8,7 @@ import { writeFileAtomic } from "./atomic";
 import { canonicalJson, sha256Hex } from "./build/buildKey";
 import { download } from "./download";
 import { isToolMissing, toolMissingError, which, debianPackageOf } from "./exec";
+import { UserError } from "./errors";
 import { hashFile } from "./sha256";
 import { applyTransforms, type Transform } from "./transforms";
 
@@ -78,8 +79,18 @@ export interface EnsureOptions {
     retryDelayMs?: number;
 }
 
-export function baseImageError(kind: "download" | "checksum" | "tool" | "offline" | "unknown", message: string): Error {
-    return Object.assign(new Error(message), { name: "BaseImageError", kind });
+export type BaseImageFailure = "download" | "checksum" | "tool" | "offline" | "unknown";
+
+/** A base image that cannot be had: the message says which file, why, and what to do (mirror, catalog, tool). */
+export class BaseImageError extends UserError {
+    constructor(readonly kind: BaseImageFailure, message: string) {
+        super(message);
+        this.name = "BaseImageError";
+    }
+}
+
+export function baseImageError(kind: BaseImageFailure, message: string): BaseImageError {
+    return new BaseImageError(kind, message);
 }
 
 export function specHash(value: unknown): string {

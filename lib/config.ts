@@ -3,6 +3,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { z } from "zod";
+import { UserError } from "./errors";
 
 export const CONFIG_NAMESPACE = "factory";
 
@@ -172,7 +173,7 @@ export type Pass = z.infer<typeof passSchema>;
 export const SECRET_KEYS = ["githubToken", "ghcrToken", "proxmoxApiToken", "gpgPassphrase"] as const;
 export type SecretKey = (typeof SECRET_KEYS)[number];
 
-export class ConfigError extends Error {
+export class ConfigError extends UserError {
     constructor(readonly problems: string[]) {
         super(`invalid stack configuration:\n${problems.map((p) => `  - ${p}`).join("\n")}\n` +
             `Fix the value in Pulumi.<stack>.yaml (or with \`pulumi config set --path ${CONFIG_NAMESPACE}:<key> <value>\`) and run again.`);

@@ -4,9 +4,9 @@ import execa from "execa";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { BuildLog } from "./buildlog";
+import { UserError } from "./errors";
 
-// Errors are plain Error objects with extra fields, made by factories: code that runs inside dynamic providers
-// is serialized, and subclasses of Node.js built-in classes (Error included) do not survive serialization.
+// A failed command is an Error with extra fields (command, exit code, stderr); a missing tool is a UserError.
 export interface CommandError extends Error {
     name: "CommandError";
     command: string;
@@ -14,10 +14,12 @@ export interface CommandError extends Error {
     stderr: string;
 }
 
-export interface ToolMissingError extends Error {
-    name: "ToolMissingError";
-    tool: string;
-    pkg?: string;
+/** A command the factory runs is not installed: the user installs it (the message names the Debian package). */
+export class ToolMissingError extends UserError {
+    constructor(message: string, readonly tool: string, readonly pkg?: string) {
+        super(message);
+        this.name = "ToolMissingError";
+    }
 }
 
 export function commandError(command: string, exitCode: number | undefined, stderr: string, hint?: string): CommandError {
@@ -27,13 +29,14 @@ export function commandError(command: string, exitCode: number | undefined, stde
 }
 
 export function toolMissingError(tool: string, pkg?: string): ToolMissingError {
-    const e = new Error(`${tool} is not installed or not on PATH` +
-        (pkg ? `: install the Debian package ${pkg} (bash scripts/setup.sh does it) or put ${tool} on PATH` : ""));
-    return Object.assign(e, { name: "ToolMissingError" as const, tool, pkg });
+    return new ToolMissingError(`${tool} is not installed or not on PATH` +
+        (pkg ? `: install the Debian package ${pkg} (bash scripts/setup.sh does it) or put ${tool} on PATH` : ""), tool, pkg);
 }
 
 export function isToolMissing(err: unknown): err is ToolMissingError {
-    return err instanceof Error && err.name === "ToolMissingError";
+    // lib/build/requiredCommands.ts marks its error by name: lib/build's code is the builders' revision in every
+    // build key, so it changes only with the move to lib/stages (issue 21), not for this.
+    return err instanceof ToolMissingError || (err instanceof Error && err.name === "ToolMissingError");
 }
 
 function tail(text: string, lines: number): string {

@@ -3,6 +3,7 @@
 // already there, publish the release once its assets are up. Errors name the fix.
 import type { Octokit } from "@octokit/rest";
 import * as fs from "node:fs";
+import { HttpStatusError, statusOf } from "./errors";
 
 export const MAX_ASSET_BYTES = 2 * 1024 ** 3 - 1; // GitHub refuses release assets of 2 GiB and more
 
@@ -125,7 +126,8 @@ export function githubClient(o: GithubClientOptions): GithubClient {
     return Object.assign(client as unknown as Octokit, { retryDelayMs: o.retryDelayMs ?? 1000, logLine: log });
 }
 
-interface HttpError {
+/** What Octokit's RequestError carries that we read. */
+interface OctokitFailure {
     status?: number;
     message?: string;
     response?: { data?: { message?: string; errors?: Array<{ code?: string; field?: string; resource?: string; message?: string }> }; headers?: Record<string, string> };
@@ -134,7 +136,7 @@ interface HttpError {
 const RATE_LIMIT_FIX = "wait until then and run `pulumi up` again, or use another token with its own quota (factory:githubToken or GITHUB_TOKEN)";
 
 /** The message for a 403/429 that is a rate limit (primary: x-ratelimit-remaining 0; secondary: Retry-After), else undefined. */
-function rateLimitMessage(e: HttpError, what: string, now: () => number): string | undefined {
+function rateLimitMessage(e: OctokitFailure, what: string, now: () => number): string | undefined {
     const h = e.response?.headers ?? {};
     if (h["x-ratelimit-remaining"] === "0" && h["x-ratelimit-reset"]) {
         const reset = Number(h["x-ratelimit-reset"]) * 1000;
@@ -155,8 +157,8 @@ function formatWait(ms: number): string {
 }
 
 /** A GitHub API failure as an Error that says what to do. */
-export function explainGithubError(err: unknown, what: string, r: RepoRef, now: () => number = Date.now): Error {
-    const e = err as HttpError;
+export function explainGithubError(err: unknown, what: string, r: RepoRef, now: () => number = Date.now): HttpStatusError {
+    const e = err as OctokitFailure;
     const detail = e.response?.data?.message ?? e.message ?? String(err);
     const repo = `${r.owner}/${r.repo}`;
     let message: string;
@@ -183,7 +185,7 @@ export function explainGithubError(err: unknown, what: string, r: RepoRef, now: 
         default:
             message = `${what} failed${e.status ? ` (HTTP ${e.status})` : ""}: ${detail}`;
     }
-    return Object.assign(new Error(message), { status: e.status });
+    return new HttpStatusError(message, e.status);
 }
 
 async function call<T>(what: string, r: RepoRef, fn: () => Promise<{ data: T }>): Promise<T> {
@@ -202,7 +204,7 @@ export async function findRelease(gh: GithubClient, r: RepoRef, tag: string): Pr
     try {
         return (await gh.rest.repos.getReleaseByTag({ ...r, tag })).data as Release;
     } catch (err) {
-        if ((err as HttpError).status !== 404) throw explainGithubError(err, `looking up release ${tag}`, r);
+        if (statusOf(err) !== 404) throw explainGithubError(err, `looking up release ${tag}`, r);
     }
     return (await releasesForTag(gh, r, tag))[0];
 }
@@ -229,7 +231,7 @@ export async function ensureRelease(gh: GithubClient, r: RepoRef, tag: string, i
             ...(init.targetCommitish ? { target_commitish: init.targetCommitish } : {}) })).data as Release;
     } catch (err) {
         // Another publisher published it between our lookup and our create.
-        if ((err as HttpError).status === 422) {
+        if (statusOf(err) === 422) {
             const again = await findRelease(gh, r, tag);
             if (again) return { release: again, created: false };
         }
@@ -258,7 +260,7 @@ export async function getAsset(gh: GithubClient, r: RepoRef, assetId: number): P
     try {
         return (await gh.rest.repos.getReleaseAsset({ ...r, asset_id: assetId })).data as Asset;
     } catch (err) {
-        if ((err as HttpError).status === 404) return undefined;
+        if (statusOf(err) === 404) return undefined;
         throw explainGithubError(err, `reading asset ${assetId}`, r);
     }
 }
@@ -322,7 +324,7 @@ async function uploadOnce(gh: GithubClient, r: RepoRef, release: Release, file: 
             return asset;
         } catch (err) {
             if ((err as { digestMismatch?: boolean }).digestMismatch) throw err;
-            const status = (err as HttpError).status;
+            const status = statusOf(err);
             if (status === 422) {
                 // A half-finished upload from an interrupted run (or another publisher) holds the name: clear it once.
                 const stale = (await listAssets(gh, r, release.id)).find((a) => a.name === name);

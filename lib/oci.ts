@@ -3,6 +3,7 @@
 // Credentials go to oras on stdin (--password-stdin), never in argv.
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { HttpStatusError, statusOf, UserError } from "./errors";
 import { run } from "./exec";
 import { redact } from "./redact";
 
@@ -40,40 +41,45 @@ export interface Manifest {
 /** The oras binary: $ORAS, else the one tools/build.sh puts in .tools/bin, else PATH. */
 export function orasBinary(env: NodeJS.ProcessEnv = process.env): string {
     if (env.ORAS) {
-        if (!fs.existsSync(env.ORAS)) throw new Error(`ORAS=${env.ORAS} does not exist: point ORAS at an oras binary or unset it`);
+        if (!fs.existsSync(env.ORAS)) throw new UserError(`ORAS=${env.ORAS} does not exist: point ORAS at an oras binary or unset it`);
         return env.ORAS;
     }
     const local = path.resolve(__dirname, "..", ".tools", "bin", "oras");
     if (fs.existsSync(local)) return local;
     const onPath = (env.PATH ?? "").split(path.delimiter).map((d) => path.join(d, "oras")).find((p) => fs.existsSync(p));
     if (onPath) return onPath;
-    throw new Error("oras not found: build it with `bash tools/build.sh oras` (into .tools/bin), install ORAS 1.3, or set ORAS=/path/to/oras");
+    throw new UserError("oras not found: build it with `bash tools/build.sh oras` (into .tools/bin), install ORAS 1.3, or set ORAS=/path/to/oras");
 }
 
 export function reference(t: OciTarget, tagOrDigest: string): string {
     return `${t.registry}/${t.repository}${tagOrDigest.startsWith("sha256:") ? "@" : ":"}${tagOrDigest}`;
 }
 
-/** Turns oras/registry failures into messages that say what to fix. */
-export function explainOrasError(err: unknown, t: OciTarget): Error {
+/**
+ * Turns oras/registry failures into messages that say what to fix. oras reports the registry's answer only as text:
+ * this is the one place that reads a status out of it (401, 403, 404); callers decide on `statusOf`.
+ */
+export function explainOrasError(err: unknown, t: OciTarget): HttpStatusError {
     const text = redact(err instanceof Error ? err.message : String(err), t.password ? [t.password] : []);
     const host = t.registry;
-    if (/\b401\b|unauthorized|authentication required|invalid username\/password|UNAUTHORIZED/i.test(text)) {
-        return new Error(`${host} refused the credentials (401 Unauthorized) for ${t.repository}: set factory:ghcrToken (or GHCR_TOKEN) ` +
-            `and GHCR_USERNAME (or GITHUB_ACTOR); for GHCR the token needs write:packages to push and read:packages to pull.\n${text}`);
+    // "basic credential not found": oras's words for a 401 with a Basic challenge and no credentials (not a 404).
+    if (/\b401\b|unauthorized|authentication required|invalid username\/password|basic credential not found/i.test(text)) {
+        return new HttpStatusError(`${host} refused the credentials (401 Unauthorized) for ${t.repository}: set factory:ghcrToken (or GHCR_TOKEN) ` +
+            `and GHCR_USERNAME (or GITHUB_ACTOR); for GHCR the token needs write:packages to push and read:packages to pull.\n${text}`, 401);
     }
     if (/\b403\b|forbidden|denied|DENIED/i.test(text)) {
-        return new Error(`${host} denied access to ${t.repository} (403 Forbidden): the token lacks the scope (write:packages to push, ` +
-            `read:packages to pull) or the package is not linked to the repository.\n${text}`);
+        return new HttpStatusError(`${host} denied access to ${t.repository} (403 Forbidden): the token lacks the scope (write:packages to push, ` +
+            `read:packages to pull) or the package is not linked to the repository.\n${text}`, 403);
     }
     if (/connection refused|no such host|i\/o timeout|network is unreachable|dial tcp|server misbehaving|EOF/i.test(text)) {
-        return new Error(`registry ${host} is unreachable: check factory:oci.registry, that the registry is running and reachable` +
-            `${t.plainHttp ? "" : ", and whether it needs plainHttp (loopback registries without TLS)"}.\n${text}`);
+        return new HttpStatusError(`registry ${host} is unreachable: check factory:oci.registry, that the registry is running and reachable` +
+            `${t.plainHttp ? "" : ", and whether it needs plainHttp (loopback registries without TLS)"}.\n${text}`, undefined);
     }
     if (/http: server gave HTTP response to HTTPS client/i.test(text)) {
-        return new Error(`registry ${host} speaks plain HTTP: set factory:oci.plainHttp: true (only for loopback registries).\n${text}`);
+        return new HttpStatusError(`registry ${host} speaks plain HTTP: set factory:oci.plainHttp: true (only for loopback registries).\n${text}`, undefined);
     }
-    return new Error(text);
+    if (/not found|MANIFEST_UNKNOWN|NAME_UNKNOWN|\b404\b/i.test(text)) return new HttpStatusError(text, 404);
+    return new HttpStatusError(text, undefined);
 }
 
 async function oras(args: string[], t: OciTarget, opts: { cwd?: string } = {}): Promise<string> {
@@ -98,7 +104,7 @@ export async function fetchManifest(t: OciTarget, tagOrDigest: string): Promise<
         const manifest = JSON.parse(await oras(["manifest", "fetch", reference(t, descriptor.digest)], t)) as Manifest;
         return { manifest, digest: descriptor.digest };
     } catch (err) {
-        if (/not found|MANIFEST_UNKNOWN|NAME_UNKNOWN|\b404\b/i.test((err as Error).message)) return undefined;
+        if (statusOf(err) === 404) return undefined;
         throw err;
     }
 }

@@ -4,6 +4,7 @@
 // `insecure` skips verification, as the provider's own flag does.
 import * as http from "node:http";
 import * as https from "node:https";
+import { HttpStatusError } from "./errors";
 
 export interface ProxmoxTarget {
     endpoint: string;
@@ -19,10 +20,9 @@ export const REQUIRED_PRIVILEGES: Record<string, string[]> = {
     "/vms": ["VM.Allocate", "VM.Audit", "VM.Config.Disk", "VM.Config.CDROM", "VM.Config.CPU", "VM.Config.Memory", "VM.Config.Network", "VM.Config.Options", "VM.Config.Cloudinit"],
 };
 
-/** An Error with the HTTP status, when there is one. A plain Error: subclasses do not survive the dynamic-provider
- * closure serialization (the message arrives as "undefined"). */
-export function proxmoxApiError(message: string, status?: number): Error & { status?: number } {
-    return Object.assign(new Error(message), { status });
+/** A failure of the Proxmox API, with its HTTP status when there is one. */
+export function proxmoxApiError(message: string, status?: number): HttpStatusError {
+    return new HttpStatusError(message, status);
 }
 
 /** "user@realm!tokenid=secret" -> the token's id (not secret) and its secret. */

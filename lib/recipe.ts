@@ -3,6 +3,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { z } from "zod";
 import { passSchema } from "./config";
+import { UserError } from "./errors";
 
 export const TARGETS = ["store", "oci", "release", "proxmox"] as const;
 
@@ -114,7 +115,7 @@ export function listImageNames(imagesDir = IMAGES_DIR): string[] {
 export function loadRecipe(name: string, imagesDir = IMAGES_DIR): ImageRecipe {
     const file = path.join(imagesDir, name, "image.ts");
     if (!fs.existsSync(file)) {
-        throw new Error(`unknown image ${JSON.stringify(name)}: there is no ${path.relative(process.cwd(), file)}; ` +
+        throw new UserError(`unknown image ${JSON.stringify(name)}: there is no ${path.relative(process.cwd(), file)}; ` +
             `known images: ${listImageNames(imagesDir).join(", ") || "(none)"}`);
     }
     // eslint-disable-next-line @typescript-eslint/no-require-imports -- recipes are data modules picked by name at run time
@@ -122,9 +123,9 @@ export function loadRecipe(name: string, imagesDir = IMAGES_DIR): ImageRecipe {
     const parsed = recipeSchema.safeParse(mod.default);
     if (!parsed.success) {
         const problems = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
-        throw new Error(`images/${name}/image.ts is not a valid recipe: ${problems}`);
+        throw new UserError(`images/${name}/image.ts is not a valid recipe: ${problems}`);
     }
-    if (parsed.data.name !== name) throw new Error(`images/${name}/image.ts declares name ${parsed.data.name}; the folder and the name must match`);
+    if (parsed.data.name !== name) throw new UserError(`images/${name}/image.ts declares name ${parsed.data.name}; the folder and the name must match`);
     return parsed.data;
 }
 

@@ -4,7 +4,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as fs from "node:fs";
 import { ensureImage, type ManagedImageSpec } from "../lib/baseImages";
 import { hashFile } from "../lib/sha256";
-import { FactoryResource } from "./dynamic";
+import { FactoryResource, keyedDiff } from "./dynamic";
 import { engineReporter } from "./progress";
 
 export interface BaseImageFetchInputs {
@@ -39,9 +39,9 @@ export const provider: pulumi.dynamic.ResourceProvider<BaseImageFetchInputs, Bas
         return { id: `${outs.imageId}@${outs.version}`, outs };
     },
     async diff(_id, olds, news) {
-        const drift = olds.specHash !== news.specHash || olds.cacheRoot !== news.cacheRoot;
-        const missing = !drift && Object.values(olds.files ?? {}).some((f) => !fs.existsSync(f.path));
-        return { changes: drift || missing || olds.mirror !== news.mirror, replaces: drift ? ["specHash"] : [], deleteBeforeReplace: false };
+        // A cached file removed by hand: fetch it again.
+        const missing = Object.values(olds.files ?? {}).some((f) => !fs.existsSync(f.path));
+        return keyedDiff(olds, news, { replace: ["specHash", "cacheRoot"], update: ["mirror"] }, { changes: missing });
     },
     async update(_id, _olds, news) {
         return { outs: await ensure(news) };

@@ -89,7 +89,20 @@ function stubFor(type: string, impl: pulumi.dynamic.ResourceProvider): pulumi.dy
     return (stubs[type] ??= providerStub(type, impl));
 }
 
-/** Diff helper: the names of properties whose values differ (JSON comparison, order-sensitive). */
-export function changedKeys(olds: Record<string, unknown>, news: Record<string, unknown>, keys: readonly string[]): string[] {
-    return keys.filter((k) => JSON.stringify(olds[k]) !== JSON.stringify(news[k]));
+/** Diff helper: the names of properties whose values differ (JSON comparison, order-sensitive; absent = null). */
+export function changedKeys<O extends object, N extends object>(olds: O, news: N, keys: readonly (keyof O & keyof N & string)[]): string[] {
+    const json = (v: unknown) => JSON.stringify(v ?? null);
+    return keys.filter((k) => json(olds[k]) !== json(news[k]));
+}
+
+/**
+ * Every diff of ours in one shape: a change to a `replace` key replaces the resource, to an `update` key updates
+ * it in place; `also` adds what a key comparison cannot see (a file deleted behind our back, a refreshed digest).
+ */
+export function keyedDiff<O extends object, N extends object>(olds: O, news: N,
+    keys: { replace?: readonly (keyof O & keyof N & string)[]; update?: readonly (keyof O & keyof N & string)[] },
+    also: { replaces?: readonly string[]; changes?: boolean } = {}): pulumi.dynamic.DiffResult {
+    const replaces = [...new Set([...changedKeys(olds, news, keys.replace ?? []), ...(also.replaces ?? [])])];
+    const updates = changedKeys(olds, news, keys.update ?? []);
+    return { changes: replaces.length > 0 || updates.length > 0 || also.changes === true, replaces, deleteBeforeReplace: false };
 }

@@ -7,10 +7,11 @@ import * as pulumi from "@pulumi/pulumi";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { refusedCredentials } from "../lib/errors";
 import { deleteAsset, ensureRelease, getAsset, githubClient, uploadAsset, type RepoRef } from "../lib/github";
 import { sha256sumLine } from "../lib/sha256";
 import { sha256Hex } from "../lib/build/buildKey";
-import { FactoryResource } from "./dynamic";
+import { FactoryResource, keyedDiff } from "./dynamic";
 import { engineReporter } from "./progress";
 
 export interface GithubReleaseInputs {
@@ -76,11 +77,10 @@ export const provider: pulumi.dynamic.ResourceProvider<GithubReleaseInputs, Gith
         return { id: `${inputs.owner}/${inputs.repo}@${inputs.tag}/${inputs.fileName}`, outs };
     },
     async diff(_id, olds, news) {
-        const replaces: string[] = REPLACE_KEYS.filter((k) => olds[k] !== news[k]);
         // State written before the publication step existed lacks the .sha256 asset's record: an update fills it in
         // (the assets are there already, so it uploads nothing).
         const stale = olds.sha256AssetName === undefined;
-        return { changes: stale || replaces.length > 0 || olds.deleteOnDestroy !== news.deleteOnDestroy || olds.releaseName !== news.releaseName, replaces, deleteBeforeReplace: false };
+        return keyedDiff(olds, news, { replace: REPLACE_KEYS, update: ["deleteOnDestroy", "releaseName"] }, { changes: stale });
     },
     async update(_id, olds, news) {
         if (olds.sha256AssetName === undefined) return { outs: await publish(news) };
@@ -99,7 +99,7 @@ export const provider: pulumi.dynamic.ResourceProvider<GithubReleaseInputs, Gith
             return { id, props };
         } catch (err) {
             // Without a token a private repository answers 401/403/404 alike: keep the recorded state.
-            if (/\((401|403)/.test((err as Error).message)) return { id, props };
+            if (refusedCredentials(err)) return { id, props };
             throw err;
         }
     },

@@ -6,7 +6,7 @@
 // not a resource per tag declared up front.
 import * as pulumi from "@pulumi/pulumi";
 import { deleteRelease, githubClient, listAssets, publishRelease, releasesForTag, updateRelease, type Asset, type GithubClient, type Release, type RepoRef } from "../lib/github";
-import { FactoryResource } from "./dynamic";
+import { FactoryResource, keyedDiff } from "./dynamic";
 import { engineReporter } from "./progress";
 
 /** One image's part of a release: its file and .sha256 (as uploaded) and its section of the notes. */
@@ -172,12 +172,11 @@ export const provider: pulumi.dynamic.ResourceProvider<GithubReleasePublicationI
         return { id: `${inputs.owner}/${inputs.repo}#releases`, outs: await publishAll(inputs) };
     },
     async diff(_id, olds, news) {
-        const replaces = (["apiUrl", "owner", "repo"] as const).filter((k) => olds[k] !== news[k]);
         // In a preview, an image that will be rebuilt or re-uploaded has an entry that is not known yet (the
         // engine's unknown sentinel, not an object): that alone means the publication changes.
         const entries: unknown = news.entries;
         const unknown = !Array.isArray(entries) || !entries.every(isEntry);
-        return { changes: replaces.length > 0 || unknown || changedTags(olds, news).size > 0, replaces, deleteBeforeReplace: false };
+        return keyedDiff(olds, news, { replace: ["apiUrl", "owner", "repo"] }, { changes: unknown || changedTags(olds, news).size > 0 });
     },
     async update(_id, olds, news) {
         return { outs: await publishAll(news, changedTags(olds, news), olds) };

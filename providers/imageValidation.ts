@@ -10,7 +10,7 @@ import { evidenceRunDir, type SigningOptions } from "../lib/evidence";
 import { formatReport, type ValidateExpect } from "../lib/validate";
 import { validateArtifact } from "../lib/validateArtifact";
 import { writeValidationEvidence } from "../lib/validationEvidence";
-import { FactoryResource } from "./dynamic";
+import { FactoryResource, keyedDiff } from "./dynamic";
 import { engineReporter } from "./progress";
 
 export interface EvidenceSettings {
@@ -129,10 +129,7 @@ export const provider: pulumi.dynamic.ResourceProvider<ImageValidationInputs, Im
     },
     async diff(_id, olds, news) {
         // A different image (or different expectations) must pass the gate again.
-        const replaces = olds.sha256 !== news.sha256 ? ["sha256"]
-            : JSON.stringify(olds.expect) !== JSON.stringify(news.expect) ? ["expect"]
-                : JSON.stringify(olds.bootGate ?? null) !== JSON.stringify(news.bootGate ?? null) ? ["bootGate"] : [];
-        return { changes: replaces.length > 0, replaces, deleteBeforeReplace: false };
+        return keyedDiff(olds, news, { replace: ["sha256", "expect", "bootGate"] });
     },
     async delete() {
         // Evidence is an audit trail: it outlives the resource.

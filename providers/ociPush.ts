@@ -6,8 +6,9 @@ import * as pulumi from "@pulumi/pulumi";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { refusedCredentials } from "../lib/errors";
 import { attach, deleteTag, fetchManifest, IN_TOTO_MEDIA_TYPE, pushArtifact, referrers, type OciTarget } from "../lib/oci";
-import { FactoryResource } from "./dynamic";
+import { FactoryResource, keyedDiff } from "./dynamic";
 import { engineReporter } from "./progress";
 
 export interface OciPushInputs {
@@ -97,7 +98,7 @@ async function publish(i: OciPushInputs): Promise<OciPushOutputs> {
     }
 }
 
-const REPLACE_KEYS = ["registry", "repository", "sha256", "mediaType", "artifactType", "title"] as const;
+const REPLACE_KEYS = ["registry", "repository", "sha256", "mediaType", "artifactType", "title", "annotations", "provenance"] as const;
 
 export const provider: pulumi.dynamic.ResourceProvider<OciPushInputs, OciPushOutputs> = {
     async create(inputs) {
@@ -105,14 +106,9 @@ export const provider: pulumi.dynamic.ResourceProvider<OciPushInputs, OciPushOut
         return { id: `${inputs.registry}/${inputs.repository}@${outs.manifestDigest}`, outs };
     },
     async diff(_id, olds, news) {
-        const replaces: string[] = REPLACE_KEYS.filter((k) => olds[k] !== news[k]);
-        if (JSON.stringify(olds.annotations) !== JSON.stringify(news.annotations)) replaces.push("annotations");
-        if (JSON.stringify(olds.provenance) !== JSON.stringify(news.provenance)) replaces.push("provenance");
         // After a refresh: what the registry holds under the version tag is not this image any more.
-        if (replaces.length === 0 && olds.layerDigest !== `sha256:${news.sha256}`) replaces.push("sha256");
-        const changes = replaces.length > 0 || JSON.stringify(olds.tags) !== JSON.stringify(news.tags) ||
-            olds.plainHttp !== news.plainHttp || olds.deleteOnDestroy !== news.deleteOnDestroy || olds.username !== news.username;
-        return { changes, replaces, deleteBeforeReplace: false };
+        const replaced = olds.layerDigest !== `sha256:${news.sha256}` ? ["sha256"] : [];
+        return keyedDiff(olds, news, { replace: REPLACE_KEYS, update: ["tags", "plainHttp", "deleteOnDestroy", "username"] }, { replaces: replaced });
     },
     async update(_id, _olds, news) {
         return { outs: await publish(news) };
@@ -127,7 +123,7 @@ export const provider: pulumi.dynamic.ResourceProvider<OciPushInputs, OciPushOut
             const layer = got.manifest.layers.find((l) => l.mediaType === props.mediaType);
             return { id, props: { ...props, manifestDigest: got.digest, layerDigest: layer?.digest ?? "", size: layer?.size ?? 0 } };
         } catch (err) {
-            if (/401|403|refused the credentials|denied access/.test((err as Error).message)) return { id, props };
+            if (refusedCredentials(err)) return { id, props };
             throw err;
         }
     },

@@ -5,7 +5,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as path from "node:path";
 import { buildOnProxmox, type PackerProxmoxSpec } from "../lib/build/packerProxmox";
 import { BuildLog } from "../lib/buildlog";
-import { FactoryResource } from "./dynamic";
+import { FactoryResource, keyedDiff } from "./dynamic";
 import { engineReporter } from "./progress";
 
 export interface PackerProxmoxInputs {
@@ -47,8 +47,7 @@ export const provider: pulumi.dynamic.ResourceProvider<PackerProxmoxInputs, Pack
         return { id: `${outs.node}/${outs.vmid}`, outs };
     },
     async diff(_id, olds, news) {
-        const replaces = olds.buildKey !== news.buildKey ? ["buildKey"] : [];
-        return { changes: replaces.length > 0, replaces, deleteBeforeReplace: false };
+        return keyedDiff(olds, news, { replace: ["buildKey"] });
     },
     async delete() {
         // Kept on purpose: a template may have clones; retire it on the node (or with TemplateRetention's tags).

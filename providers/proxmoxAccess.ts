@@ -4,7 +4,8 @@
 // Runs on create and whenever the endpoint, node, storages or token id change; never in preview, which must work
 // from machines that cannot reach the lab (PR checks).
 import * as pulumi from "@pulumi/pulumi";
-import { listNodes, missingPrivileges, proxmoxApiError, splitApiToken } from "../lib/proxmoxApi";
+import { UserError } from "../lib/errors";
+import { listNodes, missingPrivileges, splitApiToken } from "../lib/proxmoxApi";
 import { changedKeys, FactoryResource } from "./dynamic";
 
 export interface ProxmoxAccessInputs {
@@ -35,11 +36,11 @@ async function verify(i: ProxmoxAccessInputs): Promise<ProxmoxAccessOutputs> {
     const t = { endpoint: i.endpoint, apiToken: apiToken ?? "", insecure: i.insecure };
     const nodes = await listNodes(t);
     if (!nodes.some((n) => n.node === i.node)) {
-        throw proxmoxApiError(`Proxmox node ${i.node} (factory:proxmox.node) is not in the cluster at ${i.endpoint}; it has: ${nodes.map((n) => n.node).join(", ") || "none"}`);
+        throw new UserError(`Proxmox node ${i.node} (factory:proxmox.node) is not in the cluster at ${i.endpoint}; it has: ${nodes.map((n) => n.node).join(", ") || "none"}`);
     }
     const missing = await missingPrivileges(t, i);
     if (missing.length) {
-        throw proxmoxApiError(`the token ${tokenId} of factory:proxmoxApiToken lacks ${missing.join(", ")}: ` +
+        throw new UserError(`the token ${tokenId} of factory:proxmoxApiToken lacks ${missing.join(", ")}: ` +
             "grant them (pveum acl modify <path> --tokens <token> --roles <role>, or a role with those privileges) or use another token");
     }
     return { ...rest, tokenId };

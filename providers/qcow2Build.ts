@@ -10,7 +10,7 @@ import { evidenceRunDir } from "../lib/evidence";
 import { gitInfo } from "../lib/git";
 import { readVersionLedger, recordVersion } from "../lib/store";
 import { assertVersion, nextVersion } from "../lib/version";
-import { FactoryResource } from "./dynamic";
+import { changedKeys, FactoryResource, keyedDiff } from "./dynamic";
 import type { EvidenceSettings } from "./imageValidation";
 import { engineReporter } from "./progress";
 
@@ -102,12 +102,11 @@ export const provider: pulumi.dynamic.ResourceProvider<Qcow2BuildInputs, Qcow2Bu
         return { id: `${inputs.name}@${inputs.buildKey.slice(0, 16)}`, outs };
     },
     async diff(_id, olds, news) {
-        const replaces: string[] = [];
-        if (olds.buildKey !== news.buildKey) replaces.push("buildKey");
-        if ((olds.versionOverride ?? "") !== (news.versionOverride ?? "")) replaces.push("versionOverride");
+        // An empty override is no override (older state wrote "").
+        const override = (i: { versionOverride?: string }) => ({ versionOverride: i.versionOverride || undefined });
+        const replaces = changedKeys({ buildKey: olds.buildKey, ...override(olds) }, { buildKey: news.buildKey, ...override(news) }, ["buildKey", "versionOverride"]);
         // The artifact was deleted or truncated behind our back: converge by building (or restoring) it again.
-        if (replaces.length === 0 && !intact(olds)) replaces.push("path");
-        return { changes: replaces.length > 0, replaces, deleteBeforeReplace: false };
+        return keyedDiff(olds, news, {}, { replaces: replaces.length === 0 && !intact(olds) ? ["path"] : replaces });
     },
     async read(id, props) {
         // Refresh re-hashes: a damaged artifact drops out of the state, and the next up builds it again.

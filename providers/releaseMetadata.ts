@@ -3,7 +3,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as fs from "node:fs";
 import { writeReleaseMetadata, type ManifestSource, type ReleaseImageRecord } from "../lib/releaseMetadata";
-import { FactoryResource } from "./dynamic";
+import { changedKeys, FactoryResource, keyedDiff } from "./dynamic";
 
 export interface ReleaseMetadataInputs {
     dir: string;
@@ -29,9 +29,10 @@ export const provider: pulumi.dynamic.ResourceProvider<ReleaseMetadataInputs, Re
         return { id: `${inputs.record.image}@${inputs.record.version}`, outs: await write(inputs) };
     },
     async diff(_id, olds, news) {
-        const keys = ["dir", "record", "source", "primary"] as const;
-        const replaces = olds.dir !== news.dir || olds.record.version !== news.record.version || olds.record.image !== news.record.image ? ["record"] : [];
-        return { changes: keys.some((k) => JSON.stringify(olds[k]) !== JSON.stringify(news[k])), replaces, deleteBeforeReplace: false };
+        // Another directory, image or version is another record; anything else in it is rewritten in place.
+        const identity = (i: ReleaseMetadataInputs) => ({ dir: i.dir, version: i.record.version, image: i.record.image });
+        const replaces = changedKeys(identity(olds), identity(news), ["dir", "version", "image"]).length > 0 ? ["record"] : [];
+        return keyedDiff(olds, news, { update: ["dir", "record", "source", "primary"] }, { replaces });
     },
     async update(_id, _olds, news) {
         return { outs: await write(news) };

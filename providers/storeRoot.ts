@@ -3,7 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { ensureStoreRoot, removeStoreRootIfEmpty, STORE_MARKER } from "../lib/store";
-import { FactoryResource, changedKeys } from "./dynamic";
+import { changedKeys, FactoryResource } from "./dynamic";
 
 export interface StoreRootInputs {
     root: string;

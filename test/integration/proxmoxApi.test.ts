@@ -51,7 +51,7 @@ describe("Proxmox API client, access check and template retention against a loop
         assert.deepEqual(await missingPrivileges(target(), inputs), []);
 
         await assert.rejects(accessProvider.create!({ ...inputs, apiToken: limited }),
-            /^Error: the token ci@pve!limited of factory:proxmoxApiToken lacks Sys\.Modify on \/, Datastore\.AllocateTemplate on \/storage\/local, .*VM\.Allocate on \/vms/);
+            /^UserError: the token ci@pve!limited of factory:proxmoxApiToken lacks Sys\.Modify on \/, Datastore\.AllocateTemplate on \/storage\/local, .*VM\.Allocate on \/vms/);
     });
 
     it("a wrong token, a missing node, a malformed token and an unreachable endpoint each fail naming the fix", async () => {

@@ -61,7 +61,7 @@ describe("build plans and keys", () => {
         fs.cpSync(path.join(project, "images", "debian-12-minimal"), bad, { recursive: true });
         const recipe = fs.readFileSync(path.join(bad, "image.ts"), "utf8").replace('name: "debian-12-minimal"', 'name: "broken"');
         fs.writeFileSync(path.join(bad, "image.ts"), recipe.replace(/pass: \d/, "pass: 7"));
-        assert.throws(() => loadRecipe("broken", path.join(project, "images")), /^Error: images\/broken\/image\.ts is not a valid recipe: pass: /);
+        assert.throws(() => loadRecipe("broken", path.join(project, "images")), /^UserError: images\/broken\/image\.ts is not a valid recipe: pass: /);
         fs.writeFileSync(path.join(bad, "image.ts"), recipe);
         delete require.cache[path.join(bad, "image.ts")]; // recipes are required: drop the broken one
         fs.writeFileSync(path.join(bad, "playbook.yml"), "- hosts: all\n  tasks:\n    - name: x\n     bad: [indent\n");
