@@ -4,9 +4,17 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { createArtifactServer } from "../lib/artifactServer";
-import { argValue } from "../lib/cli";
+import { parseCli } from "../lib/cli";
 
-const arg = (name: string, fallback: string): string => argValue(name) || fallback;
+const options = (() => {
+    try {
+        return parseCli({ values: ["root", "host", "port"], usage: "artifact-server [--root .artifacts] [--host 127.0.0.1] [--port 8089]" });
+    } catch (err) {
+        console.error(`artifact-server: ${(err as Error).message}`);
+        process.exit(2);
+    }
+})();
+const arg = (name: "root" | "host" | "port", fallback: string): string => options.value(name) || fallback;
 
 const root = path.resolve(arg("root", ".artifacts"));
 const host = arg("host", "127.0.0.1");

@@ -24,7 +24,7 @@ import { writeBuildEvidence } from "../lib/buildEvidence";
 import { evidenceRunDir, signingFromEnv } from "../lib/evidence";
 import { writeValidationEvidence } from "../lib/validationEvidence";
 import { catalog } from "../images/catalog";
-import { argValue } from "../lib/cli";
+import { parseCli } from "../lib/cli";
 
 const projectDir = path.resolve(__dirname, "..");
 
@@ -71,6 +71,9 @@ export function selectImages(opts: { image?: string; kind?: string }, recipes: I
 }
 
 async function main(): Promise<number> {
+    const cli = parseCli({ values: ["stack", "kind", "image", "version", "evidence"], flags: ["boot"],
+        usage: "build-image.ts [--stack local] (--image <name> | --kind vm|builder-node|pi|iso) [--version vYYYY.MM.DD] [--boot] [--evidence <dir>]" });
+    const argValue = (name: "stack" | "kind" | "image" | "version" | "evidence") => cli.value(name);
     const stack = argValue("stack") ?? "local";
     const config = stackConfig(stack);
     const kind = argValue("kind");
@@ -86,7 +89,7 @@ async function main(): Promise<number> {
     const workDir = path.resolve(projectDir, config.workDir);
     const done: Record<string, BuildResult> = {};
     const version = argValue("version") ? assertVersion(argValue("version") as string) : config.version;
-    const boot = process.argv.includes("--boot");
+    const boot = cli.flag("boot");
     const evidenceRoot = argValue("evidence") ? path.resolve(argValue("evidence") as string) : undefined;
     const progress = (m: string) => console.log(m);
 

@@ -6,9 +6,16 @@ import execa from "execa";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { consumerPaths, writeConsumerFiles } from "../lib/outputsContract";
-import { argValue } from "../lib/cli";
+import { parseCli } from "../lib/cli";
 
 const root = path.join(__dirname, "..");
+type Option = "stack" | "outputs" | "terraform" | "ansible";
+let cli: ReturnType<typeof parseCli<Option>> | undefined;
+const argValue = (name: Option): string | undefined => {
+    cli ??= parseCli<Option>({ values: ["stack", "outputs", "terraform", "ansible"],
+        usage: "consumer-vars.ts [--stack local | --outputs file.json] [--terraform <dir>] [--ansible <dir>]" });
+    return cli.value(name);
+};
 async function readOutputs(): Promise<unknown> {
     const file = argValue("outputs");
     if (file) return JSON.parse(fs.readFileSync(file, "utf8"));

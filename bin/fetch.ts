@@ -4,19 +4,16 @@
 // oras: ORAS (or TOOLSMITH_ORAS) = path to the binary, else .tools/bin/oras, else PATH.
 import * as path from "node:path";
 import { fetchArtifact } from "../lib/fetchArtifact";
-import { argValue } from "../lib/cli";
+import { parseCli } from "../lib/cli";
 
 async function main(): Promise<number> {
-    const valued = new Set(["--sha256", "--image", "--cache"]);
-    const positional: string[] = [];
-    for (let i = 2; i < process.argv.length; i++) {
-        if (valued.has(process.argv[i])) i++;
-        else if (!process.argv[i].startsWith("--")) positional.push(process.argv[i]);
-    }
-    const ref = positional[0];
+    const usage = "fetch <oci://registry/repository:tag | https://host/path/file.qcow2> --sha256 <hex> [--image <name>] [--cache <dir>] [--plain-http]";
+    const cli = parseCli({ values: ["sha256", "image", "cache"], flags: ["plain-http"], positionals: true, usage });
+    const argValue = (name: "sha256" | "image" | "cache") => cli.value(name);
+    const ref = cli.positionals[0];
     const sha256 = argValue("sha256");
-    if (!ref || !sha256) {
-        console.error("usage: fetch <oci://registry/repository:tag | https://host/path/file.qcow2> --sha256 <hex> [--image <name>] [--cache <dir>] [--plain-http]");
+    if (!ref || !sha256 || cli.positionals.length > 1) {
+        console.error(`usage: ${usage}`);
         return 2;
     }
     if (!process.env.ORAS && process.env.TOOLSMITH_ORAS) process.env.ORAS = process.env.TOOLSMITH_ORAS;
@@ -26,7 +23,7 @@ async function main(): Promise<number> {
         cacheDir: path.resolve(argValue("cache") ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(process.env.HOME ?? ".", ".cache"), "image-factory", "images")),
         username: process.env.GHCR_USERNAME ?? process.env.GITHUB_ACTOR,
         password: process.env.GHCR_TOKEN,
-        plainHttp: process.argv.includes("--plain-http"),
+        plainHttp: cli.flag("plain-http"),
         log: (l) => console.error(l),
     });
     console.error(r.cached ? "fetch: cache hit, verified" : "fetch: pulled and verified");

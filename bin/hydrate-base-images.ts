@@ -5,9 +5,11 @@
 import * as path from "node:path";
 import { catalog } from "../images/catalog";
 import { ensureImage, lookup } from "../lib/baseImages";
-import { argValue } from "../lib/cli";
+import { parseCli } from "../lib/cli";
 
 async function main(): Promise<number> {
+    const cli = parseCli({ values: ["id", "version", "cache", "mirror"], usage: "hydrate-base-images [--id <id> --version <v>] [--cache <dir>] [--mirror <url>]" });
+    const argValue = (name: "id" | "version" | "cache" | "mirror") => cli.value(name);
     const id = argValue("id");
     const version = argValue("version");
     const specs = id ? [lookup(catalog, id, version ?? catalog.find((s) => s.id === id)?.version ?? "")] : catalog;

@@ -4,7 +4,8 @@
 //   list-images.ts --make   the same, indented for `make list`
 //   list-images.ts --json   machine-readable
 //   list-images.ts --names [--kind K]   names only (the Makefile's per-type targets use this)
-import { argValue } from "../lib/cli";
+import { parseCli } from "../lib/cli";
+import { isUserError } from "../lib/errors";
 import { artifactFormat, listImageNames, loadRecipe, type ImageRecipe } from "../lib/recipe";
 
 export interface ImageRow {
@@ -28,19 +29,19 @@ export function imageRows(imagesDir?: string): ImageRow[] {
 }
 
 function main(): void {
-    const args = process.argv.slice(2);
+    const cli = parseCli({ values: ["kind"], flags: ["json", "names", "make"], usage: "list-images.ts [--make | --json | --names] [--kind <type>]" });
     const rows = imageRows();
-    const kind = argValue("kind");
+    const kind = cli.value("kind");
     const selected = kind ? rows.filter((r) => r.kind === kind) : rows;
-    if (args.includes("--json")) {
+    if (cli.flag("json")) {
         console.log(JSON.stringify(selected, null, 2));
         return;
     }
-    if (args.includes("--names")) {
+    if (cli.flag("names")) {
         console.log(selected.map((r) => r.name).join("\n"));
         return;
     }
-    const indent = args.includes("--make") ? "  " : "";
+    const indent = cli.flag("make") ? "  " : "";
     const header = ["image", "type", "builder", "artifact", "pass", "targets", "make"];
     const table = [header, ...selected.map((r) => [r.name, r.kind, r.builder, r.format, String(r.pass), r.targets.join(","), `image-${r.name}`])];
     const widths = header.map((_, i) => Math.max(...table.map((row) => row[i].length)));
@@ -51,4 +52,11 @@ function main(): void {
     }
 }
 
-if (require.main === module) main();
+if (require.main === module) {
+    try {
+        main();
+    } catch (err) {
+        console.error(`list-images: ${(err as Error).message}`);
+        process.exit(isUserError(err) ? 2 : 1);
+    }
+}

@@ -11,9 +11,12 @@ import { evidenceRunDir, signingFromEnv } from "../lib/evidence";
 import { formatReport } from "../lib/validate";
 import { validateArtifact } from "../lib/validateArtifact";
 import { writeValidationEvidence } from "../lib/validationEvidence";
-import { argValue } from "../lib/cli";
+import { parseCli } from "../lib/cli";
 
 async function main(): Promise<number> {
+    const cli = parseCli({ values: ["qcow2", "image", "version", "user", "evidence"], flags: ["boot"],
+        usage: "validate.ts --qcow2 /abs/path/image.qcow2 --image <name> --version <version> [--user ansible] [--evidence <dir>] [--boot]" });
+    const argValue = (name: "qcow2" | "image" | "version" | "user" | "evidence") => cli.value(name);
     const qcow2 = argValue("qcow2");
     const image = argValue("image");
     const version = argValue("version");
@@ -26,7 +29,7 @@ async function main(): Promise<number> {
     console.log(formatReport(report));
     const extra: Array<{ name: string; content: string }> = [];
     let booted = true;
-    if (report.passed && process.argv.includes("--boot")) {
+    if (report.passed && cli.flag("boot")) {
         const work = fs.mkdtempSync(path.join(os.tmpdir(), "if-validate-boot-"));
         try {
             const smoke = path.resolve(__dirname, "..", "images", image, "smoke.sh");
