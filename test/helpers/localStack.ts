@@ -37,12 +37,13 @@ export interface LocalStack {
 
 /**
  * storeRoot: where the store lives (default: in the project copy), e.g. on another file system than the builds.
+ * from: the program to copy (default: this checkout), e.g. an older commit's tree for an upgrade test.
  * boot: the boot gate (on in the stacks) is off unless a test asks: a TCG boot costs a minute or more, and the tests
  * about the gate itself (qcow2Image, validationGate) and the rehearsal boot what they need.
  */
-export async function localStack(opts: { stack?: string; config?: Array<[string, string]>; env?: Record<string, string>; storeRoot?: string; boot?: boolean } = {}): Promise<LocalStack> {
+export async function localStack(opts: { stack?: string; config?: Array<[string, string]>; env?: Record<string, string>; storeRoot?: string; boot?: boolean; from?: string } = {}): Promise<LocalStack> {
     const stack = opts.stack ?? "local";
-    const project = TestProject.create({ env: opts.env });
+    const project = TestProject.create({ env: opts.env, from: opts.from });
     const storeRoot = opts.storeRoot ?? path.join(project.dir, "artifacts");
     fs.mkdirSync(storeRoot, { recursive: true });
     const server = createArtifactServer({ root: storeRoot });

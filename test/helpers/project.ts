@@ -6,7 +6,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { REPO_ROOT } from "./setup";
 
-const PROJECT_ENTRIES = ["Pulumi.yaml", "Pulumi.local.yaml", "Pulumi.dvnt.yaml", "Pulumi.dvntm.yaml", "index.ts",
+export const PROJECT_ENTRIES = ["Pulumi.yaml", "Pulumi.local.yaml", "Pulumi.dvnt.yaml", "Pulumi.dvntm.yaml", "index.ts",
     "package.json", "tsconfig.json", "components", "providers", "lib", "images", "ansible", "policy", "schemas", "scripts", "bin"];
 
 export const LOCAL_PASSPHRASE = "image-factory-local";
@@ -111,6 +111,20 @@ export class TestProject {
     async exportState(stack: string): Promise<{ deployment: { resources?: Array<Record<string, unknown>> } }> {
         const r = await this.pulumi(["stack", "export", "--stack", stack]);
         return JSON.parse(r.stdout) as { deployment: { resources?: Array<Record<string, unknown>> } };
+    }
+
+    /**
+     * Replaces the program with the one in `from` (another commit's tree, this checkout), as `git pull` would: every
+     * project entry except the stack config files, which hold this stack's settings. State, store and backend stay.
+     */
+    replaceProgram(from: string): void {
+        for (const entry of PROJECT_ENTRIES.filter((e) => !/^Pulumi\.[^.]+\.yaml$/.test(e))) {
+            fs.rmSync(path.join(this.dir, entry), { recursive: true, force: true });
+            const src = path.join(from, entry);
+            if (fs.existsSync(src)) fs.cpSync(src, path.join(this.dir, entry), { recursive: true, filter: (s) => !s.includes("node_modules") });
+        }
+        const policyModules = path.join(REPO_ROOT, "policy", "node_modules");
+        if (fs.existsSync(path.join(this.dir, "policy")) && fs.existsSync(policyModules)) fs.symlinkSync(policyModules, path.join(this.dir, "policy", "node_modules"));
     }
 
     remove(): void {
