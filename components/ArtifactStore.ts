@@ -3,7 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as path from "node:path";
 import { StoreRoot } from "../providers/storeRoot";
 import { StoredArtifact } from "../providers/storedArtifact";
-import type { BuiltImage } from "./Qcow2Image";
+import type { BuiltArtifact } from "./Image";
 
 export interface ArtifactStoreArgs {
     /** Absolute directory that holds images/<name>/<version>/... */
@@ -35,7 +35,7 @@ export class ArtifactStore extends pulumi.ComponentResource {
 
     /** Places an image version at its stable path and URL: images/<name>/<version>/<name>-<version>.qcow2.
      *  Only after the image passed validation: a failing image is never published. */
-    publish(image: BuiltImage, opts: { dependsOn?: pulumi.Input<pulumi.Resource>[] } = {}): StoredArtifact {
+    publish(image: BuiltArtifact, opts: { dependsOn?: pulumi.Input<pulumi.Resource>[] } = {}): StoredArtifact {
         return new StoredArtifact(`${image.name}-stored`, {
             storeRoot: this.rootPath,
             baseUrl: this.baseUrlValue,

@@ -1,6 +1,6 @@
-// PackerProxmoxTemplate (FR-2): a template built on the lab's Proxmox node by Packer (proxmox-clone + Ansible),
-// from the template ProxmoxTemplate made of its base image. Its outputs match ProxmoxTemplate's: node, vmid, name,
-// sha256 (the digest of the image the cloned template was imported from).
+// A Packer → Proxmox image (FR-2): a template built on the lab's Proxmox node by Packer (proxmox-clone + Ansible),
+// from the template ProxmoxTemplate made of its base image, as the body of its Image component. Its outputs match
+// ProxmoxTemplate's: node, vmid, name, sha256 (the digest of the image the cloned template was imported from).
 import * as pulumi from "@pulumi/pulumi";
 import * as path from "node:path";
 import { computeBuildKey, hashFiles, sourceRevision } from "../lib/build/buildKey";
@@ -22,43 +22,39 @@ export interface PackerProxmoxTemplateArgs {
     base: { version: pulumi.Input<string>; sha256: pulumi.Input<string>; templateName: pulumi.Input<string> };
 }
 
-export class PackerProxmoxTemplate extends pulumi.ComponentResource {
-    readonly node: pulumi.Output<string>;
-    readonly vmid: pulumi.Output<number>;
-    readonly name: pulumi.Output<string>;
-    readonly sha256: pulumi.Output<string>;
-    readonly buildKey: pulumi.Output<string>;
+export interface PackerProxmoxTemplateOutputs {
+    node: pulumi.Output<string>;
+    vmid: pulumi.Output<number>;
+    name: pulumi.Output<string>;
+    sha256: pulumi.Output<string>;
+    buildKey: pulumi.Output<string>;
+}
 
-    constructor(name: string, args: PackerProxmoxTemplateArgs, opts?: pulumi.ComponentResourceOptions) {
-        super("image-factory:proxmox:PackerProxmoxTemplate", name, {}, opts);
-        const r = args.recipe;
-        const b = r.builder as PackerBuilder;
-        const imageDir = path.join(args.projectDir, "images", r.name);
-        const files = hashFiles(recipeFiles(r.name, path.join(args.projectDir, "images")), args.projectDir);
-        const version = pulumi.output(args.base.version);
-        this.buildKey = pulumi.all([args.base.sha256, args.base.templateName, args.vmid]).apply(([sha256, clone, vmid]) => computeBuildKey({
-            builder: "packer-proxmox", builderRevision: sourceRevision(path.join(__dirname, "..", "lib", "build")), recipe: r as unknown as Record<string, unknown>,
-            files, variables: { node: args.proxmox.node, clone, vmid, user: args.bootstrapUser }, base: { id: clone, sha256 }, tools: {},
-        }));
-        const build = new PackerProxmoxTemplateBuild(`${name}-build`, {
-            buildKey: this.buildKey,
-            apiToken: args.apiToken ? pulumi.secret(args.apiToken) : undefined,
-            workDir: args.workDir,
-            sha256: args.base.sha256,
-            logUrn: urnLabel(`${name}-build`, dynamicType("PackerProxmoxTemplate"), this),
-            spec: pulumi.all([version, args.base.templateName, args.vmid]).apply(([v, clone, vmid]) => ({
-                name: r.name, imageDir, template: path.join(imageDir, b.template), playbook: path.join(imageDir, b.playbook ?? "playbook.yml"),
-                projectDir: args.projectDir, endpoint: args.proxmox.endpoint, insecure: args.proxmox.insecure, node: args.proxmox.node,
-                bridge: args.proxmox.bridge, diskStorage: args.proxmox.diskStorage, cloneName: clone, vmid,
-                templateName: templateName(args.proxmox.namePattern, r.name, v), description: `${r.name} ${v}: ${r.description} (built on the node by Packer from ${clone})`,
-                sshUsername: args.bootstrapUser, sshPrivateKeyFile: path.resolve(args.projectDir, args.proxmox.sshKeyFile),
-                ansibleRolesPath: [path.join(args.projectDir, "ansible", "roles")], extraVars: b.vars,
-            })),
-        }, { parent: this, customTimeouts: { create: "90m" } });
-        this.node = build.node;
-        this.vmid = build.vmid;
-        this.name = build.name;
-        this.sha256 = pulumi.output(args.base.sha256);
-        this.registerOutputs({ node: this.node, vmid: this.vmid, name: this.name, sha256: this.sha256, buildKey: this.buildKey });
-    }
+/** The build on the node, as a child of `parent` (the image's component). */
+export function packerProxmoxTemplate(name: string, args: PackerProxmoxTemplateArgs, parent: pulumi.Resource): PackerProxmoxTemplateOutputs {
+    const r = args.recipe;
+    const b = r.builder as PackerBuilder;
+    const imageDir = path.join(args.projectDir, "images", r.name);
+    const files = hashFiles(recipeFiles(r.name, path.join(args.projectDir, "images")), args.projectDir);
+    const version = pulumi.output(args.base.version);
+    const buildKey = pulumi.all([args.base.sha256, args.base.templateName, args.vmid]).apply(([sha256, clone, vmid]) => computeBuildKey({
+        builder: "packer-proxmox", builderRevision: sourceRevision(path.join(__dirname, "..", "lib", "build")), recipe: r as unknown as Record<string, unknown>,
+        files, variables: { node: args.proxmox.node, clone, vmid, user: args.bootstrapUser }, base: { id: clone, sha256 }, tools: {},
+    }));
+    const build = new PackerProxmoxTemplateBuild(`${name}-build`, {
+        buildKey,
+        apiToken: args.apiToken ? pulumi.secret(args.apiToken) : undefined,
+        workDir: args.workDir,
+        sha256: args.base.sha256,
+        logUrn: urnLabel(`${name}-build`, dynamicType("PackerProxmoxTemplate"), parent),
+        spec: pulumi.all([version, args.base.templateName, args.vmid]).apply(([v, clone, vmid]) => ({
+            name: r.name, imageDir, template: path.join(imageDir, b.template), playbook: path.join(imageDir, b.playbook ?? "playbook.yml"),
+            projectDir: args.projectDir, endpoint: args.proxmox.endpoint, insecure: args.proxmox.insecure, node: args.proxmox.node,
+            bridge: args.proxmox.bridge, diskStorage: args.proxmox.diskStorage, cloneName: clone, vmid,
+            templateName: templateName(args.proxmox.namePattern, r.name, v), description: `${r.name} ${v}: ${r.description} (built on the node by Packer from ${clone})`,
+            sshUsername: args.bootstrapUser, sshPrivateKeyFile: path.resolve(args.projectDir, args.proxmox.sshKeyFile),
+            ansibleRolesPath: [path.join(args.projectDir, "ansible", "roles")], extraVars: b.vars,
+        })),
+    }, { parent, customTimeouts: { create: "90m" } });
+    return { node: build.node, vmid: build.vmid, name: build.name, sha256: pulumi.output(args.base.sha256), buildKey };
 }

@@ -1,6 +1,6 @@
 // The publishing targets of one image, wired from the stack config: artifact store, OCI, GitHub release assets and
 // Proxmox template, each after the validation gate. Not a component of its own: the resources hang under the
-// image's Qcow2Image (or, for an image reused from another stack, under its pass). What is shared by images —
+// image's Image component (or, for an image reused from another stack, under its pass). What is shared by images —
 // the GitHub release of a tag, and the release metadata that names its URLs — is made after every pass
 // (finishPublishing): the release is published once all its images are up, which may be in a later pass.
 import * as proxmoxve from "@muhlba91/pulumi-proxmoxve";
@@ -13,7 +13,7 @@ import { GithubRelease } from "./GithubRelease";
 import { GithubReleaseAsset } from "./GithubReleaseAsset";
 import { OciArtifact } from "./OciArtifact";
 import { ProxmoxTemplate } from "./ProxmoxTemplate";
-import type { BuiltImage } from "./Qcow2Image";
+import type { BuiltArtifact } from "./Image";
 
 export interface PublishContext {
     config: FactoryConfig;
@@ -39,13 +39,14 @@ export interface PublishedImage {
     record: Record<string, unknown>;
     /** Not an output: the template resource, for images built on the node from it (Packer → Proxmox). */
     proxmoxResource?: ProxmoxTemplate;
-    image: BuiltImage;
+    image: BuiltArtifact;
     releaseAsset?: GithubReleaseAsset;
     oci?: OciArtifact;
     stored?: ReturnType<ArtifactStore["publish"]>;
 }
 
-export function publishBuiltImage(image: BuiltImage, targets: Targets, ctx: PublishContext): PublishedImage {
+/** The publishing of one built image, its resources children of `parent` (the image's component). */
+export function publishBuiltImage(image: BuiltArtifact, targets: Targets, ctx: PublishContext, parent: pulumi.Resource): PublishedImage {
     const { config } = ctx;
     const name = image.name;
     const gate = [image.validation];
@@ -70,14 +71,14 @@ export function publishBuiltImage(image: BuiltImage, targets: Targets, ctx: Publ
             credentials: ctx.ociCredentials,
             provenance: config.oci.provenance,
             deleteOnDestroy: config.oci.deleteOnDestroy,
-        }, { parent: image, dependsOn: gate })
+        }, { parent, dependsOn: gate })
         : undefined;
     const releaseAsset = config.release?.enabled && targets.release
         ? new GithubReleaseAsset(`${name}-release`, {
             apiUrl: config.release.apiUrl, owner: config.release.owner, repo: config.release.repo, token: ctx.githubToken,
             version: image.version, file: stored?.path ?? image.path, fileName: title, sha256: image.sha256, size: image.size,
             buildInfo: image.buildInfo, ociRef: oci?.ref, deleteOnDestroy: config.release.deleteOnDestroy,
-        }, { parent: image, dependsOn: gate })
+        }, { parent, dependsOn: gate })
         : undefined;
     if (config.proxmox?.imageSource === "release" && targets.proxmox && image.format === "qcow2") {
         // The release of a tag is published at the end of the run, after every pass (finishPublishing), and pass N+1
@@ -87,7 +88,7 @@ export function publishBuiltImage(image: BuiltImage, targets: Targets, ctx: Publ
             "remove imageSource (default store) and set factory:artifactStore.publicBaseUrl");
     }
     const proxmox = targets.proxmox && ctx.proxmox && image.format === "qcow2"
-        ? proxmoxTemplate(name, { version: image.version, sha256: image.sha256, buildInfo: image.buildInfo, url: stored?.url }, ctx, { parent: image, dependsOn: gate })
+        ? proxmoxTemplate(name, { version: image.version, sha256: image.sha256, buildInfo: image.buildInfo, url: stored?.url }, ctx, { parent, dependsOn: gate })
         : undefined;
     return {
         image, releaseAsset, oci, stored, proxmoxResource: proxmox,

@@ -32,7 +32,7 @@ function reuseStack(): string | undefined {
 
 function fromBuild(r: PolicyResource, field: string, buildDigests: Set<string>, reusedFrom: string | undefined): boolean {
     const deps = r.propertyDependencies[field] ?? [];
-    if (deps.some((d) => BUILDERS.has(d.type) || d.type === "image-factory:image:Qcow2Image")) return true;
+    if (deps.some((d) => BUILDERS.has(d.type) || d.type === "image-factory:image:Image")) return true;
     if (reusedFrom && deps.some((d) => d.type === `${OURS}ReusedArtifact` && d.props.stack === reusedFrom)) return true;
     const v = r.props[field];
     return typeof v === "string" && buildDigests.has(v);

@@ -59,7 +59,7 @@ describe("adding an image: one folder, one config line", function () {
         assert.equal(m.layers[0].mediaType, "application/vnd.deevnet.iso");
         assert.equal(m.layers[0].annotations["org.opencontainers.image.title"], `lab-seed-${out.version}.iso`);
         const state = await env.project.exportState("local");
-        assert.ok((state.deployment.resources ?? []).some((r) => r.type === "image-factory:image:IsoImage" && String(r.urn).endsWith("::lab-seed")));
+        assert.ok((state.deployment.resources ?? []).some((r) => r.type === "image-factory:image:Image" && String(r.urn).endsWith("::lab-seed")));
     });
 
     it("a second up changes nothing", async () => {

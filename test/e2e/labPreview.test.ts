@@ -101,7 +101,7 @@ describe("lab stacks preview with the real proxmoxve plugin @slow", function () 
     }
 
     it("the policy pack still refuses a reused image's digest that does not come from the reused stack (a literal)", async () => {
-        const index = path.join(project.dir, "index.ts");
+        const index = path.join(project.dir, "components", "Image.ts"); // where reusedImage wires the digest
         const original = fs.readFileSync(index, "utf8");
         assert.match(original, /sha256: record\.sha256/);
         fs.writeFileSync(index, original.replace("sha256: record.sha256", `sha256: "${"ab".repeat(32)}"`));

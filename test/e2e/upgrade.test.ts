@@ -2,8 +2,9 @@
 // (UPGRADE_FROM: the last one before the architecture step of issue 21) — one image built, validated, stored, pushed
 // to a registry, uploaded to a GitHub release and made a Proxmox template — then previewed by this checkout's
 // program, in the same directory and state, as `git pull && pulumi preview` would: no resource is created,
-// replaced, updated or deleted, and every URN is the one the earlier program wrote. A refactor that moves a
-// resource (a new parent component, a renamed type) needs `aliases` to pass this.
+// replaced, updated or deleted, and after an `up` every resource is the one the earlier program made (same type,
+// name and id; a renamed component's children move to their new URNs through its alias). A refactor that moves a
+// resource (a new parent component, a renamed type) without `aliases` fails this.
 // IMAGE_FACTORY_UPGRADE_FROM=<commit> upgrades from another commit (one whose program runs on this node_modules).
 import { strict as assert } from "node:assert";
 import execa from "execa";
@@ -71,7 +72,12 @@ describe("upgrade: a stack made by an earlier commit previews with no changes un
         const up = await env.project.upEvents("local");
         assert.deepEqual(Object.keys(up.changes).filter((k) => k !== "same" && k !== "read"), [], JSON.stringify(up.changes));
         assert.deepEqual(await env.project.outputs("local"), outputsBefore);
-        const after = (((await env.project.exportState("local")).deployment.resources ?? []).map((r) => String(r.urn))).sort();
-        assert.deepEqual(after, urns);
+        // Aliases move a renamed component's resources to their new URNs in the state; what they are does not
+        // change: every custom resource keeps its type, name and id (the engine neither re-created nor dropped one).
+        const identities = (state: Awaited<ReturnType<typeof env.project.exportState>>) => (state.deployment.resources ?? [])
+            .filter((r) => r.custom === true).map((r) => `${String(r.type)}::${String(r.urn).split("::").pop()}::${String(r.id)}`).sort();
+        const afterState = await env.project.exportState("local");
+        assert.deepEqual(identities(afterState), identities(before));
+        assert.equal((afterState.deployment.resources ?? []).length, urns.length);
     });
 });

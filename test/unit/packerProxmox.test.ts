@@ -106,8 +106,8 @@ echo "==> proxmox-clone.image: Creating VM"
         assert.deepEqual(bn.packer.base, { id: "image:debian-12-minimal", version: "this-stack", path: "/work/builds/debian-12-minimal.qcow2", sha256: fakeSha("debian-12-minimal@v2026.11.25") });
         for (const iso of ["debian-12-installer-iso", "nocloud-seed-iso"]) assert.equal((builds[iso].request as { format: string }).format, "iso");
         const components = dvnt.resources.map((r) => `${r.type}::${r.name}`);
-        for (const c of ["image-factory:image:PiImage::sdr-pi", "image-factory:image:IsoImage::nocloud-seed-iso", "image-factory:image:Qcow2Image::builder-node",
-            "image-factory:proxmox:PackerProxmoxTemplate::debian-12-minimal-pve"]) assert.ok(components.includes(c), c);
+        for (const c of ["image-factory:image:Image::sdr-pi", "image-factory:image:Image::nocloud-seed-iso", "image-factory:image:Image::builder-node",
+            "image-factory:image:Image::debian-12-minimal-pve"]) assert.ok(components.includes(c), c);
     });
 
     it("refuses a malformed token and a manifest without a VM id, naming the fix", () => {

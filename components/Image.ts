@@ -1,0 +1,251 @@
+// Image: one recipe of factory:images, from recipe to published artifacts. Any recipe that makes a file (a Debian
+// rootfs or Packer build into qcow2, a Raspberry Pi .img.xz, an ISO): plan (build key) → build → validate (offline
+// checks, and the boot gate) → publish to each target the recipe lists (components/publish.ts). A Packer → Proxmox
+// recipe makes no file: it is built on the node from the template of its base image.
+//
+// Older stacks knew these as Qcow2Image, PiImage, IsoImage and PackerProxmoxTemplate components: the alias to that
+// type keeps every URN below an image what it was (test/e2e/upgrade.test.ts previews such a stack with no changes).
+// An image reused from another lab's stack has no component (reusedImage): its resources always lived under the
+// pass, and a component for it would be a new resource in every existing stack.
+import * as pulumi from "@pulumi/pulumi";
+import * as crypto from "node:crypto";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import type { Pass } from "../lib/config";
+import { planBuild, withBase } from "../lib/build/plan";
+import { artifactFormat, SMOKE_SCRIPT, type ArtifactFormat, type ImageRecipe, type PackerBuilder } from "../lib/recipe";
+import { allocateVmid } from "../lib/vmids";
+import { dynamicType } from "../providers/dynamic";
+import { ImageValidation, type BootSettings, type EvidenceSettings } from "../providers/imageValidation";
+import { urnLabel } from "../providers/progress";
+import { Qcow2Build } from "../providers/qcow2Build";
+import { ReusedArtifact } from "../providers/reusedArtifact";
+import type { BootstrapPass } from "./BootstrapPass";
+import type { StackContext } from "./context";
+import { packerProxmoxTemplate } from "./PackerProxmoxTemplate";
+import { proxmoxTemplate, publishBuiltImage, type PublishedImage, type Targets } from "./publish";
+
+/** The base of a Packer or Pi build: another image of this stack, or a catalog entry (ManagedBaseImage). */
+export interface ImageBase {
+    id: string;
+    version: string;
+    /** Known at preview: the catalog sha256 or the base image's build key. */
+    identity: string;
+    path: pulumi.Input<string>;
+    sha256: pulumi.Input<string>;
+}
+
+/** An image built into a file and validated: what publishing and later images (as their base) use. */
+export interface BuiltArtifact {
+    name: string;
+    format: ArtifactFormat;
+    /** Known at preview time: the hash of everything that shapes the image. */
+    buildKey: string;
+    sha256: pulumi.Output<string>;
+    size: pulumi.Output<number>;
+    virtualSize: pulumi.Output<number>;
+    path: pulumi.Output<string>;
+    version: pulumi.Output<string>;
+    buildInfo: pulumi.Output<Record<string, unknown>>;
+    logPath: pulumi.Output<string>;
+    pkgManifestPath: pulumi.Output<string>;
+    buildJsonPath: pulumi.Output<string>;
+    build: Qcow2Build;
+    /** The validation gate: publish only what depends on it. */
+    validation: ImageValidation;
+    evidencePath: pulumi.Output<string | undefined>;
+}
+
+export interface ImageArgs {
+    recipe: ImageRecipe;
+    pass: Pass;
+    stack: StackContext;
+    /** The images of this stack made before this one (a base image, the cloud image a seed ISO boots with). */
+    earlier: Readonly<Record<string, Image>>;
+}
+
+type TemplateRef = { node: pulumi.Output<string>; vmid: pulumi.Output<number>; name: pulumi.Output<string> };
+
+const LEGACY_TYPES: Record<ImageRecipe["kind"], string> = {
+    vm: "image-factory:image:Qcow2Image",
+    "builder-node": "image-factory:image:Qcow2Image",
+    pi: "image-factory:image:PiImage",
+    iso: "image-factory:image:IsoImage",
+};
+const LEGACY_NODE_BUILT = "image-factory:proxmox:PackerProxmoxTemplate";
+
+export function builtOnNode(recipe: ImageRecipe): boolean {
+    return recipe.builder.kind === "packer" && recipe.builder.path === "proxmox";
+}
+
+export class Image extends pulumi.ComponentResource {
+    readonly name: string;
+    /** The file built and validated; absent for a template built on the Proxmox node. */
+    readonly built?: BuiltArtifact;
+    /** Its publishing so far; finishPublishing adds the release once every image of its tag is up. */
+    readonly published?: PublishedImage;
+    /** The Proxmox template made in this run (the clone source of a Packer → Proxmox image built on it). */
+    readonly template?: TemplateRef;
+    /** The outputs record of a template built on the node (a built image's comes from finishPublishing). */
+    readonly record?: pulumi.Output<unknown>;
+
+    constructor(name: string, args: ImageArgs, opts?: pulumi.ComponentResourceOptions) {
+        const onNode = builtOnNode(args.recipe);
+        super("image-factory:image:Image", name, {}, { ...opts, aliases: [{ type: onNode ? LEGACY_NODE_BUILT : LEGACY_TYPES[args.recipe.kind] }] });
+        this.name = args.recipe.name;
+        if (onNode) {
+            const tpl = this.buildOnNode(args);
+            this.template = tpl;
+            this.record = tpl.record;
+            this.registerOutputs({ node: tpl.node, vmid: tpl.vmid, name: tpl.name, sha256: tpl.sha256, buildKey: tpl.buildKey });
+            return;
+        }
+        const built = this.buildAndValidate(args);
+        this.built = built;
+        const r = args.recipe;
+        const targets: Targets = { store: r.targets.includes("store"), oci: r.targets.includes("oci"), release: r.targets.includes("release"), proxmox: r.targets.includes("proxmox") };
+        this.published = publishBuiltImage(built, targets, args.stack, this);
+        this.template = this.published.proxmoxResource;
+        this.registerOutputs({ buildKey: built.buildKey, sha256: built.sha256, size: built.size, path: built.path, version: built.version, buildInfo: built.buildInfo });
+    }
+
+    /** Plan (build key, known at preview) → one content-addressed build → the validation gate. */
+    private buildAndValidate(args: ImageArgs): BuiltArtifact {
+        const { recipe, stack } = args;
+        const name = recipe.name;
+        // Nested Inputs (the secret passphrase) resolve into one Output the providers take as a plain object.
+        const evidence = pulumi.output(stack.evidence) as pulumi.Output<EvidenceSettings>;
+        const base = baseOf(recipe, args);
+        const workDir = stack.resolve(stack.config.workDir);
+        const plan = planBuild({
+            recipe, projectDir: stack.projectDir, workDir, bootstrapUser: { name: stack.config.bootstrapUser.name, authorizedKeys: stack.authorizedKeys },
+            domain: stack.config.domain, debian: stack.debian, versionOverride: stack.config.version,
+            base: base ? { id: base.id, version: base.version, identity: base.identity } : undefined,
+        });
+        const request = base ? pulumi.all([base.path, base.sha256]).apply(([p, sha256]) => withBase(plan.request, { path: p, sha256 })) : plan.request;
+        const build = new Qcow2Build(`${name}-build`, {
+            name, buildKey: plan.buildKey, request, versionOverride: stack.config.version, storeRoot: stack.store.rootPath, projectDir: stack.projectDir,
+            logUrn: urnLabel(`${name}-build`, dynamicType("Qcow2Build"), this), evidence,
+        }, { parent: this, customTimeouts: { create: "90m", update: "90m" } });
+        const bootGate = bootGateOf(recipe, args);
+        const validation = new ImageValidation(`${name}-validation`, {
+            qcow2: build.path,
+            sha256: build.sha256,
+            expect: pulumi.all([build.version, build.buildKey]).apply(([version, buildKey]) => ({
+                image: name, version, bootstrapUser: stack.config.bootstrapUser.name, buildInfo: { buildKey },
+            })),
+            buildTime: build.buildInfo.apply((i) => (typeof i.buildTime === "string" ? i.buildTime : undefined)),
+            evidence,
+            scratchDir: `${workDir}/validate`,
+            ...(bootGate ? { bootGate } : {}),
+            logUrn: urnLabel(`${name}-validation`, dynamicType("ImageValidation"), this),
+        }, { parent: this });
+        pulumi.log.info(`${name}: build key ${plan.buildKey.slice(0, 16)} (a build is reused while its key stays the same)`, this, undefined, true);
+        return {
+            name, format: artifactFormat(recipe), buildKey: plan.buildKey, build, validation,
+            sha256: build.sha256, size: build.size, virtualSize: build.virtualSize, path: build.path, version: build.version, buildInfo: build.buildInfo,
+            logPath: build.logPath, pkgManifestPath: build.pkgManifestPath, buildJsonPath: build.buildJsonPath, evidencePath: build.evidencePath,
+        };
+    }
+
+    /** A Packer → Proxmox image (FR-2): built on the node from its base image's template; no file, no store. */
+    private buildOnNode(args: ImageArgs) {
+        const { recipe, stack, pass } = args;
+        const b = recipe.builder as PackerBuilder;
+        const p = stack.config.proxmox;
+        const baseName = "image" in b.base ? b.base.image : "";
+        const base = args.earlier[baseName]?.built;
+        const baseTemplate = args.earlier[baseName]?.template;
+        if (!p?.enabled || !stack.proxmox) throw new pulumi.RunError(`images/${recipe.name} builds on a Proxmox node: the stack needs factory:proxmox`);
+        if (!base || !baseTemplate) {
+            throw new pulumi.RunError(`images/${recipe.name} clones the template of ${baseName || JSON.stringify(b.base)}: list that image (with the proxmox target) before it in factory:images`);
+        }
+        if (!p.packerSshKeyFile) throw new pulumi.RunError(`images/${recipe.name}: set factory:proxmox.packerSshKeyFile (the bootstrap user's private key Packer logs in with)`);
+        // One id per base version (a new base version makes a new template beside the old one); never the id of the
+        // template it clones.
+        const vmid = pulumi.all([stack.proxmox.previous, base.version, baseTemplate.vmid]).apply(([prev, version, cloneId]) => allocateVmid(recipe.name, version,
+            [...prev, { image: baseName, version: "clone-source", vmid: cloneId, name: "", sha256: "" }], { range: p.vmidRange, blocks: p.vmids, keepLast: p.keepLast }));
+        const tpl = packerProxmoxTemplate(recipe.name, {
+            recipe, projectDir: stack.projectDir, workDir: stack.resolve(stack.config.workDir), apiToken: stack.proxmox.apiToken, vmid, bootstrapUser: stack.config.bootstrapUser.name,
+            proxmox: { endpoint: p.endpoint, insecure: p.insecure, node: p.node, bridge: p.bridge, diskStorage: p.diskStorage, namePattern: p.namePattern, sshKeyFile: p.packerSshKeyFile },
+            base: { version: base.version, sha256: base.sha256, templateName: baseTemplate.name },
+        }, this);
+        const record = pulumi.output({
+            pass, format: "proxmox-template", version: base.version, sha256: base.sha256, buildKey: tpl.buildKey, builtOn: p.node,
+            proxmox: { node: tpl.node, vmid: tpl.vmid, name: tpl.name },
+        });
+        return { ...tpl, record: record as pulumi.Output<unknown> };
+    }
+}
+
+/** A Packer or Pi build's base: an image built earlier in this run, or a catalog entry (ManagedBaseImage). */
+function baseOf(recipe: ImageRecipe, args: ImageArgs): ImageBase | undefined {
+    const b = recipe.builder;
+    if (b.kind !== "packer" && b.kind !== "pi") return undefined;
+    if ("image" in b.base) {
+        const from = args.earlier[b.base.image]?.built;
+        if (!from) {
+            throw new pulumi.RunError(`images/${recipe.name}: its base image ${b.base.image} is not built by this stack before it: ` +
+                `list ${b.base.image} in factory:images (in the same or an earlier pass, and before ${recipe.name})`);
+        }
+        return { id: `image:${b.base.image}`, version: "this-stack", identity: from.buildKey, path: from.path, sha256: from.sha256 };
+    }
+    const { image, identity } = args.stack.baseImage(b.base.catalog, b.base.version);
+    return { id: b.base.catalog, version: b.base.version, identity, path: image.path, sha256: image.sha256 };
+}
+
+/**
+ * The boot gate's settings for an image, or undefined. x86 disk images boot themselves; a NoCloud seed ISO boots with
+ * a cloud image this stack built before it; the installer ISO and the arm64 Pi images are proven by opt-in boots.
+ */
+function bootGateOf(recipe: ImageRecipe, args: ImageArgs): pulumi.Input<BootSettings> | undefined {
+    const { config, authorizedKeys, projectDir } = args.stack;
+    const own = config.validation.images[recipe.name] ?? {};
+    if (!(own.boot ?? config.validation.boot)) return undefined;
+    const b = recipe.builder;
+    if (b.kind === "iso" && b.flavour === "nocloud-seed") {
+        const base = Object.values(args.earlier).map((i) => i.built).find((i) => i?.format === "qcow2");
+        if (!base) return undefined; // no cloud image built before it in this stack: offline checks only
+        return pulumi.all([base.path, base.sha256]).apply(([baseImage, baseSha256]) => ({
+            timeoutSeconds: own.bootTimeoutSeconds ?? config.validation.bootTimeoutSeconds,
+            hostname: b.hostname ?? recipe.name,
+            seed: { baseImage, baseSha256, authorizedKeys },
+        }));
+    }
+    if (recipe.kind !== "vm" && recipe.kind !== "builder-node") return undefined;
+    const smoke = path.join(projectDir, "images", recipe.name, SMOKE_SCRIPT);
+    const smokeScript = fs.existsSync(smoke) ? smoke : undefined;
+    return {
+        timeoutSeconds: own.bootTimeoutSeconds ?? config.validation.bootTimeoutSeconds,
+        // Not the image's own hostname: the check proves the seed's took effect.
+        hostname: `boot-${recipe.name}`.slice(0, 63),
+        ...(smokeScript ? { smokeScript, smokeSha256: crypto.createHash("sha256").update(fs.readFileSync(smokeScript)).digest("hex") } : {}),
+    };
+}
+
+/** An image built by another lab's stack (factory:reuse): its published artifact, registered here (Proxmox) only. */
+export function reusedImage(recipe: ImageRecipe, pass: Pass, stack: StackContext, bootstrap: BootstrapPass): pulumi.Output<unknown> {
+    const reuse = stack.config.reuse;
+    if (!reuse || !stack.reusedFrom) throw new Error(`reusedImage(${recipe.name}) without factory:reuse`);
+    const theirs = stack.reusedFrom.getOutput("images").apply((all) => {
+        const i = (all as Record<string, { version: string; sha256: string; size: number; qcow2Url: string | null; releaseAssetUrl: string | null; buildInfo: Record<string, unknown> }> | undefined)?.[recipe.name];
+        if (!i) {
+            throw new Error(`factory:reuse: ${reuse.stack} has no image ${recipe.name} in its outputs: ` +
+                `run pulumi up on that stack first, or take ${recipe.name} out of factory:reuse.images to build it here`);
+        }
+        return i;
+    });
+    // The digest and URL go through a ReusedArtifact record, so the policy pack can see where they come from.
+    const record = new ReusedArtifact(`${recipe.name}-reused`, {
+        stack: reuse.stack, image: recipe.name, version: theirs.version, sha256: theirs.sha256,
+        url: theirs.apply((i) => (stack.config.proxmox?.imageSource === "release" ? i.releaseAssetUrl : i.qcow2Url) ?? ""),
+    }, { parent: bootstrap });
+    const tpl = recipe.targets.includes("proxmox") && stack.proxmox
+        ? proxmoxTemplate(recipe.name, { version: record.version, sha256: record.sha256, buildInfo: theirs.buildInfo, url: record.url }, stack, bootstrap.childOptions())
+        : undefined;
+    return pulumi.output({
+        pass, reusedFrom: reuse.stack, version: theirs.version, sha256: theirs.sha256, size: theirs.size, qcow2Url: theirs.qcow2Url,
+        proxmox: tpl ? { node: tpl.node, vmid: tpl.vmid, name: tpl.name } : null, proxmoxTemplates: tpl?.kept ?? null,
+    });
+}
+
