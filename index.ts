@@ -6,10 +6,9 @@ import { stackContext } from "./components/context";
 import { Image, reusedImage } from "./components/Image";
 import { finishPublishing, type PublishedImage } from "./components/publish";
 import type { Pass } from "./lib/config";
+import { OUTPUTS_SCHEMA_VERSION } from "./lib/contract";
 import type { TemplateRecord } from "./lib/vmids";
 
-// Bump with any change to the shape in schemas/outputs.schema.json (its schemaVersion const too).
-const OUTPUTS_SCHEMA_VERSION = 1;
 const stack = stackContext(process.cwd());
 const { config } = stack;
 

@@ -2,6 +2,7 @@
 // .sha256 go into the tag's draft; the stack's GithubRelease publishes the tag once every image of it is up.
 // @pulumi/github has no release-asset resource; this is Octokit.
 import * as pulumi from "@pulumi/pulumi";
+import type { RecordedBuildInfo } from "../lib/contract";
 import { dynamicType } from "../providers/dynamic";
 import { GithubReleaseUpload } from "../providers/githubRelease";
 import type { ReleaseEntry } from "../providers/githubReleasePublication";
@@ -18,14 +19,14 @@ export interface GithubReleaseAssetArgs {
     fileName: pulumi.Input<string>;
     sha256: pulumi.Input<string>;
     size: pulumi.Input<number>;
-    buildInfo: pulumi.Input<Record<string, unknown>>;
+    buildInfo: pulumi.Input<RecordedBuildInfo>;
     ociRef?: pulumi.Input<string | null>;
     deleteOnDestroy?: boolean;
 }
 
 /** The release notes of a new release: what it holds and how to verify it. Deterministic. */
-export function releaseBody(o: { image: string; version: string; fileName: string; sha256: string; size: number; buildInfo: Record<string, unknown>; ociRef?: string | null }): string {
-    const info = o.buildInfo as { git?: { commit?: string }; base?: { id?: string; sha256?: string }; buildTime?: string; description?: string };
+export function releaseBody(o: { image: string; version: string; fileName: string; sha256: string; size: number; buildInfo: RecordedBuildInfo; ociRef?: string | null }): string {
+    const info = o.buildInfo;
     return [
         `## ${o.image} ${o.version}`,
         "",

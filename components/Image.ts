@@ -12,6 +12,7 @@ import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { Pass } from "../lib/config";
+import type { BuildInfo, BuiltImageRecord } from "../lib/contract";
 import { planBuild, withBase } from "../lib/build/plan";
 import { artifactFormat, SMOKE_SCRIPT, type ArtifactFormat, type ImageRecipe, type PackerBuilder } from "../lib/recipe";
 import { allocateVmid } from "../lib/vmids";
@@ -46,7 +47,7 @@ export interface BuiltArtifact {
     virtualSize: pulumi.Output<number>;
     path: pulumi.Output<string>;
     version: pulumi.Output<string>;
-    buildInfo: pulumi.Output<Record<string, unknown>>;
+    buildInfo: pulumi.Output<BuildInfo>;
     logPath: pulumi.Output<string>;
     pkgManifestPath: pulumi.Output<string>;
     buildJsonPath: pulumi.Output<string>;
@@ -134,7 +135,7 @@ export class Image extends pulumi.ComponentResource {
             expect: pulumi.all([build.version, build.buildKey]).apply(([version, buildKey]) => ({
                 image: name, version, bootstrapUser: stack.config.bootstrapUser.name, buildInfo: { buildKey },
             })),
-            buildTime: build.buildInfo.apply((i) => (typeof i.buildTime === "string" ? i.buildTime : undefined)),
+            buildTime: build.buildInfo.apply((i) => i.buildTime),
             evidence,
             scratchDir: `${workDir}/validate`,
             ...(bootGate ? { bootGate } : {}),
@@ -228,7 +229,8 @@ export function reusedImage(recipe: ImageRecipe, pass: Pass, stack: StackContext
     const reuse = stack.config.reuse;
     if (!reuse || !stack.reusedFrom) throw new Error(`reusedImage(${recipe.name}) without factory:reuse`);
     const theirs = stack.reusedFrom.getOutput("images").apply((all) => {
-        const i = (all as Record<string, { version: string; sha256: string; size: number; qcow2Url: string | null; releaseAssetUrl: string | null; buildInfo: Record<string, unknown> }> | undefined)?.[recipe.name];
+        // Another stack's outputs (getOutput is untyped): its built images' records, per the contract.
+        const i = (all as Record<string, BuiltImageRecord> | undefined)?.[recipe.name];
         if (!i) {
             throw new Error(`factory:reuse: ${reuse.stack} has no image ${recipe.name} in its outputs: ` +
                 `run pulumi up on that stack first, or take ${recipe.name} out of factory:reuse.images to build it here`);

@@ -1,6 +1,7 @@
 // OciArtifact: a qcow2 published to an OCI registry (GHCR in the labs, a loopback registry locally) so that
 // `oras pull oci://<registry>/<repository>:<version>` gives the file back; provenance travels as a referrer.
 import * as pulumi from "@pulumi/pulumi";
+import type { RecordedBuildInfo } from "../lib/contract";
 import { inTotoStatement } from "../lib/provenance";
 import { dynamicType } from "../providers/dynamic";
 import { OciPush } from "../providers/ociPush";
@@ -22,7 +23,7 @@ export interface OciArtifactArgs {
     title: pulumi.Input<string>;
     sha256: pulumi.Input<string>;
     /** Build info of the image: commit, base image, recipe hash, tools. Feeds annotations and provenance. */
-    buildInfo: pulumi.Input<Record<string, unknown>>;
+    buildInfo: pulumi.Input<RecordedBuildInfo>;
     /** Source repository URL for org.opencontainers.image.source, if known. */
     sourceUrl?: string;
     plainHttp?: boolean;
@@ -42,8 +43,7 @@ export class OciArtifact extends pulumi.ComponentResource {
 
     constructor(name: string, args: OciArtifactArgs, opts?: pulumi.ComponentResourceOptions) {
         super("image-factory:oci:OciArtifact", name, {}, opts);
-        const annotations = pulumi.all([args.version, args.title, args.buildInfo]).apply(([version, title, info]) => {
-            const i = info as { buildTime?: string; git?: { commit?: string }; description?: string };
+        const annotations = pulumi.all([args.version, args.title, args.buildInfo]).apply(([version, title, i]) => {
             const a: Record<string, string> = {
                 "org.opencontainers.image.title": title,
                 "org.opencontainers.image.version": version,

@@ -6,6 +6,7 @@
 // ones are retired by TemplateRetention.
 import * as proxmoxve from "@muhlba91/pulumi-proxmoxve";
 import * as pulumi from "@pulumi/pulumi";
+import type { RecordedBuildInfo } from "../lib/contract";
 import { allocateVmid, rotate, templateName, type TemplateRecord, type VmidPolicy } from "../lib/vmids";
 import { dynamicType } from "../providers/dynamic";
 import { urnLabel } from "../providers/progress";
@@ -27,7 +28,7 @@ export interface ProxmoxTemplateArgs {
     sha256: pulumi.Input<string>;
     /** Where the node downloads the qcow2 (a stable, non-redirecting URL). */
     url: pulumi.Input<string>;
-    buildInfo: pulumi.Input<Record<string, unknown>>;
+    buildInfo: pulumi.Input<RecordedBuildInfo>;
     bootstrapUser: { name: string; keys: string[] };
     /** Templates this stack kept on earlier runs (its own previous outputs). */
     previous: pulumi.Input<TemplateRecord[]>;
@@ -35,8 +36,7 @@ export interface ProxmoxTemplateArgs {
     access?: pulumi.Resource;
 }
 
-export function templateDescription(image: string, version: string, sha256: string, info: Record<string, unknown>): string {
-    const i = info as { git?: { commit?: string }; base?: { id?: string; sha256?: string }; buildTime?: string; buildKey?: string; description?: string };
+export function templateDescription(image: string, version: string, sha256: string, i: RecordedBuildInfo): string {
     return [
         `**${image} ${version}** — built by image-factory`,
         "",

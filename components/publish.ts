@@ -6,6 +6,7 @@
 import * as proxmoxve from "@muhlba91/pulumi-proxmoxve";
 import * as pulumi from "@pulumi/pulumi";
 import type { FactoryConfig } from "../lib/config";
+import type { RecordedBuildInfo } from "../lib/contract";
 import type { TemplateRecord } from "../lib/vmids";
 import { ReleaseMetadata } from "../providers/releaseMetadata";
 import type { ArtifactStore } from "./ArtifactStore";
@@ -147,7 +148,7 @@ export function finishPublishing(published: Record<string, PublishedImage>, ctx:
                     assetUrl: urls?.assetUrl, sumUrl: urls?.sha256AssetUrl, releaseUrl: urls?.releaseUrl,
                     ociRef: oci?.ref, ociDigest: oci?.manifestDigest, layerDigest: oci?.layerDigest, storeUrl: stored?.url,
                 }).apply((o) => {
-                    const i = o.info as { base?: { id?: string; sha256?: string }; git?: { commit?: string }; buildTime?: string; buildKey?: string };
+                    const i = o.info;
                     const file = `${name}-${o.version}.qcow2`;
                     return {
                         image: name, version: o.version, tag: o.version,
@@ -173,7 +174,7 @@ export function finishPublishing(published: Record<string, PublishedImage>, ctx:
 }
 
 /** A Proxmox template from a published image (built here, or reused from another stack). */
-export function proxmoxTemplate(name: string, image: { version: pulumi.Input<string>; sha256: pulumi.Input<string>; buildInfo: pulumi.Input<Record<string, unknown>>; url: pulumi.Input<string> | undefined },
+export function proxmoxTemplate(name: string, image: { version: pulumi.Input<string>; sha256: pulumi.Input<string>; buildInfo: pulumi.Input<RecordedBuildInfo>; url: pulumi.Input<string> | undefined },
     ctx: PublishContext, opts: pulumi.ComponentResourceOptions): ProxmoxTemplate {
     const p = ctx.config.proxmox;
     if (!p || !ctx.proxmox) throw new Error("proxmoxTemplate needs factory:proxmox");

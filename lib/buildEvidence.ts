@@ -8,7 +8,7 @@ export async function writeBuildEvidence(runDir: string, request: BuildRequest, 
     return writePacket(path.join(runDir, "build"), [
         { name: "inputs.json", content: `${JSON.stringify(request, null, 2)}\n` },
         { name: "build.json", from: result.buildJsonPath },
-        { name: "tools.json", content: `${JSON.stringify((buildInfo as { tools?: unknown }).tools ?? {}, null, 2)}\n` },
+        { name: "tools.json", content: `${JSON.stringify(buildInfo.tools ?? {}, null, 2)}\n` },
         { name: "result.json", content: `${JSON.stringify(resultRest, null, 2)}\n` },
         { name: "pkg-manifest.txt", from: result.pkgManifestPath },
         { name: "build.log", from: result.logPath },

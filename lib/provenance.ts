@@ -1,5 +1,7 @@
 // Provenance of an artifact as an in-toto Statement v1 with a SLSA v1 provenance predicate, built from the
 // build info every image carries: commit, base image and digest, recipe hash, builder and tool versions.
+import type { RecordedBuildInfo } from "./contract";
+
 export const STATEMENT_TYPE = "https://in-toto.io/Statement/v1";
 export const SLSA_PROVENANCE = "https://slsa.dev/provenance/v1";
 
@@ -8,15 +10,11 @@ export interface ProvenanceInput {
     name: string;
     sha256: string;
     version: string;
-    buildInfo: Record<string, unknown>;
+    buildInfo: RecordedBuildInfo;
 }
 
 export function inTotoStatement(p: ProvenanceInput): Record<string, unknown> {
-    const info = p.buildInfo as {
-        image?: string; builder?: string; builderRevision?: string; buildKey?: string; buildTime?: string;
-        git?: { commit?: string; dirty?: boolean }; base?: { id?: string; sha256?: string; mirror?: string };
-        recipe?: { sha256?: string }; tools?: Record<string, string>; sourceDateEpoch?: number;
-    };
+    const info = p.buildInfo;
     const deps: Array<Record<string, unknown>> = [];
     if (info.git?.commit && info.git.commit !== "unknown") deps.push({ name: "source", digest: { gitCommit: info.git.commit }, annotations: { dirty: String(!!info.git.dirty) } });
     if (info.base?.id) deps.push({ name: info.base.id, ...(info.base.mirror ? { uri: info.base.mirror } : {}), digest: { sha256: info.base.sha256 ?? "unknown" } });

@@ -4,6 +4,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { buildImage, pruneBuilds, verifiedCachedResult, type BuildRequest, type BuildResult } from "../lib/build/pipeline";
+import { buildInfoSchema, type BuildInfo } from "../lib/contract";
 import { hashFile } from "../lib/sha256";
 import { writeBuildEvidence } from "../lib/buildEvidence";
 import { evidenceRunDir } from "../lib/evidence";
@@ -82,6 +83,12 @@ async function build(inputs: Qcow2BuildInputs): Promise<Qcow2BuildOutputs> {
     }
     await pruneBuilds(inputs.request.buildsDir, inputs.name, inputs.buildKey, 2).catch(() => []);
     const { reused: _reused, ...res } = result;
+    // The build info is part of the outputs contract (lib/contract.ts): a build that records less fails here, not in a consumer.
+    const recorded = buildInfoSchema.safeParse(res.buildInfo);
+    if (!recorded.success) {
+        throw new Error(`${inputs.name}: the build info of ${res.path} does not match the contract (lib/contract.ts): ` +
+            recorded.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; "));
+    }
     // Plain JSON only: the engine's struct encoding rejects undefined values anywhere in the outputs.
     return JSON.parse(JSON.stringify({ ...rest, ...res, evidencePath, fileMtimeMs: fs.statSync(res.path).mtimeMs })) as Qcow2BuildOutputs;
 }
@@ -125,7 +132,7 @@ export class Qcow2Build extends FactoryResource {
     declare readonly path: pulumi.Output<string>;
     declare readonly version: pulumi.Output<string>;
     declare readonly buildKey: pulumi.Output<string>;
-    declare readonly buildInfo: pulumi.Output<Record<string, unknown>>;
+    declare readonly buildInfo: pulumi.Output<BuildInfo>;
     declare readonly logPath: pulumi.Output<string>;
     declare readonly pkgManifestPath: pulumi.Output<string>;
     declare readonly buildJsonPath: pulumi.Output<string>;

@@ -1,10 +1,11 @@
-// The outputs contract: schemas/outputs.schema.json accepts the shapes index.ts exports (built, reused, with and
+// The outputs contract (lib/contract.ts, and schemas/outputs.schema.json generated from it) accepts the shapes index.ts exports (built, reused, with and
 // without Proxmox) and rejects the mistakes a consumer would trip over later; consumer files are all-or-nothing.
 import { strict as assert } from "node:assert";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { checkOutputs, consumerDocument, consumerPaths, writeConsumerFiles } from "../../lib/outputsContract";
+import { outputsJsonSchemaText, stackOutputsSchema } from "../../lib/contract";
+import { checkOutputs, consumerDocument, consumerPaths, OUTPUTS_SCHEMA_FILE, writeConsumerFiles } from "../../lib/outputsContract";
 
 const SHA = "86dd87b347204e5ceacd053974ad1af226e63a051bd0ae0cae7abd2c8b38167f";
 const DIGEST = `sha256:${SHA.replace(/^8/, "9")}`;
@@ -63,8 +64,16 @@ describe("outputs contract (schemas/outputs.schema.json)", () => {
             const r = checkOutputs(d);
             assert.equal(r.valid, false);
             assert.ok(r.problems.some((p) => problem.test(p)), r.problems.join("\n"));
+            // The zod schema the file is generated from decides the same.
+            assert.equal(stackOutputsSchema.safeParse(d).success, false);
         });
     }
+
+    it("is generated from lib/contract.ts: the file is not stale (npm run schema rewrites it)", () => {
+        assert.equal(fs.readFileSync(OUTPUTS_SCHEMA_FILE, "utf8"), outputsJsonSchemaText(),
+            "schemas/outputs.schema.json differs from lib/contract.ts: run `npm run schema` and commit the file");
+        assert.equal(stackOutputsSchema.safeParse(outputs()).success, true);
+    });
 
     it("writes the same document for Terraform and Ansible, and nothing when the outputs break the contract", async () => {
         const dir = fs.mkdtempSync(path.join(os.tmpdir(), "if-consumers-"));

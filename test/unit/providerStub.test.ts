@@ -27,8 +27,11 @@ describe("providers/dynamic: the serialized provider is a stub that loads the pr
         const { text } = await pulumi.runtime.serializeFunction(() => stub, { allowSecrets: false });
         assert.ok(text.length < 8 * 1024, `stub text is ${text.length} bytes`);
         assert.doesNotMatch(text, /buildImage|debootstrap|sha256/, "no implementation inside the state");
-        const full = await pulumi.runtime.serializeFunction(() => qcow2BuildProvider, { allowSecrets: false });
-        assert.ok(full.text.length > 20 * text.length, `the provider itself serializes to ${full.text.length} bytes`);
+        // The provider itself is either far bigger or cannot be serialized at all (zod's bound native methods, which
+        // lib/contract.ts brings in): either way only a stub can go into the state.
+        const full = await pulumi.runtime.serializeFunction(() => qcow2BuildProvider, { allowSecrets: false }).then((f) => f.text, (e: Error) => e);
+        if (full instanceof Error) assert.match(full.message, /could not be serialized/);
+        else assert.ok(full.length > 20 * text.length, `the provider itself serializes to ${full.length} bytes`);
     });
 
     it("evaluated in another process in the project directory, it runs the project's provider", async () => {
