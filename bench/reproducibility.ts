@@ -5,8 +5,8 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { buildImage, type BuildResult } from "../lib/build/pipeline";
-import { planBuild } from "../lib/build/plan";
+import { buildImage, type BuildResult } from "../lib/stages/pipeline";
+import { planBuild } from "../lib/stages/plan";
 import { resolveDebianSource } from "../lib/aptSources";
 import { parseConfig, readNamespace, resolveAuthorizedKeys } from "../lib/config";
 import { OfflineImage } from "../lib/inspect";

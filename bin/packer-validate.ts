@@ -5,13 +5,13 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { run } from "../lib/exec";
-import { packerEnv, packerValidate, prepareQemuInputs } from "../lib/build/packer";
+import { packerEnv, packerValidate, prepareQemuInputs } from "../lib/stages/packer";
 import { hashFile } from "../lib/sha256";
 import { listImageNames, loadRecipe, type ImageRecipe, type PackerBuilder } from "../lib/recipe";
 
 const projectDir = path.resolve(__dirname, "..");
 
-/** Variables of a Packer → Proxmox template: the ones lib/build/packerProxmox would pass, with stand-in values. */
+/** Variables of a Packer → Proxmox template: the ones lib/stages/packerProxmox would pass, with stand-in values. */
 export function proxmoxStandInVars(recipe: ImageRecipe, work: string): Record<string, string | number | boolean> {
     const imageDir = path.join(projectDir, "images", recipe.name);
     const b = recipe.builder as PackerBuilder;

@@ -13,7 +13,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { Pass } from "../lib/config";
 import type { BuildInfo, BuiltImageRecord } from "../lib/contract";
-import { planBuild, withBase } from "../lib/build/plan";
+import { planBuild, withBase } from "../lib/stages/plan";
 import { artifactFormat, SMOKE_SCRIPT, type ArtifactFormat, type ImageRecipe, type PackerBuilder } from "../lib/recipe";
 import { allocateVmid } from "../lib/vmids";
 import { dynamicType } from "../providers/dynamic";

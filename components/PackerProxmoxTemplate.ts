@@ -3,7 +3,8 @@
 // ProxmoxTemplate's: node, vmid, name, sha256 (the digest of the image the cloned template was imported from).
 import * as pulumi from "@pulumi/pulumi";
 import * as path from "node:path";
-import { computeBuildKey, hashFiles, sourceRevision } from "../lib/build/buildKey";
+import { stagesRevision } from "../lib/stageRevision";
+import { computeBuildKey, hashFiles } from "../lib/stages/buildKey";
 import { recipeFiles, type ImageRecipe, type PackerBuilder } from "../lib/recipe";
 import { templateName } from "../lib/vmids";
 import { dynamicType } from "../providers/dynamic";
@@ -38,7 +39,7 @@ export function packerProxmoxTemplate(name: string, args: PackerProxmoxTemplateA
     const files = hashFiles(recipeFiles(r.name, path.join(args.projectDir, "images")), args.projectDir);
     const version = pulumi.output(args.base.version);
     const buildKey = pulumi.all([args.base.sha256, args.base.templateName, args.vmid]).apply(([sha256, clone, vmid]) => computeBuildKey({
-        builder: "packer-proxmox", builderRevision: sourceRevision(path.join(__dirname, "..", "lib", "build")), recipe: r as unknown as Record<string, unknown>,
+        builder: "packer-proxmox", builderRevision: stagesRevision(path.join(__dirname, "..", "lib", "stages")), recipe: r as unknown as Record<string, unknown>,
         files, variables: { node: args.proxmox.node, clone, vmid, user: args.bootstrapUser }, base: { id: clone, sha256 }, tools: {},
     }));
     const build = new PackerProxmoxTemplateBuild(`${name}-build`, {

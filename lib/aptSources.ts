@@ -3,7 +3,15 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { ConfigError, type FactoryConfig } from "./config";
-import type { DebianSource } from "./build/plan";
+
+/** Where a build's Debian packages come from (factory:debian, else this machine's apt sources). */
+export interface DebianSource {
+    suite: string;
+    mirror: string;
+    securityMirror: string;
+    snapshot?: string;
+    snapshotBase?: string;
+}
 
 export interface AptEntry {
     uris: string[];

@@ -5,7 +5,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { writeFileAtomic } from "./atomic";
-import { canonicalJson, sha256Hex } from "./build/buildKey";
+import { canonicalJson, sha256Hex } from "./sha256";
 import { download } from "./download";
 import { isToolMissing, toolMissingError, which, debianPackageOf } from "./exec";
 import { UserError } from "./errors";

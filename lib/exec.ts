@@ -34,8 +34,8 @@ export function toolMissingError(tool: string, pkg?: string): ToolMissingError {
 }
 
 export function isToolMissing(err: unknown): err is ToolMissingError {
-    // lib/build/requiredCommands.ts marks its error by name: lib/build's code is the builders' revision in every
-    // build key, so it changes only with the move to lib/stages (issue 21), not for this.
+    // lib/stages/requiredCommands.ts marks its error by name: the stage code is the builders' revision in every build
+    // key (lib/stageRevision.ts), and a change there for this alone would rebuild every image.
     return err instanceof ToolMissingError || (err instanceof Error && err.name === "ToolMissingError");
 }
 

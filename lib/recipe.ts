@@ -1,4 +1,4 @@
-// Image recipes: an image is data (images/<name>/image.ts) plus a pipeline of named stages (lib/build/*).
+// Image recipes: an image is data (images/<name>/image.ts) plus a pipeline of named stages (lib/stages/*).
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { z } from "zod";
@@ -10,7 +10,7 @@ export const TARGETS = ["store", "oci", "release", "proxmox"] as const;
 const rootfsBuilder = z.object({
     kind: z.literal("rootfs"),
     suite: z.enum(["bookworm"]).default("bookworm"),
-    /** Packages on top of the base set every rootfs image gets (lib/build/rootfs.ts BASE_PACKAGES). */
+    /** Packages on top of the base set every rootfs image gets (lib/stages/rootfs.ts BASE_PACKAGES). */
     packages: z.array(z.string().regex(/^[a-z0-9][a-z0-9+.-]+$/)).default([]),
     /** Virtual disk size; cloud-init grows the root partition to whatever disk the VM gets. */
     diskSizeMiB: z.number().int().min(1024).max(65536).default(2048),

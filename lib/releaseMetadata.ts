@@ -5,7 +5,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { writeFileIfChanged } from "./atomic";
-import { canonicalJson } from "./build/buildKey";
+import { canonicalJson } from "./sha256";
 import { compareDebVersions } from "./debVersion";
 import { withFileLock } from "./fileLock";
 import { compareVersions } from "./version";

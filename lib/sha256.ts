@@ -1,4 +1,5 @@
-// SHA-256 of artifacts, always streaming: an image is read once, in chunks, and never held in memory.
+// SHA-256: artifacts always streaming (an image is read once, in chunks, never held in memory); small values
+// (recipes, canonical JSON of build inputs) in one call.
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import { Transform, type TransformCallback } from "node:stream";
@@ -117,4 +118,22 @@ export function parseSha256sums(text: string): Map<string, string> {
         out.set(m[2], m[1].toLowerCase());
     }
     return out;
+}
+
+/** JSON with object keys sorted at every level, so equal values always serialize to equal text. */
+export function canonicalJson(value: unknown): string {
+    return JSON.stringify(sortKeys(value));
+}
+
+function sortKeys(value: unknown): unknown {
+    if (Array.isArray(value)) return value.map(sortKeys);
+    if (value && typeof value === "object") {
+        return Object.fromEntries(Object.keys(value as object).sort().map((k) => [k, sortKeys((value as Record<string, unknown>)[k])]));
+    }
+    return value;
+}
+
+/** sha256 of a small in-memory value (a file's bytes stream through hashFile instead). */
+export function sha256Hex(data: string | Uint8Array): string {
+    return crypto.createHash("sha256").update(data).digest("hex");
 }

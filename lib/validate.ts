@@ -6,7 +6,7 @@ import * as path from "node:path";
 import { debianPackageOf, which } from "./exec";
 import { OfflineImage } from "./inspect";
 import { effectiveSshdConfig, globToRegExp, sshdValue } from "./sshdConfig";
-import { toolVersions } from "./build/toolVersions";
+import { toolVersions } from "./toolVersions";
 
 export const MANIFEST_PATH = "/etc/image-factory/pkg-manifest.txt";
 export const BUILD_JSON_PATH = "/etc/image-factory/build.json";

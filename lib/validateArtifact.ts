@@ -5,9 +5,9 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { run, which } from "./exec";
-import { BOOT_IMAGE, bootCatalog, initrdMembers, isoExtract, isoFiles } from "./build/iso";
+import { BOOT_IMAGE, bootCatalog, initrdMembers, isoExtract, isoFiles } from "./isoFormat";
 import type { ArtifactFormat } from "./recipe";
-import { toolVersions } from "./build/toolVersions";
+import { toolVersions } from "./toolVersions";
 import { validateQcow2, type CheckResult, type ValidateExpect, type ValidationReport } from "./validate";
 
 export function formatOf(file: string): ArtifactFormat {
@@ -84,7 +84,7 @@ export async function validateIso(iso: string, expect: ValidateExpect & { flavou
                 await isoExtract(iso, "/install/initrd.gz", initrd);
                 const has = initrdMembers(fs.readFileSync(initrd)).includes("preseed.cfg");
                 checks.push(check("installer.preseed", "preseed.cfg is inside the installer's initrd", has, has ? "initrd carries /preseed.cfg (read by d-i at start)" : "no preseed.cfg in the initrd",
-                    "append a cpio with preseed.cfg to the initrd (lib/build/iso.ts does)"));
+                    "append a cpio with preseed.cfg to the initrd (lib/stages/iso.ts does)"));
                 const cfg = path.join(scratch, "isolinux.cfg");
                 await isoExtract(iso, "/isolinux/isolinux.cfg", cfg);
                 const menu = fs.readFileSync(cfg, "utf8");

@@ -10,7 +10,7 @@ import * as path from "node:path";
 import { refusedCredentials } from "../lib/errors";
 import { deleteAsset, ensureRelease, getAsset, githubClient, uploadAsset, type RepoRef } from "../lib/github";
 import { sha256sumLine } from "../lib/sha256";
-import { sha256Hex } from "../lib/build/buildKey";
+import { sha256Hex } from "../lib/sha256";
 import { FactoryResource, keyedDiff } from "./dynamic";
 import { engineReporter } from "./progress";
 

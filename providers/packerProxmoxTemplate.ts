@@ -1,9 +1,9 @@
-// Dynamic provider: one Packer → Proxmox build (lib/build/packerProxmox.ts). Replaced when its build key (the
+// Dynamic provider: one Packer → Proxmox build (lib/stages/packerProxmox.ts). Replaced when its build key (the
 // template, playbook, roles and the template it clones) changes; the new template appears beside the old one.
 // Delete keeps the template on the node, as ProxmoxTemplate does: clones may still use its disks.
 import * as pulumi from "@pulumi/pulumi";
 import * as path from "node:path";
-import { buildOnProxmox, type PackerProxmoxSpec } from "../lib/build/packerProxmox";
+import { buildOnProxmox, type PackerProxmoxSpec } from "../lib/stages/packerProxmox";
 import { BuildLog } from "../lib/buildlog";
 import { FactoryResource, keyedDiff } from "./dynamic";
 import { engineReporter } from "./progress";

@@ -3,7 +3,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { buildImage, pruneBuilds, verifiedCachedResult, type BuildRequest, type BuildResult } from "../lib/build/pipeline";
+import { buildImage, pruneBuilds, verifiedCachedResult, type BuildRequest, type BuildResult } from "../lib/stages/pipeline";
 import { buildInfoSchema, type BuildInfo } from "../lib/contract";
 import { hashFile } from "../lib/sha256";
 import { writeBuildEvidence } from "../lib/buildEvidence";

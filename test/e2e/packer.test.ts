@@ -6,7 +6,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { packerImages, validateTemplate } from "../../bin/packer-validate";
-import { packerEnv } from "../../lib/build/packer";
+import { packerEnv } from "../../lib/stages/packer";
 import type { PackerBuilder } from "../../lib/recipe";
 import { REPO_ROOT } from "../helpers/setup";
 

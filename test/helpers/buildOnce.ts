@@ -1,7 +1,7 @@
 // A build in a process of its own, as a second stack's provider would run it: `node -r ts-node/register/transpile-only
 // test/helpers/buildOnce.ts <image> <workDir>` prints its progress lines, then the result as the last line (JSON).
-import { buildImage } from "../../lib/build/pipeline";
-import { planBuild } from "../../lib/build/plan";
+import { buildImage } from "../../lib/stages/pipeline";
+import { planBuild } from "../../lib/stages/plan";
 import { loadRecipe } from "../../lib/recipe";
 import { machineDebian } from "./debian";
 import { REPO_ROOT } from "./setup";

@@ -3,7 +3,7 @@
 import execa from "execa";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { sha256Hex } from "../../lib/build/buildKey";
+import { sha256Hex } from "../../lib/sha256";
 import { hashFile } from "../../lib/sha256";
 import { CACHE_ROOT, REPO_ROOT } from "./setup";
 import { machineDebian } from "./debian";

@@ -3,8 +3,9 @@ import { strict as assert } from "node:assert";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { canonicalJson, uuidFromKey } from "../../lib/build/buildKey";
-import { planBuild, snapshotEpoch, type PlanArgs } from "../../lib/build/plan";
+import { uuidFromKey } from "../../lib/stages/buildKey";
+import { canonicalJson } from "../../lib/sha256";
+import { planBuild, snapshotEpoch, type PlanArgs } from "../../lib/stages/plan";
 import { loadRecipe } from "../../lib/recipe";
 import { REPO_ROOT } from "../helpers/setup";
 

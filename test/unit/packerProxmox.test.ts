@@ -4,7 +4,7 @@ import { strict as assert } from "node:assert";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { apiUrl, manifestVmid, splitApiToken } from "../../lib/build/packerProxmox";
+import { apiUrl, manifestVmid, splitApiToken } from "../../lib/stages/packerProxmox";
 import { checkOutputs } from "../../lib/outputsContract";
 import { createTemplate } from "../../providers/packerProxmoxTemplate";
 import { fakeSha, runProgram, stackConfig, type MockRun } from "../helpers/mockProgram";

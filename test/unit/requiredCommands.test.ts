@@ -5,10 +5,10 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { which } from "../../lib/exec";
-import { buildImage } from "../../lib/build/pipeline";
-import { checkCommands, requiredCommands, type BuilderKind } from "../../lib/build/requiredCommands";
+import { buildImage } from "../../lib/stages/pipeline";
+import { checkCommands, requiredCommands, type BuilderKind } from "../../lib/stages/requiredCommands";
 
-describe("missing tools fail a build before any work (lib/build/requiredCommands)", () => {
+describe("missing tools fail a build before any work (lib/stages/requiredCommands)", () => {
     const builders: Array<[BuilderKind, { playbook?: boolean; installerIso?: boolean }]> = [
         ["rootfs", { playbook: true }], ["packer", { playbook: true }], ["pi", { playbook: true }], ["iso", { installerIso: true }],
     ];

@@ -5,8 +5,8 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 
-type Mod = typeof import("../../lib/build/toolVersions");
-const MODULE = require.resolve("../../lib/build/toolVersions");
+type Mod = typeof import("../../lib/toolVersions");
+const MODULE = require.resolve("../../lib/toolVersions");
 
 /** A fresh copy of the module (its in-process memo empty), as a new `pulumi up` would load it. */
 function freshModule(): Mod {
@@ -14,7 +14,7 @@ function freshModule(): Mod {
     return require(MODULE) as Mod;
 }
 
-describe("lib/build/toolVersions: probes remembered across runs", () => {
+describe("lib/stages/toolVersions: probes remembered across runs", () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "if-toolv-"));
     const bin = path.join(dir, "bin");
     const calls = path.join(dir, "calls");

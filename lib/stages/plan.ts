@@ -6,18 +6,14 @@ import * as path from "node:path";
 import { parse as parseYaml } from "yaml";
 import type { ImageRecipe } from "../recipe";
 import { artifactFormat, recipeFiles } from "../recipe";
-import { canonicalJson, computeBuildKey, hashFiles, sha256Hex, sourceRevision } from "./buildKey";
+import { computeBuildKey, hashFiles } from "./buildKey";
+import { canonicalJson, sha256Hex } from "../sha256";
+import { stagesRevision } from "../stageRevision";
 import type { BuildRequest } from "./pipeline";
 import { BASE_PACKAGES } from "./rootfs";
-import { toolVersions } from "./toolVersions";
+import type { DebianSource } from "../aptSources";
+import { toolVersions } from "../toolVersions";
 
-export interface DebianSource {
-    suite: string;
-    mirror: string;
-    securityMirror: string;
-    snapshot?: string;
-    snapshotBase?: string;
-}
 
 export interface PlanArgs {
     recipe: ImageRecipe;
@@ -112,7 +108,7 @@ export function planBuild(args: PlanArgs): BuildPlan {
         ...(bakedTools ? { bakedTools } : {}),
     };
     const tools = toolVersions([...TOOLS_BY_BUILDER[b.kind], ...(playbook ? ["ansible-core"] : [])]);
-    const builderRevision = sourceRevision(BUILDER_DIR);
+    const builderRevision = stagesRevision(BUILDER_DIR);
     const base = args.base ? { id: `${args.base.id}@${args.base.version}`, sha256: args.base.identity } : null;
     const buildKey = computeBuildKey({
         builder: b.kind, builderRevision, recipe: r as unknown as Record<string, unknown>, files, variables, base, tools,

@@ -10,7 +10,7 @@ import * as path from "node:path";
 import type { BuildLog } from "../buildlog";
 import { run } from "../exec";
 import { OfflineImage } from "../inspect";
-import { nocloudMetaData, nocloudUserData } from "./iso";
+import { nocloudMetaData, nocloudUserData } from "../isoFormat";
 import { playRecaps } from "./rootfs";
 
 export const PACKER_STAGES = 5; // prepare, packer build, read manifest, (convert + sha256 by the pipeline)

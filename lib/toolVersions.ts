@@ -2,7 +2,7 @@
 import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { cacheRoot } from "../cacheRoot";
+import { cacheRoot } from "./cacheRoot";
 
 // Memo of this process (the persisted answers are below).
 const cache: Record<string, string> = {};

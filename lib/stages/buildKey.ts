@@ -1,8 +1,8 @@
 // Content addressing: everything that can change an image's bytes hashes to its build key. An artifact that
 // already exists under a key is reused instead of rebuilt.
-import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { canonicalJson, sha256Hex } from "../sha256";
 
 export interface BuildKeyInputs {
     builder: string;
@@ -16,22 +16,6 @@ export interface BuildKeyInputs {
     tools: Record<string, string>;
 }
 
-/** JSON with object keys sorted at every level, so equal values always serialize to equal text. */
-export function canonicalJson(value: unknown): string {
-    return JSON.stringify(sortKeys(value));
-}
-
-function sortKeys(value: unknown): unknown {
-    if (Array.isArray(value)) return value.map(sortKeys);
-    if (value && typeof value === "object") {
-        return Object.fromEntries(Object.keys(value as object).sort().map((k) => [k, sortKeys((value as Record<string, unknown>)[k])]));
-    }
-    return value;
-}
-
-export function sha256Hex(data: string | Uint8Array): string {
-    return crypto.createHash("sha256").update(data).digest("hex");
-}
 
 export function computeBuildKey(inputs: BuildKeyInputs): string {
     return sha256Hex(canonicalJson(inputs));
@@ -42,12 +26,6 @@ export function hashFiles(files: readonly string[], base: string): Record<string
     const out: Record<string, string> = {};
     for (const f of [...files].sort()) out[path.relative(base, f).split(path.sep).join("/")] = sha256Hex(fs.readFileSync(f));
     return out;
-}
-
-/** A stable revision of the builder code (the .ts files of a directory). */
-export function sourceRevision(dir: string): string {
-    const files = fs.readdirSync(dir).filter((f) => f.endsWith(".ts")).sort();
-    return sha256Hex(files.map((f) => `${f}\0${sha256Hex(fs.readFileSync(path.join(dir, f)))}`).join("\n")).slice(0, 16);
 }
 
 /** A deterministic RFC 4122-shaped UUID derived from a key (file system UUIDs that do not change run to run). */

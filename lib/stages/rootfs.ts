@@ -8,7 +8,8 @@ import { run } from "../exec";
 import { withFileLock } from "../fileLock";
 import { Chroot, removeTree } from "./chroot";
 import { assembleBiosDisk } from "./disk";
-import { sha256Hex, uuidFromKey } from "./buildKey";
+import { uuidFromKey } from "./buildKey";
+import { sha256Hex } from "../sha256";
 
 /** Every rootfs image gets these: kernel, boot loader, init, and what FR-3 calls Ansible-ready. */
 export const BASE_PACKAGES = [
