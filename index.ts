@@ -7,7 +7,7 @@ import { Image, reusedImage } from "./components/Image";
 import { finishPublishing, type PublishedImage } from "./components/publish";
 import type { Pass } from "./lib/config";
 import { OUTPUTS_SCHEMA_VERSION } from "./lib/contract";
-import type { TemplateRecord } from "./lib/vmids";
+import type { TemplateRecord } from "./lib/publish/vmids";
 
 const stack = stackContext(process.cwd());
 const { config } = stack;

@@ -7,7 +7,7 @@ import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { benchRow } from "./row";
-import { download } from "../lib/download";
+import { download } from "../lib/baseImages/download";
 
 const root = path.resolve(__dirname, "..");
 const sizeMiB = Number(process.env.SIZE_MIB ?? 1024);

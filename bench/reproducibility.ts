@@ -9,7 +9,7 @@ import { buildImage, type BuildResult } from "../lib/stages/pipeline";
 import { planBuild } from "../lib/stages/plan";
 import { resolveDebianSource } from "../lib/aptSources";
 import { parseConfig, readNamespace, resolveAuthorizedKeys } from "../lib/config";
-import { OfflineImage } from "../lib/inspect";
+import { OfflineImage } from "../lib/validation/inspect";
 import { loadRecipe } from "../lib/recipe";
 import { diffTrees, scanTree } from "../lib/treeDiff";
 import { benchRow } from "./row";

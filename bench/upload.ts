@@ -8,7 +8,7 @@ import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { orasBinary } from "../lib/oci";
+import { orasBinary } from "../lib/publish/oci";
 import { benchRow } from "./row";
 import { startCutProxy } from "../test/helpers/cutProxy";
 import { startRegistry } from "../test/helpers/registry";
@@ -33,7 +33,7 @@ function makeFile(file: string, seed: number): string {
 
 // The push runs in a child under /usr/bin/time, so its peak RSS (with oras's, the larger of the two) is measured.
 const child = `
-const { pushArtifact } = require(${JSON.stringify(path.join(root, "lib", "oci.ts"))});
+const { pushArtifact } = require(${JSON.stringify(path.join(root, "lib", "publish", "oci.ts"))});
 const [file, sha, registry] = process.argv.slice(1);
 const t0 = process.hrtime.bigint();
 pushArtifact({ target: { registry, repository: "bench", plainHttp: true }, file, tags: ["latest"], artifactType: "${MEDIA}", mediaType: "${MEDIA}", annotations: {} }, sha)

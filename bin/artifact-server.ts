@@ -3,7 +3,7 @@
 // Started by `make services-start` (scripts/services.sh); on a builder node, by its systemd unit.
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { createArtifactServer } from "../lib/artifactServer";
+import { createArtifactServer } from "../lib/publish/artifactServer";
 import { parseCli } from "../lib/cli";
 
 const options = (() => {

@@ -9,20 +9,20 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { parse as parseYaml } from "yaml";
-import { ensureImage, lookup, specHash } from "../lib/baseImages";
+import { ensureImage, lookup, specHash } from "../lib/baseImages/cache";
 import { buildImage, type BuildResult } from "../lib/stages/pipeline";
 import { planBuild, withBase } from "../lib/stages/plan";
 import { resolveDebianSource } from "../lib/aptSources";
 import { parseConfig, resolveAuthorizedKeys, type FactoryConfig } from "../lib/config";
 import { gitInfo } from "../lib/git";
 import { listImageNames, loadRecipe, type ImageRecipe } from "../lib/recipe";
-import { formatReport } from "../lib/validate";
-import { validateArtifact } from "../lib/validateArtifact";
+import { formatReport } from "../lib/validation/offlineChecks";
+import { validateArtifact } from "../lib/validation/validateArtifact";
 import { assertVersion, nextVersion } from "../lib/version";
-import { bootCheck, bootEvidenceFiles, bootFailure } from "../lib/bootCheck";
-import { writeBuildEvidence } from "../lib/buildEvidence";
-import { evidenceRunDir, signingFromEnv } from "../lib/evidence";
-import { writeValidationEvidence } from "../lib/validationEvidence";
+import { bootCheck, bootEvidenceFiles, bootFailure } from "../lib/validation/bootCheck";
+import { writeBuildEvidence } from "../lib/evidence/build";
+import { evidenceRunDir, signingFromEnv } from "../lib/evidence/packet";
+import { writeValidationEvidence } from "../lib/evidence/validation";
 import { catalog } from "../images/catalog";
 import { parseCli } from "../lib/cli";
 

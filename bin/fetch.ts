@@ -3,7 +3,7 @@
 // (<cache>/<image>/<sha256>/<file>.qcow2). Credentials: GHCR_USERNAME or GITHUB_ACTOR, and GHCR_TOKEN.
 // oras: ORAS (or TOOLSMITH_ORAS) = path to the binary, else .tools/bin/oras, else PATH.
 import * as path from "node:path";
-import { fetchArtifact } from "../lib/fetchArtifact";
+import { fetchArtifact } from "../lib/publish/fetchArtifact";
 import { parseCli } from "../lib/cli";
 
 async function main(): Promise<number> {

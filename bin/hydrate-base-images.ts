@@ -4,7 +4,7 @@
 // Prints one line per file: id, version, artifact, sha256, path. Exit 1 naming what failed.
 import * as path from "node:path";
 import { catalog } from "../images/catalog";
-import { ensureImage, lookup } from "../lib/baseImages";
+import { ensureImage, lookup } from "../lib/baseImages/cache";
 import { parseCli } from "../lib/cli";
 
 async function main(): Promise<number> {

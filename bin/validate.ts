@@ -1,16 +1,16 @@
 // Validation of any qcow2, outside Pulumi (the runbook's `make validate`, `make image.local.validate`):
 //   make validate QCOW2=/abs/path.qcow2 IMAGE=<name> VERSION=<version> [BOOTSTRAP_USER=ansible] [BOOT=1]
-// Offline checks, then with --boot the boot gate (lib/bootCheck.ts: an overlay, a throw-away key, the smoke checks).
+// Offline checks, then with --boot the boot gate (lib/validation/bootCheck.ts: an overlay, a throw-away key, the smoke checks).
 // Prints the reports, writes an evidence packet (.../<UTC>/validate/, signed with EVIDENCE_SIGN=1
 // EVIDENCE_GPG_KEY=<id>), and exits non-zero when a check fails.
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { bootCheck, bootEvidenceFiles, bootFailure } from "../lib/bootCheck";
-import { evidenceRunDir, signingFromEnv } from "../lib/evidence";
-import { formatReport } from "../lib/validate";
-import { validateArtifact } from "../lib/validateArtifact";
-import { writeValidationEvidence } from "../lib/validationEvidence";
+import { bootCheck, bootEvidenceFiles, bootFailure } from "../lib/validation/bootCheck";
+import { evidenceRunDir, signingFromEnv } from "../lib/evidence/packet";
+import { formatReport } from "../lib/validation/offlineChecks";
+import { validateArtifact } from "../lib/validation/validateArtifact";
+import { writeValidationEvidence } from "../lib/evidence/validation";
 import { parseCli } from "../lib/cli";
 
 async function main(): Promise<number> {

@@ -1,7 +1,7 @@
 // verify-evidence --dir <packet>: checks every file against SHA256SUMS and, when present, the detached
 // signature SHA256SUMS.asc. Exit 0 when the packet holds; 1 naming the first file that fails; 2 on bad usage.
 import * as path from "node:path";
-import { verifyPacket } from "../lib/evidence";
+import { verifyPacket } from "../lib/evidence/packet";
 
 async function main(argv: string[]): Promise<number> {
     const i = argv.indexOf("--dir");

@@ -3,7 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as path from "node:path";
 import { StoreRoot } from "../providers/storeRoot";
 import { StoredArtifact } from "../providers/storedArtifact";
-import type { BuiltArtifact } from "./Image";
+import type { BuiltArtifact } from "./artifact";
 
 export interface ArtifactStoreArgs {
     /** Absolute directory that holds images/<name>/<version>/... */

@@ -12,15 +12,16 @@ import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { Pass } from "../lib/config";
-import type { BuildInfo, BuiltImageRecord } from "../lib/contract";
+import type { BuiltImageRecord } from "../lib/contract";
 import { planBuild, withBase } from "../lib/stages/plan";
-import { artifactFormat, SMOKE_SCRIPT, type ArtifactFormat, type ImageRecipe, type PackerBuilder } from "../lib/recipe";
-import { allocateVmid } from "../lib/vmids";
+import { artifactFormat, SMOKE_SCRIPT, type ImageRecipe, type PackerBuilder } from "../lib/recipe";
+import { allocateVmid } from "../lib/publish/vmids";
 import { dynamicType } from "../providers/dynamic";
 import { ImageValidation, type BootSettings, type EvidenceSettings } from "../providers/imageValidation";
 import { urnLabel } from "../providers/progress";
 import { Qcow2Build } from "../providers/qcow2Build";
 import { ReusedArtifact } from "../providers/reusedArtifact";
+import type { BuiltArtifact } from "./artifact";
 import type { BootstrapPass } from "./BootstrapPass";
 import type { StackContext } from "./context";
 import { packerProxmoxTemplate } from "./PackerProxmoxTemplate";
@@ -34,27 +35,6 @@ export interface ImageBase {
     identity: string;
     path: pulumi.Input<string>;
     sha256: pulumi.Input<string>;
-}
-
-/** An image built into a file and validated: what publishing and later images (as their base) use. */
-export interface BuiltArtifact {
-    name: string;
-    format: ArtifactFormat;
-    /** Known at preview time: the hash of everything that shapes the image. */
-    buildKey: string;
-    sha256: pulumi.Output<string>;
-    size: pulumi.Output<number>;
-    virtualSize: pulumi.Output<number>;
-    path: pulumi.Output<string>;
-    version: pulumi.Output<string>;
-    buildInfo: pulumi.Output<BuildInfo>;
-    logPath: pulumi.Output<string>;
-    pkgManifestPath: pulumi.Output<string>;
-    buildJsonPath: pulumi.Output<string>;
-    build: Qcow2Build;
-    /** The validation gate: publish only what depends on it. */
-    validation: ImageValidation;
-    evidencePath: pulumi.Output<string | undefined>;
 }
 
 export interface ImageArgs {

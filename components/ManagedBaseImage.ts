@@ -1,7 +1,7 @@
 // ManagedBaseImage: a base image from images/catalog.ts, downloaded (resumable), verified, transformed and cached,
 // with outputs a build can take as its base (path, sha256, id, version) and record in build.json.
 import * as pulumi from "@pulumi/pulumi";
-import { lookup, specHash, type ManagedImageSpec } from "../lib/baseImages";
+import { lookup, specHash, type ManagedImageSpec } from "../lib/baseImages/cache";
 import { catalog as defaultCatalog } from "../images/catalog";
 import { BaseImageFetch } from "../providers/baseImageFetch";
 import { dynamicType } from "../providers/dynamic";

@@ -2,7 +2,7 @@
 // `oras pull oci://<registry>/<repository>:<version>` gives the file back; provenance travels as a referrer.
 import * as pulumi from "@pulumi/pulumi";
 import type { RecordedBuildInfo } from "../lib/contract";
-import { inTotoStatement } from "../lib/provenance";
+import { inTotoStatement } from "../lib/evidence/provenance";
 import { dynamicType } from "../providers/dynamic";
 import { OciPush } from "../providers/ociPush";
 import { urnLabel } from "../providers/progress";

@@ -6,7 +6,7 @@ import * as path from "node:path";
 import { stagesRevision } from "../lib/stageRevision";
 import { computeBuildKey, hashFiles } from "../lib/stages/buildKey";
 import { recipeFiles, type ImageRecipe, type PackerBuilder } from "../lib/recipe";
-import { templateName } from "../lib/vmids";
+import { templateName } from "../lib/publish/vmids";
 import { dynamicType } from "../providers/dynamic";
 import { PackerProxmoxTemplateBuild } from "../providers/packerProxmoxTemplate";
 import { urnLabel } from "../providers/progress";

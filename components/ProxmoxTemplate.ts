@@ -7,7 +7,7 @@
 import * as proxmoxve from "@muhlba91/pulumi-proxmoxve";
 import * as pulumi from "@pulumi/pulumi";
 import type { RecordedBuildInfo } from "../lib/contract";
-import { allocateVmid, rotate, templateName, type TemplateRecord, type VmidPolicy } from "../lib/vmids";
+import { allocateVmid, rotate, templateName, type TemplateRecord, type VmidPolicy } from "../lib/publish/vmids";
 import { dynamicType } from "../providers/dynamic";
 import { urnLabel } from "../providers/progress";
 import { imageTag, TemplateRetention } from "../providers/templateRetention";

@@ -7,14 +7,14 @@ import * as proxmoxve from "@muhlba91/pulumi-proxmoxve";
 import * as pulumi from "@pulumi/pulumi";
 import type { FactoryConfig } from "../lib/config";
 import type { RecordedBuildInfo } from "../lib/contract";
-import type { TemplateRecord } from "../lib/vmids";
+import type { TemplateRecord } from "../lib/publish/vmids";
 import { ReleaseMetadata } from "../providers/releaseMetadata";
 import type { ArtifactStore } from "./ArtifactStore";
 import { GithubRelease } from "./GithubRelease";
 import { GithubReleaseAsset } from "./GithubReleaseAsset";
 import { OciArtifact } from "./OciArtifact";
 import { ProxmoxTemplate } from "./ProxmoxTemplate";
-import type { BuiltArtifact } from "./Image";
+import type { BuiltArtifact } from "./artifact";
 
 export interface PublishContext {
     config: FactoryConfig;

@@ -1,7 +1,7 @@
 // The base-image catalog: data only. Each entry pins its upstream files by sha256 and size, and says how to turn
 // them into what builds consume. Entries are versioned: change a pin, and bump the version (or the manager
 // notices the drift and redoes exactly the affected files).
-import type { ManagedImageSpec } from "../lib/baseImages";
+import type { ManagedImageSpec } from "../lib/baseImages/cache";
 
 export const catalog: ManagedImageSpec[] = [
     {

@@ -2,7 +2,7 @@
 // input, so a changed catalog entry is a diff; refresh notices a cache that lost or damaged its files.
 import * as pulumi from "@pulumi/pulumi";
 import * as fs from "node:fs";
-import { ensureImage, type ManagedImageSpec } from "../lib/baseImages";
+import { ensureImage, type ManagedImageSpec } from "../lib/baseImages/cache";
 import { hashFile } from "../lib/sha256";
 import { FactoryResource, keyedDiff } from "./dynamic";
 import { engineReporter } from "./progress";

@@ -8,7 +8,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { refusedCredentials } from "../lib/errors";
-import { deleteAsset, ensureRelease, getAsset, githubClient, uploadAsset, type RepoRef } from "../lib/github";
+import { deleteAsset, ensureRelease, getAsset, githubClient, uploadAsset, type RepoRef } from "../lib/publish/github";
 import { sha256sumLine } from "../lib/sha256";
 import { sha256Hex } from "../lib/sha256";
 import { FactoryResource, keyedDiff } from "./dynamic";

@@ -5,7 +5,7 @@
 // build keeps the version it was made with), so this is one resource for the stack that groups its images by tag,
 // not a resource per tag declared up front.
 import * as pulumi from "@pulumi/pulumi";
-import { deleteRelease, githubClient, listAssets, publishRelease, releasesForTag, updateRelease, type Asset, type GithubClient, type Release, type RepoRef } from "../lib/github";
+import { deleteRelease, githubClient, listAssets, publishRelease, releasesForTag, updateRelease, type Asset, type GithubClient, type Release, type RepoRef } from "../lib/publish/github";
 import { FactoryResource, keyedDiff } from "./dynamic";
 import { engineReporter } from "./progress";
 

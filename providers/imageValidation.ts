@@ -4,12 +4,12 @@ import * as pulumi from "@pulumi/pulumi";
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { bootCheck, bootEvidenceFiles, bootFailure, bootSeedCheck, type BootReport } from "../lib/bootCheck";
+import { bootCheck, bootEvidenceFiles, bootFailure, bootSeedCheck, type BootReport } from "../lib/validation/bootCheck";
 import { writeFileAtomic } from "../lib/atomic";
-import { evidenceRunDir, type SigningOptions } from "../lib/evidence";
-import { formatReport, type ValidateExpect } from "../lib/validate";
-import { validateArtifact } from "../lib/validateArtifact";
-import { writeValidationEvidence } from "../lib/validationEvidence";
+import { evidenceRunDir, type SigningOptions } from "../lib/evidence/packet";
+import { formatReport, type ValidateExpect } from "../lib/validation/offlineChecks";
+import { validateArtifact } from "../lib/validation/validateArtifact";
+import { writeValidationEvidence } from "../lib/evidence/validation";
 import { FactoryResource, keyedDiff } from "./dynamic";
 import { engineReporter } from "./progress";
 

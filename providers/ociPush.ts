@@ -7,7 +7,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { refusedCredentials } from "../lib/errors";
-import { attach, deleteTag, fetchManifest, IN_TOTO_MEDIA_TYPE, pushArtifact, referrers, type OciTarget } from "../lib/oci";
+import { attach, deleteTag, fetchManifest, IN_TOTO_MEDIA_TYPE, pushArtifact, referrers, type OciTarget } from "../lib/publish/oci";
 import { FactoryResource, keyedDiff } from "./dynamic";
 import { engineReporter } from "./progress";
 

@@ -5,7 +5,7 @@
 // from machines that cannot reach the lab (PR checks).
 import * as pulumi from "@pulumi/pulumi";
 import { UserError } from "../lib/errors";
-import { listNodes, missingPrivileges, splitApiToken } from "../lib/proxmoxApi";
+import { listNodes, missingPrivileges, splitApiToken } from "../lib/publish/proxmoxApi";
 import { changedKeys, FactoryResource } from "./dynamic";
 
 export interface ProxmoxAccessInputs {

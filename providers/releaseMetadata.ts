@@ -2,7 +2,7 @@
 // manifests/). It outlives the resource: history is never rewritten on destroy.
 import * as pulumi from "@pulumi/pulumi";
 import * as fs from "node:fs";
-import { writeReleaseMetadata, type ManifestSource, type ReleaseImageRecord } from "../lib/releaseMetadata";
+import { writeReleaseMetadata, type ManifestSource, type ReleaseImageRecord } from "../lib/publish/releaseMetadata";
 import { changedKeys, FactoryResource, keyedDiff } from "./dynamic";
 
 export interface ReleaseMetadataInputs {

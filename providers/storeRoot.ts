@@ -2,7 +2,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { ensureStoreRoot, removeStoreRootIfEmpty, STORE_MARKER } from "../lib/store";
+import { ensureStoreRoot, removeStoreRootIfEmpty, STORE_MARKER } from "../lib/publish/store";
 import { changedKeys, FactoryResource } from "./dynamic";
 
 export interface StoreRootInputs {

@@ -6,7 +6,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { ensureFreeSpace, writeFileAtomic, writeFileIfChanged, explainFsError } from "../lib/atomic";
 import { copyFileHashed, hashFile, sha256sumLine, parseSha256sums } from "../lib/sha256";
-import { artifactPaths, artifactUrl, removeEmptyDirs } from "../lib/store";
+import { artifactPaths, artifactUrl, removeEmptyDirs } from "../lib/publish/store";
 import { FactoryResource } from "./dynamic";
 
 export interface StoredArtifactInputs {

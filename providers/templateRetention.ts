@@ -2,8 +2,8 @@
 // carry this image's tag are touched; a template Proxmox refuses to delete (linked clones still use its disks)
 // is kept and reported, never forced.
 import * as pulumi from "@pulumi/pulumi";
-import { deleteVm, listVms } from "../lib/proxmoxApi";
-import type { TemplateRecord } from "../lib/vmids";
+import { deleteVm, listVms } from "../lib/publish/proxmoxApi";
+import type { TemplateRecord } from "../lib/publish/vmids";
 import { FactoryResource } from "./dynamic";
 import { engineReporter } from "./progress";
 

@@ -8,7 +8,6 @@
 //     configures the bootstrap user of any cloud image booted beside it.
 import * as fs from "node:fs";
 import * as path from "node:path";
-import * as zlib from "node:zlib";
 import type { BuildLog } from "../buildlog";
 import { run } from "../exec";
 import { BOOT_CATALOG, BOOT_IMAGE, bootCatalog, isoFiles, nocloudMetaData, nocloudUserData } from "../isoFormat";

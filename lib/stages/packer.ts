@@ -9,7 +9,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { BuildLog } from "../buildlog";
 import { run } from "../exec";
-import { OfflineImage } from "../inspect";
+import { OfflineImage } from "../validation/inspect";
 import { nocloudMetaData, nocloudUserData } from "../isoFormat";
 import { playRecaps } from "./rootfs";
 

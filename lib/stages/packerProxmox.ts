@@ -6,7 +6,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { BuildLog } from "../buildlog";
 import { run } from "../exec";
-import { apiUrl, splitApiToken } from "../proxmoxApi";
+import { apiUrl, splitApiToken } from "../publish/proxmoxApi";
 import { packerEnv } from "./packer";
 
 export interface PackerProxmoxSpec {
@@ -33,7 +33,7 @@ export interface PackerProxmoxSpec {
 }
 
 // Packer's Proxmox builder takes the token as id ("username") and secret ("token"), and the API base URL.
-export { apiUrl, splitApiToken } from "../proxmoxApi";
+export { apiUrl, splitApiToken } from "../publish/proxmoxApi";
 
 export function proxmoxVariables(spec: PackerProxmoxSpec, tokenId: string, work: string): Record<string, string | number | boolean> {
     return {

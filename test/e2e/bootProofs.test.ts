@@ -7,7 +7,7 @@ import execa from "execa";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { freePort, guestSshArgs, qemuX86Args } from "../../lib/bootCheck";
+import { freePort, guestSshArgs, qemuX86Args } from "../../lib/validation/bootCheck";
 import { sha256Hex } from "../../lib/sha256";
 import { buildImage } from "../../lib/stages/pipeline";
 import { planBuild, withBase } from "../../lib/stages/plan";

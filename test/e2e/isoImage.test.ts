@@ -9,7 +9,7 @@ import { bootCatalog, initrdMembers, isoExtract, isoFiles } from "../../lib/isoF
 import { buildImage, type BuildResult } from "../../lib/stages/pipeline";
 import { planBuild } from "../../lib/stages/plan";
 import { loadRecipe } from "../../lib/recipe";
-import { validateArtifact, validateIso } from "../../lib/validateArtifact";
+import { validateArtifact, validateIso } from "../../lib/validation/validateArtifact";
 import { REPO_ROOT } from "../helpers/setup";
 import { machineDebian } from "../helpers/debian";
 

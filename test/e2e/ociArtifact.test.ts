@@ -7,7 +7,7 @@ import execa from "execa";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { orasBinary } from "../../lib/oci";
+import { orasBinary } from "../../lib/publish/oci";
 import { localStack, type LocalStack } from "../helpers/localStack";
 import { startRegistry, type TestRegistry } from "../helpers/registry";
 

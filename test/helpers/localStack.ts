@@ -5,7 +5,7 @@
 import * as fs from "node:fs";
 import type * as http from "node:http";
 import * as path from "node:path";
-import { createArtifactServer } from "../../lib/artifactServer";
+import { createArtifactServer } from "../../lib/publish/artifactServer";
 import { TestProject } from "./project";
 import { CACHE_ROOT, REPO_ROOT } from "./setup";
 

@@ -6,7 +6,7 @@ import * as http from "node:http";
 import * as https from "node:https";
 import * as os from "node:os";
 import * as path from "node:path";
-import { freePort } from "../../lib/bootCheck";
+import { freePort } from "../../lib/validation/bootCheck";
 
 export interface TestRegistry {
     host: string;

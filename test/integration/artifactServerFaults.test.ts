@@ -7,7 +7,7 @@ import * as fs from "node:fs";
 import * as http from "node:http";
 import * as os from "node:os";
 import * as path from "node:path";
-import { createArtifactServer } from "../../lib/artifactServer";
+import { createArtifactServer } from "../../lib/publish/artifactServer";
 import { provider as storedArtifact } from "../../providers/storedArtifact";
 
 function get(port: number, p: string, headers: Record<string, string> = {}): Promise<{ status: number; body: Buffer; etag?: string }> {

@@ -7,8 +7,8 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import * as zlib from "node:zlib";
-import { ensureImage, imageDir, type ManagedImageSpec } from "../../lib/baseImages";
-import { readVhdFooter, stripVhdFooter } from "../../lib/transforms";
+import { ensureImage, imageDir, type ManagedImageSpec } from "../../lib/baseImages/cache";
+import { readVhdFooter, stripVhdFooter } from "../../lib/baseImages/transforms";
 import { startFileServer, type FileServer } from "../helpers/fileServer";
 import { REPO_ROOT } from "../helpers/setup";
 

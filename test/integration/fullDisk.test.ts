@@ -9,7 +9,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { writeFileAtomic } from "../../lib/atomic";
-import { download } from "../../lib/download";
+import { download } from "../../lib/baseImages/download";
 import { buildImage } from "../../lib/stages/pipeline";
 import { planBuild } from "../../lib/stages/plan";
 import { loadRecipe } from "../../lib/recipe";

@@ -6,7 +6,7 @@ import * as fs from "node:fs";
 import * as http from "node:http";
 import * as os from "node:os";
 import * as path from "node:path";
-import { ensureRelease, githubClient, listAssets, publishRelease, uploadAsset, findRelease, MAX_ASSET_BYTES } from "../../lib/github";
+import { ensureRelease, githubClient, listAssets, publishRelease, uploadAsset, findRelease, MAX_ASSET_BYTES } from "../../lib/publish/github";
 import { startFakeGithub, type FakeGithub } from "../helpers/fakeGithub";
 
 describe("lib/github against a loopback GitHub", function () {

@@ -6,7 +6,7 @@ import * as fs from "node:fs";
 import * as http from "node:http";
 import * as os from "node:os";
 import * as path from "node:path";
-import { deleteVm, listVms, missingPrivileges } from "../../lib/proxmoxApi";
+import { deleteVm, listVms, missingPrivileges } from "../../lib/publish/proxmoxApi";
 import { provider as accessProvider, type ProxmoxAccessInputs } from "../../providers/proxmoxAccess";
 import { provider as retentionProvider, type TemplateRetentionInputs } from "../../providers/templateRetention";
 import { startFakePve, type FakePve } from "../helpers/fakePve";

@@ -3,7 +3,7 @@ import * as fs from "node:fs";
 import * as http from "node:http";
 import * as os from "node:os";
 import * as path from "node:path";
-import { createArtifactServer, parseRange } from "../../lib/artifactServer";
+import { createArtifactServer, parseRange } from "../../lib/publish/artifactServer";
 import { sha256sumLine } from "../../lib/sha256";
 
 function request(port: number, p: string, opts: { method?: string; headers?: Record<string, string> } = {}): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> {

@@ -13,7 +13,7 @@ import { qemuVariables } from "../../lib/stages/packer";
 import { planBuild, withBase, type PlanArgs } from "../../lib/stages/plan";
 import { playRecap } from "../../lib/stages/rootfs";
 import { listImageNames, loadRecipe, recipeSchema } from "../../lib/recipe";
-import { formatOf } from "../../lib/validateArtifact";
+import { formatOf } from "../../lib/validation/validateArtifact";
 import { REPO_ROOT } from "../helpers/setup";
 
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl test";

@@ -5,7 +5,7 @@ import execa from "execa";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { bootFailure, COMMON_CHECKS, guestSshArgs, parseSmoke, qemuX86Args, smokeScript } from "../../lib/bootCheck";
+import { bootFailure, COMMON_CHECKS, guestSshArgs, parseSmoke, qemuX86Args, smokeScript } from "../../lib/validation/bootCheck";
 
 describe("lib/bootCheck: smoke script and report", () => {
     const script = smokeScript({ user: "ansible", hostname: "boot-x", minRootBytes: 1 });

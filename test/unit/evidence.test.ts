@@ -5,7 +5,7 @@ import execa from "execa";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { evidenceRunDir, signingFromEnv, utcStamp, verifyPacket, writePacket } from "../../lib/evidence";
+import { evidenceRunDir, signingFromEnv, utcStamp, verifyPacket, writePacket } from "../../lib/evidence/packet";
 import { REPO_ROOT } from "../helpers/setup";
 
 const VERIFY = path.join(REPO_ROOT, "bin", "verify-evidence");

@@ -1,7 +1,7 @@
 // lib/github's rate-limit policy with a pinned clock: short waits are taken and logged with the UTC time they
 // end, long ones and too many are refused, and the error names the reset time, all independent of today's date.
 import { strict as assert } from "node:assert";
-import { DEFAULT_MAX_RATE_LIMIT_WAIT_S, explainGithubError, rateLimitDecision } from "../../lib/github";
+import { DEFAULT_MAX_RATE_LIMIT_WAIT_S, explainGithubError, rateLimitDecision } from "../../lib/publish/github";
 
 describe("GitHub rate-limit policy (pinned clock)", () => {
     const now = () => Date.parse("2031-05-06T07:08:09.000Z");

@@ -1,5 +1,5 @@
 import { strict as assert } from "node:assert";
-import { parsePartitionTable } from "../../lib/inspect";
+import { parsePartitionTable } from "../../lib/validation/inspect";
 
 function mbr(entries: Array<{ type: number; start: number; count: number }>): Buffer {
     const b = Buffer.alloc(2048 * 512);

@@ -2,7 +2,7 @@
 // here): the exact inputs handed to download.File and VmLegacy, the checksum plumbing from the build, VM id
 // allocation across runs, dvntm reusing dvnt's artifacts, and no plugin-needing resource in the local stack.
 import { strict as assert } from "node:assert";
-import { allocateVmid, rotate, templateName } from "../../lib/vmids";
+import { allocateVmid, rotate, templateName } from "../../lib/publish/vmids";
 import { fakeSha, runProgram, stackConfig, type MockRun } from "../helpers/mockProgram";
 
 const FILE = "proxmoxve:download/file:File";

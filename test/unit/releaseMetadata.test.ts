@@ -7,7 +7,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { compareDebVersions } from "../../lib/debVersion";
-import { diffPackages, parsePkgManifest, readReleaseFiles, renderPackageDiff, writeReleaseMetadata, type ReleaseImageRecord } from "../../lib/releaseMetadata";
+import { diffPackages, parsePkgManifest, readReleaseFiles, renderPackageDiff, writeReleaseMetadata, type ReleaseImageRecord } from "../../lib/publish/releaseMetadata";
 import { REPO_ROOT } from "../helpers/setup";
 
 const FIX = path.join(REPO_ROOT, "test", "fixtures", "manifests");

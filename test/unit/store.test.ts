@@ -2,7 +2,7 @@ import { strict as assert } from "node:assert";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { artifactPaths, artifactUrl, ensureStoreRoot, readVersionLedger, recordVersion, removeStoreRootIfEmpty } from "../../lib/store";
+import { artifactPaths, artifactUrl, ensureStoreRoot, readVersionLedger, recordVersion, removeStoreRootIfEmpty } from "../../lib/publish/store";
 import { takenVersions } from "../../providers/qcow2Build";
 
 describe("lib/store: layout, URLs and the version ledger", () => {

@@ -4,7 +4,7 @@ import { strict as assert } from "node:assert";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { directoryView, formatReport, runChecks, validateQcow2, type CheckResult } from "../../lib/validate";
+import { directoryView, formatReport, runChecks, validateQcow2, type CheckResult } from "../../lib/validation/offlineChecks";
 import { makeGoodTree, treeToQcow2 } from "../helpers/fakeImage";
 
 const expect = { image: "fake", version: "v2026.01.01", bootstrapUser: "ansible", buildInfo: { buildKey: "k1" } };

@@ -4,11 +4,11 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { run, which } from "./exec";
-import { BOOT_IMAGE, bootCatalog, initrdMembers, isoExtract, isoFiles } from "./isoFormat";
-import type { ArtifactFormat } from "./recipe";
-import { toolVersions } from "./toolVersions";
-import { validateQcow2, type CheckResult, type ValidateExpect, type ValidationReport } from "./validate";
+import { run, which } from "../exec";
+import { BOOT_IMAGE, bootCatalog, initrdMembers, isoExtract, isoFiles } from "../isoFormat";
+import type { ArtifactFormat } from "../recipe";
+import { toolVersions } from "../toolVersions";
+import { validateQcow2, type CheckResult, type ValidateExpect, type ValidationReport } from "./offlineChecks";
 
 export function formatOf(file: string): ArtifactFormat {
     if (file.endsWith(".img.xz")) return "img.xz";

@@ -8,7 +8,7 @@ import * as path from "node:path";
 import { pipeline } from "node:stream/promises";
 import * as zlib from "node:zlib";
 import execa from "execa";
-import { run, requireTool } from "./exec";
+import { run, requireTool } from "../exec";
 
 export type Transform =
     | { kind: "StripVhdFooter" }

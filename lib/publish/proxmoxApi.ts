@@ -4,7 +4,7 @@
 // `insecure` skips verification, as the provider's own flag does.
 import * as http from "node:http";
 import * as https from "node:https";
-import { HttpStatusError } from "./errors";
+import { HttpStatusError } from "../errors";
 
 export interface ProxmoxTarget {
     endpoint: string;

@@ -4,11 +4,11 @@
 // Toolsmith manifests (manifests/tools.json and manifests/<image>.tools.json).
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { writeFileIfChanged } from "./atomic";
-import { canonicalJson } from "./sha256";
-import { compareDebVersions } from "./debVersion";
-import { withFileLock } from "./fileLock";
-import { compareVersions } from "./version";
+import { writeFileIfChanged } from "../atomic";
+import { canonicalJson } from "../sha256";
+import { compareDebVersions } from "../debVersion";
+import { withFileLock } from "../fileLock";
+import { compareVersions } from "../version";
 
 export const RELEASE_SCHEMA_VERSION = 1;
 export type ManifestSource = "asset" | "oci" | "store";

@@ -1,6 +1,6 @@
 // Proxmox VM ids for templates: stable per image version (a re-run gives the same id), never one already taken
 // by another kept template, drawn from the image's own block (factory:proxmox.vmids) or the lab's range.
-import { sha256Hex } from "./sha256";
+import { sha256Hex } from "../sha256";
 
 export interface TemplateRecord {
     image: string;

@@ -3,7 +3,7 @@
 // already there, publish the release once its assets are up. Errors name the fix.
 import type { Octokit } from "@octokit/rest";
 import * as fs from "node:fs";
-import { HttpStatusError, statusOf } from "./errors";
+import { HttpStatusError, statusOf } from "../errors";
 
 export const MAX_ASSET_BYTES = 2 * 1024 ** 3 - 1; // GitHub refuses release assets of 2 GiB and more
 

@@ -4,10 +4,10 @@
 // detached armored signature (SHA256SUMS.asc). Text is redacted before it is written: no secret lands here.
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { writeFileAtomic } from "./atomic";
-import { run } from "./exec";
-import { redact, secretsFromEnv } from "./redact";
-import { hashFile, parseSha256sums, sha256sumLine } from "./sha256";
+import { writeFileAtomic } from "../atomic";
+import { run } from "../exec";
+import { redact, secretsFromEnv } from "../redact";
+import { hashFile, parseSha256sums, sha256sumLine } from "../sha256";
 
 export const SUMS = "SHA256SUMS";
 export const SIGNATURE = "SHA256SUMS.asc";

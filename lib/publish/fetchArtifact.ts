@@ -3,9 +3,9 @@
 // <cache>/<image>/<sha256>/<file>.qcow2 atomically. A file that does not match is refused and removed.
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { download } from "./download";
+import { download } from "../baseImages/download";
 import { parseOciRef, pull } from "./oci";
-import { hashFile, SHA256_HEX } from "./sha256";
+import { hashFile, SHA256_HEX } from "../sha256";
 
 export interface FetchOptions {
     ref: string;

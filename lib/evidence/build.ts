@@ -1,7 +1,7 @@
 // What a build leaves behind: its inputs, the tools, the full (redacted) log, the package manifest, the result.
 import * as path from "node:path";
-import type { BuildRequest, BuildResult } from "./stages/pipeline";
-import { writePacket, type PacketResult, type SigningOptions } from "./evidence";
+import type { BuildRequest, BuildResult } from "../stages/pipeline";
+import { writePacket, type PacketResult, type SigningOptions } from "./packet";
 
 export async function writeBuildEvidence(runDir: string, request: BuildRequest, result: BuildResult, sign?: SigningOptions): Promise<PacketResult> {
     const { buildInfo, ...resultRest } = result;

@@ -1,7 +1,7 @@
 // What a validation leaves behind: the report as JSON and as text, the tools that read the image.
 import * as path from "node:path";
-import { writePacket, type PacketResult, type SigningOptions } from "./evidence";
-import { formatReport, type ValidationReport } from "./validate";
+import { writePacket, type PacketResult, type SigningOptions } from "./packet";
+import { formatReport, type ValidationReport } from "../validation/offlineChecks";
 
 /** `extra`: the boot gate's report and console log, signed with the rest. */
 export async function writeValidationEvidence(runDir: string, report: ValidationReport, sign?: SigningOptions,

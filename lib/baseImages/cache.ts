@@ -4,12 +4,12 @@
 // files concerned; downloads resume, are verified while they stream, and land by atomic rename.
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { writeFileAtomic } from "./atomic";
-import { canonicalJson, sha256Hex } from "./sha256";
+import { writeFileAtomic } from "../atomic";
+import { canonicalJson, sha256Hex } from "../sha256";
 import { download } from "./download";
-import { isToolMissing, toolMissingError, which, debianPackageOf } from "./exec";
-import { UserError } from "./errors";
-import { hashFile } from "./sha256";
+import { isToolMissing, toolMissingError, which, debianPackageOf } from "../exec";
+import { UserError } from "../errors";
+import { hashFile } from "../sha256";
 import { applyTransforms, type Transform } from "./transforms";
 
 export interface ManagedArtifactSpec {

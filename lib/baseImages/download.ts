@@ -6,8 +6,8 @@ import * as fs from "node:fs";
 import * as http from "node:http";
 import * as https from "node:https";
 import * as path from "node:path";
-import { ensureFreeSpace, freeBytes, FREE_SPACE_ADVICE } from "./atomic";
-import { HASH_CHUNK, type Digest } from "./sha256";
+import { ensureFreeSpace, freeBytes, FREE_SPACE_ADVICE } from "../atomic";
+import { HASH_CHUNK, type Digest } from "../sha256";
 
 /** Bytes a download may hold while the disk catches up (see the response loop). */
 const WRITE_AHEAD = 8 * HASH_CHUNK;

@@ -3,7 +3,7 @@
 import * as fs from "node:fs";
 import * as http from "node:http";
 import * as path from "node:path";
-import { parseSha256sums } from "./sha256";
+import { parseSha256sums } from "../sha256";
 
 const TYPES: Record<string, string> = {
     ".qcow2": "application/octet-stream",

@@ -4,7 +4,7 @@
 //   <root>/images/<name>/<version>/build.json
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { writeFileAtomic } from "./atomic";
+import { writeFileAtomic } from "../atomic";
 
 export const STORE_SCHEMA_VERSION = 1;
 export const STORE_MARKER = "store.json";

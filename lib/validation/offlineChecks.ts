@@ -3,10 +3,10 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { debianPackageOf, which } from "./exec";
+import { debianPackageOf, which } from "../exec";
 import { OfflineImage } from "./inspect";
 import { effectiveSshdConfig, globToRegExp, sshdValue } from "./sshdConfig";
-import { toolVersions } from "./toolVersions";
+import { toolVersions } from "../toolVersions";
 
 export const MANIFEST_PATH = "/etc/image-factory/pkg-manifest.txt";
 export const BUILD_JSON_PATH = "/etc/image-factory/build.json";

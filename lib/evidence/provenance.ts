@@ -1,6 +1,6 @@
 // Provenance of an artifact as an in-toto Statement v1 with a SLSA v1 provenance predicate, built from the
 // build info every image carries: commit, base image and digest, recipe hash, builder and tool versions.
-import type { RecordedBuildInfo } from "./contract";
+import type { RecordedBuildInfo } from "../contract";
 
 export const STATEMENT_TYPE = "https://in-toto.io/Statement/v1";
 export const SLSA_PROVENANCE = "https://slsa.dev/provenance/v1";

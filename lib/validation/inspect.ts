@@ -5,7 +5,7 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { run } from "./exec";
+import { run } from "../exec";
 
 const SECTOR = 512;
 const EXT_MAGIC = 0xef53;

@@ -3,9 +3,9 @@
 // Credentials go to oras on stdin (--password-stdin), never in argv.
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { HttpStatusError, statusOf, UserError } from "./errors";
-import { run } from "./exec";
-import { redact } from "./redact";
+import { HttpStatusError, statusOf, UserError } from "../errors";
+import { run } from "../exec";
+import { redact } from "../redact";
 
 export const TITLE = "org.opencontainers.image.title";
 export const IN_TOTO_MEDIA_TYPE = "application/vnd.in-toto+json";
@@ -44,7 +44,7 @@ export function orasBinary(env: NodeJS.ProcessEnv = process.env): string {
         if (!fs.existsSync(env.ORAS)) throw new UserError(`ORAS=${env.ORAS} does not exist: point ORAS at an oras binary or unset it`);
         return env.ORAS;
     }
-    const local = path.resolve(__dirname, "..", ".tools", "bin", "oras");
+    const local = path.resolve(__dirname, "..", "..", ".tools", "bin", "oras");
     if (fs.existsSync(local)) return local;
     const onPath = (env.PATH ?? "").split(path.delimiter).map((d) => path.join(d, "oras")).find((p) => fs.existsSync(p));
     if (onPath) return onPath;

@@ -8,8 +8,8 @@ import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import execa from "execa";
-import { nocloudMetaData, nocloudUserData } from "./isoFormat";
-import { run } from "./exec";
+import { nocloudMetaData, nocloudUserData } from "../isoFormat";
+import { run } from "../exec";
 
 export type Accelerator = "kvm" | "tcg";
 
