@@ -5,6 +5,7 @@
 // that is gone, and is taken over.
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
+import { sleep } from "./backoff";
 
 export interface FileLockOptions {
     /** How long to wait for a live holder before failing (default 60 s). */
@@ -71,7 +72,7 @@ export async function acquireFileLock(lockPath: string, o: FileLockOptions = {})
         }
         if (!told) o.onWait?.(pid);
         told = true;
-        await new Promise((r) => setTimeout(r, o.pollMs ?? 50));
+        await sleep(o.pollMs ?? 50);
     }
 }
 

@@ -8,6 +8,7 @@ import * as https from "node:https";
 import * as path from "node:path";
 import { ensureFreeSpace, freeBytes, FREE_SPACE_ADVICE } from "../atomic";
 import { HASH_CHUNK, type Digest } from "../sha256";
+import { backoffMs, sleep } from "../backoff";
 
 /** Bytes a download may hold while the disk catches up (see the response loop). */
 const WRITE_AHEAD = 8 * HASH_CHUNK;
@@ -127,7 +128,7 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
         } catch (err) {
             if (attempts <= retries) {
                 log(`download ${opts.url}: ${describeNetworkError(err as NodeJS.ErrnoException)}; retrying (${attempts}/${retries})`);
-                await new Promise((r) => setTimeout(r, (opts.retryDelayMs ?? 1000) * attempts));
+                await sleep(backoffMs(opts.retryDelayMs ?? 1000, attempts));
                 continue;
             }
             throw downloadError("network", `download of ${opts.url} failed: ${describeNetworkError(err as NodeJS.ErrnoException)}`, { url: opts.url });
@@ -159,7 +160,7 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
             res.resume();
             if (status >= 500 && attempts <= retries) {
                 log(`download ${opts.url}: HTTP ${status}; retrying (${attempts}/${retries})`);
-                await new Promise((r) => setTimeout(r, (opts.retryDelayMs ?? 1000) * attempts));
+                await sleep(backoffMs(opts.retryDelayMs ?? 1000, attempts));
                 continue;
             }
             throw downloadError("http", `download of ${opts.url} failed: HTTP ${status} ${res.statusMessage ?? ""}`.trim(), { status, url: opts.url });
@@ -246,7 +247,7 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
             }
             if (attempts <= retries) {
                 log(`download ${opts.url}: ${describeNetworkError(failed as NodeJS.ErrnoException)} after ${state.bytes} bytes; resuming (${attempts}/${retries})`);
-                await new Promise((r) => setTimeout(r, (opts.retryDelayMs ?? 1000) * attempts));
+                await sleep(backoffMs(opts.retryDelayMs ?? 1000, attempts));
                 continue;
             }
             throw downloadError("network", `download of ${opts.url} failed: ${describeNetworkError(failed as NodeJS.ErrnoException)}; ${state.bytes} bytes kept in ${partial} for the next run to resume`);

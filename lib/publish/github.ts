@@ -4,6 +4,7 @@
 import type { Octokit } from "@octokit/rest";
 import * as fs from "node:fs";
 import { HttpStatusError, statusOf } from "../errors";
+import { backoffMs, sleep } from "../backoff";
 
 export const MAX_ASSET_BYTES = 2 * 1024 ** 3 - 1; // GitHub refuses release assets of 2 GiB and more
 
@@ -336,9 +337,9 @@ async function uploadOnce(gh: GithubClient, r: RepoRef, release: Release, file: 
             }
             const retriable = status === undefined || status >= 500 || status === 429;
             if (!retriable || attempt >= attempts) throw explainGithubError(err, `uploading ${name}`, r);
-            const wait = gh.retryDelayMs * 2 ** (attempt - 1);
+            const wait = backoffMs(gh.retryDelayMs, attempt);
             gh.logLine(`uploading ${name}: ${status ? `HTTP ${status}` : (err as Error).message}; retry ${attempt}/${attempts - 1} in ${wait} ms`);
-            await new Promise((res2) => setTimeout(res2, wait));
+            await sleep(wait);
         }
     }
 }

@@ -6,6 +6,7 @@ import * as path from "node:path";
 import { HttpStatusError, statusOf, UserError } from "../errors";
 import { run } from "../exec";
 import { redact } from "../redact";
+import { backoffMs, sleep } from "../backoff";
 
 export const TITLE = "org.opencontainers.image.title";
 export const IN_TOTO_MEDIA_TYPE = "application/vnd.in-toto+json";
@@ -174,10 +175,10 @@ export async function pushArtifact(req: PushRequest, expectedSha256: string): Pr
             } catch (err) {
                 const message = (err as Error).message;
                 if (attempt >= PUSH_ATTEMPTS || !transientOrasError(message)) throw err;
-                const wait = (req.retryDelayMs ?? 2000) * 2 ** (attempt - 1);
+                const wait = backoffMs(req.retryDelayMs ?? 2000, attempt);
                 (req.log ?? ((l: string) => process.stderr.write(`${l}\n`)))(
                     `pushing ${name} to ${t.registry}/${t.repository}: ${message.split("\n").find((l) => transientOrasError(l))?.trim() ?? "failed"}; retry ${attempt}/${PUSH_ATTEMPTS - 1} in ${wait} ms`);
-                await new Promise((r) => setTimeout(r, wait));
+                await sleep(wait);
             }
         }
         const pushed = JSON.parse(out) as { digest: string };

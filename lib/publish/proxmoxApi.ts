@@ -5,6 +5,7 @@
 import * as http from "node:http";
 import * as https from "node:https";
 import { HttpStatusError } from "../errors";
+import { sleep } from "../backoff";
 
 export interface ProxmoxTarget {
     endpoint: string;
@@ -103,7 +104,7 @@ export async function waitTask(t: ProxmoxTarget, node: string, upid: string, tim
         const s = await call<{ status: string; exitstatus?: string }>(t, "GET", `/nodes/${encodeURIComponent(node)}/tasks/${encodeURIComponent(upid)}/status`);
         if (s.status === "stopped") return s.exitstatus ?? "unknown";
         if (Date.now() > deadline) throw proxmoxApiError(`Proxmox task ${upid} still running after ${Math.round(timeoutMs / 1000)} s`);
-        await new Promise((r) => setTimeout(r, pollMs));
+        await sleep(pollMs);
     }
 }
 

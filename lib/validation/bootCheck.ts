@@ -10,6 +10,7 @@ import * as path from "node:path";
 import execa from "execa";
 import { nocloudMetaData, nocloudUserData } from "../isoFormat";
 import { run } from "../exec";
+import { sleep } from "../backoff";
 
 export type Accelerator = "kvm" | "tcg";
 
@@ -126,7 +127,6 @@ function kvmOpens(): boolean {
     }
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Boots `image` and runs the smoke checks. Resolves with the report (passed or not); rejects only when it cannot boot at all. */
 export async function bootCheck(o: BootCheckOptions): Promise<BootReport> {
