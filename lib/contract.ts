@@ -29,7 +29,8 @@ export const buildInfoSchema = z.looseObject({
     sourceDateEpoch: z.number().optional(),
     bootstrapUser: z.string().optional(),
     git: z.looseObject({ commit: z.string(), dirty: z.boolean().optional(), commitTime: z.number().optional() }),
-    base: z.looseObject({ id: z.string(), sha256: z.string(), mirror: z.string().optional() }),
+    /** What the image was built on; null for an image made from nothing else (a NoCloud seed ISO). */
+    base: z.looseObject({ id: z.string(), sha256: z.string(), mirror: z.string().optional() }).nullable(),
     recipe: z.looseObject({}),
     tools: z.record(z.string(), z.string()),
 });

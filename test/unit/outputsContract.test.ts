@@ -69,6 +69,14 @@ describe("outputs contract (schemas/outputs.schema.json)", () => {
         });
     }
 
+    it("accepts an image built from nothing else (a NoCloud seed ISO: its build info's base is null)", () => {
+        const d = outputs() as Doc;
+        d.images["debian-12-minimal"].format = "iso";
+        d.images["debian-12-minimal"].buildInfo.base = null;
+        assert.deepEqual(checkOutputs(d).problems, []);
+        assert.equal(stackOutputsSchema.safeParse(d).success, true);
+    });
+
     it("is generated from lib/contract.ts: the file is not stale (npm run schema rewrites it)", () => {
         assert.equal(fs.readFileSync(OUTPUTS_SCHEMA_FILE, "utf8"), outputsJsonSchemaText(),
             "schemas/outputs.schema.json differs from lib/contract.ts: run `npm run schema` and commit the file");
