@@ -14,7 +14,6 @@ import { checkCommands } from "../lib/stages/requiredCommands";
 import { parseConfig, readNamespace, resolveAuthorizedKeys, type FactoryConfig } from "../lib/config";
 import { isUserError } from "../lib/errors";
 import { signingFromEnv } from "../lib/evidence/packet";
-import { isToolMissing } from "../lib/exec";
 import { gitRemoteUrl } from "../lib/git";
 import { orasBinary } from "../lib/publish/oci";
 import { loadRecipe, type ImageRecipe } from "../lib/recipe";
@@ -25,17 +24,19 @@ import { ManagedBaseImage } from "./ManagedBaseImage";
 import type { PublishContext } from "./publish";
 
 /** Runs `fn`; a UserError (its message names the fix) becomes a plain engine error without a stack trace. */
-export function attempt<T>(fn: () => T): T {
+function attempt<T>(fn: () => T): T {
     try {
         return fn();
     } catch (err) {
-        if (isUserError(err) || isToolMissing(err)) throw new pulumi.RunError(err.message);
+        if (isUserError(err)) throw new pulumi.RunError(err.message);
         throw err;
     }
 }
 
 export interface StackContext extends PublishContext {
     projectDir: string;
+    /** factory:workDir, absolute: builds, package caches, validation scratch. */
+    workDir: string;
     recipes: ImageRecipe[];
     /** Images this stack takes from another lab's stack (factory:reuse) instead of building. */
     reused: Set<string>;
@@ -92,6 +93,7 @@ export function stackContext(projectDir: string): StackContext {
         store,
         resolve,
         projectDir,
+        workDir: resolve(config.workDir),
         recipes,
         reused,
         reusedFrom: config.reuse ? new pulumi.StackReference("reuse", { name: config.reuse.stack }) : undefined,

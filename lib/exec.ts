@@ -34,9 +34,7 @@ export function toolMissingError(tool: string, pkg?: string): ToolMissingError {
 }
 
 export function isToolMissing(err: unknown): err is ToolMissingError {
-    // lib/stages/requiredCommands.ts marks its error by name: the stage code is the builders' revision in every build
-    // key (lib/stageRevision.ts), and a change there for this alone would rebuild every image.
-    return err instanceof ToolMissingError || (err instanceof Error && err.name === "ToolMissingError");
+    return err instanceof ToolMissingError;
 }
 
 function tail(text: string, lines: number): string {

@@ -1,6 +1,6 @@
 // The commands each builder runs, checked all at once before a build starts: a machine missing one fails in a
 // second naming every missing command and its Debian package, not twenty minutes in with a half-built disk.
-import { debianPackageOf, which } from "../exec";
+import { debianPackageOf, ToolMissingError, which } from "../exec";
 
 export type BuilderKind = "rootfs" | "packer" | "pi" | "iso";
 
@@ -27,7 +27,7 @@ export function checkCommands(what: string, commands: string[], envPath = proces
         return `${c} (${BUILT_HERE[c] ?? (pkg ? `Debian package ${pkg}` : "not packaged: put it on PATH")})`;
     });
     const pkgs = [...new Set(missing.map((c) => debianPackageOf(c)).filter((p): p is string => !!p))];
-    throw Object.assign(new Error(`${what}: ${missing.length > 1 ? "these commands are" : "a command is"} missing from PATH: ${how.join(", ")}; ` +
-        `nothing was built. Install ${pkgs.length ? `with apt-get install ${pkgs.join(" ")} (bash scripts/setup.sh does it)` : "them"} and run again`),
-    { name: "ToolMissingError", tool: missing[0], pkg: pkgs[0] });
+    throw new ToolMissingError(`${what}: ${missing.length > 1 ? "these commands are" : "a command is"} missing from PATH: ${how.join(", ")}; ` +
+        `nothing was built. Install ${pkgs.length ? `with apt-get install ${pkgs.join(" ")} (bash scripts/setup.sh does it)` : "them"} and run again`,
+    missing[0], pkgs[0]);
 }
