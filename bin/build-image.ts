@@ -15,7 +15,7 @@ import { planBuild, withBase } from "../lib/stages/plan";
 import { resolveDebianSource } from "../lib/aptSources";
 import { parseConfig, resolveAuthorizedKeys, type FactoryConfig } from "../lib/config";
 import { gitInfo } from "../lib/git";
-import { listImageNames, loadRecipe, type ImageRecipe } from "../lib/recipe";
+import { buildsOnNode, listImageNames, loadRecipe, type ImageRecipe } from "../lib/recipe";
 import { formatReport } from "../lib/validation/offlineChecks";
 import { validateArtifact } from "../lib/validation/validateArtifact";
 import { assertVersion, nextVersion } from "../lib/version";
@@ -45,9 +45,6 @@ export function stackConfig(stack: string, dir = projectDir): FactoryConfig {
 }
 
 /** Packer → Proxmox images are built on the lab's node by `pulumi up`, never on this machine. */
-function buildsOnNode(recipe: ImageRecipe): boolean {
-    return recipe.builder.kind === "packer" && recipe.builder.path === "proxmox";
-}
 
 function nodeBuiltError(recipe: ImageRecipe): Error {
     return new Error(`${recipe.name} builds on the Proxmox node: run it with pulumi up on a lab stack`);

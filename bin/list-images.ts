@@ -6,7 +6,7 @@
 //   list-images.ts --names [--kind K]   names only (the Makefile's per-type targets use this)
 import { parseCli } from "../lib/cli";
 import { isUserError } from "../lib/errors";
-import { artifactFormat, listImageNames, loadRecipe, type ImageRecipe } from "../lib/recipe";
+import { artifactFormat, buildsOnNode, listImageNames, loadRecipe, type ImageRecipe } from "../lib/recipe";
 
 export interface ImageRow {
     name: string;
@@ -23,7 +23,7 @@ export function imageRows(imagesDir?: string): ImageRow[] {
         const r = loadRecipe(name, imagesDir);
         const b = r.builder;
         const builder = b.kind === "packer" ? `packer/${b.path}` : b.kind === "iso" ? `iso/${b.flavour}` : b.kind;
-        return { name, kind: r.kind, builder, format: b.kind === "packer" && b.path === "proxmox" ? "proxmox-template" : artifactFormat(r),
+        return { name, kind: r.kind, builder, format: buildsOnNode(r) ? "proxmox-template" : artifactFormat(r),
             pass: r.pass, targets: r.targets, description: r.description };
     });
 }

@@ -8,13 +8,13 @@
 // An image reused from another lab's stack has no component (reusedImage): its resources always lived under the
 // pass, and a component for it would be a new resource in every existing stack.
 import * as pulumi from "@pulumi/pulumi";
-import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { Pass } from "../lib/config";
 import type { BuiltImageRecord } from "../lib/contract";
 import { planBuild, withBase } from "../lib/stages/plan";
-import { artifactFormat, SMOKE_SCRIPT, type ImageRecipe, type PackerBuilder } from "../lib/recipe";
+import { artifactFormat, buildsOnNode, SMOKE_SCRIPT, type ImageRecipe, type PackerBuilder } from "../lib/recipe";
+import { sha256Hex } from "../lib/sha256";
 import { allocateVmid } from "../lib/publish/vmids";
 import { dynamicType } from "../providers/dynamic";
 import { ImageValidation, type BootSettings, type EvidenceSettings } from "../providers/imageValidation";
@@ -55,10 +55,6 @@ const LEGACY_TYPES: Record<ImageRecipe["kind"], string> = {
 };
 const LEGACY_NODE_BUILT = "image-factory:proxmox:PackerProxmoxTemplate";
 
-export function builtOnNode(recipe: ImageRecipe): boolean {
-    return recipe.builder.kind === "packer" && recipe.builder.path === "proxmox";
-}
-
 export class Image extends pulumi.ComponentResource {
     readonly name: string;
     /** The file built and validated; absent for a template built on the Proxmox node. */
@@ -71,7 +67,7 @@ export class Image extends pulumi.ComponentResource {
     readonly record?: pulumi.Output<unknown>;
 
     constructor(name: string, args: ImageArgs, opts?: pulumi.ComponentResourceOptions) {
-        const onNode = builtOnNode(args.recipe);
+        const onNode = buildsOnNode(args.recipe);
         super("image-factory:image:Image", name, {}, { ...opts, aliases: [{ type: onNode ? LEGACY_NODE_BUILT : LEGACY_TYPES[args.recipe.kind] }] });
         this.name = args.recipe.name;
         if (onNode) {
@@ -97,7 +93,7 @@ export class Image extends pulumi.ComponentResource {
         // Nested Inputs (the secret passphrase) resolve into one Output the providers take as a plain object.
         const evidence = pulumi.output(stack.evidence) as pulumi.Output<EvidenceSettings>;
         const base = baseOf(recipe, args);
-        const workDir = stack.resolve(stack.config.workDir);
+        const workDir = stack.workDir;
         const plan = planBuild({
             recipe, projectDir: stack.projectDir, workDir, bootstrapUser: { name: stack.config.bootstrapUser.name, authorizedKeys: stack.authorizedKeys },
             domain: stack.config.domain, debian: stack.debian, versionOverride: stack.config.version,
@@ -147,7 +143,7 @@ export class Image extends pulumi.ComponentResource {
         const vmid = pulumi.all([stack.proxmox.previous, base.version, baseTemplate.vmid]).apply(([prev, version, cloneId]) => allocateVmid(recipe.name, version,
             [...prev, { image: baseName, version: "clone-source", vmid: cloneId, name: "", sha256: "" }], { range: p.vmidRange, blocks: p.vmids, keepLast: p.keepLast }));
         const tpl = packerProxmoxTemplate(recipe.name, {
-            recipe, projectDir: stack.projectDir, workDir: stack.resolve(stack.config.workDir), apiToken: stack.proxmox.apiToken, vmid, bootstrapUser: stack.config.bootstrapUser.name,
+            recipe, projectDir: stack.projectDir, workDir: stack.workDir, apiToken: stack.proxmox.apiToken, vmid, bootstrapUser: stack.config.bootstrapUser.name,
             proxmox: { endpoint: p.endpoint, insecure: p.insecure, node: p.node, bridge: p.bridge, diskStorage: p.diskStorage, namePattern: p.namePattern, sshKeyFile: p.packerSshKeyFile },
             base: { version: base.version, sha256: base.sha256, templateName: baseTemplate.name },
         }, this);
@@ -200,7 +196,7 @@ function bootGateOf(recipe: ImageRecipe, args: ImageArgs): pulumi.Input<BootSett
         timeoutSeconds: own.bootTimeoutSeconds ?? config.validation.bootTimeoutSeconds,
         // Not the image's own hostname: the check proves the seed's took effect.
         hostname: `boot-${recipe.name}`.slice(0, 63),
-        ...(smokeScript ? { smokeScript, smokeSha256: crypto.createHash("sha256").update(fs.readFileSync(smokeScript)).digest("hex") } : {}),
+        ...(smokeScript ? { smokeScript, smokeSha256: sha256Hex(fs.readFileSync(smokeScript)) } : {}),
     };
 }
 

@@ -76,7 +76,7 @@ export const recipeSchema = z.object({
     if (!expected[r.kind].includes(b)) {
         ctx.addIssue({ code: "custom", path: ["builder", "kind"], message: `a ${r.kind} image is built by ${expected[r.kind].join(" or ")}, not ${b}` });
     }
-    if (r.builder.kind === "packer" && r.builder.path === "proxmox" && r.targets.some((t) => t !== "proxmox")) {
+    if (buildsOnNode(r) && r.targets.some((t) => t !== "proxmox")) {
         ctx.addIssue({ code: "custom", path: ["targets"], message: "a Packer → Proxmox build makes a template on the node and no file: its only target is proxmox" });
     }
     if ((b === "pi" || b === "iso") && r.targets.includes("proxmox")) {
@@ -91,6 +91,11 @@ export type PackerBuilder = z.infer<typeof packerBuilder>;
 export type PiBuilder = z.infer<typeof piBuilder>;
 export type IsoBuilder = z.infer<typeof isoBuilder>;
 export type BaseRef = z.infer<typeof baseRef>;
+
+/** A Packer → Proxmox recipe: built on the lab's node into a template, no file (only `pulumi up` of a lab stack builds it). */
+export function buildsOnNode(recipe: Pick<ImageRecipe, "builder">): boolean {
+    return recipe.builder.kind === "packer" && recipe.builder.path === "proxmox";
+}
 
 /** The file an image's build produces: VM images are qcow2, Pi images flashable raw .img.xz, ISOs .iso. */
 export type ArtifactFormat = "qcow2" | "img.xz" | "iso";
