@@ -13,23 +13,19 @@ export interface ArtifactStoreArgs {
 }
 
 export class ArtifactStore extends pulumi.ComponentResource {
-    readonly root: pulumi.Output<string>;
-    readonly baseUrl: pulumi.Output<string>;
+    /** Known when the program runs (children publish into it), so plain values; outputs of the component too. */
+    readonly root: string;
+    readonly baseUrl: string;
     readonly layout: pulumi.Output<string>;
-    /** Kept for children that publish into the store. */
-    readonly rootPath: string;
-    readonly baseUrlValue: string;
     private readonly storeRoot: StoreRoot;
 
     constructor(name: string, args: ArtifactStoreArgs, opts?: pulumi.ComponentResourceOptions) {
         super("image-factory:store:ArtifactStore", name, {}, opts);
         if (!path.isAbsolute(args.root)) throw new Error(`ArtifactStore ${name}: root must be absolute, got ${args.root}`);
-        this.rootPath = args.root;
-        this.baseUrlValue = args.baseUrl.replace(/\/+$/, "");
+        this.root = args.root;
+        this.baseUrl = args.baseUrl.replace(/\/+$/, "");
         this.storeRoot = new StoreRoot(`${name}-root`, { root: args.root }, { parent: this });
-        this.root = this.storeRoot.root;
         this.layout = this.storeRoot.layout;
-        this.baseUrl = pulumi.output(this.baseUrlValue);
         this.registerOutputs({ root: this.root, baseUrl: this.baseUrl, layout: this.layout });
     }
 
@@ -37,8 +33,8 @@ export class ArtifactStore extends pulumi.ComponentResource {
      *  Only after the image passed validation: a failing image is never published. */
     publish(image: BuiltArtifact, opts: { dependsOn?: pulumi.Input<pulumi.Resource>[] } = {}): StoredArtifact {
         return new StoredArtifact(`${image.name}-stored`, {
-            storeRoot: this.rootPath,
-            baseUrl: this.baseUrlValue,
+            storeRoot: this.root,
+            baseUrl: this.baseUrl,
             name: image.name,
             version: image.version,
             source: image.path,

@@ -19,7 +19,7 @@ import { allocateVmid } from "../lib/publish/vmids";
 import { dynamicType } from "../providers/dynamic";
 import { ImageValidation, type BootSettings, type EvidenceSettings } from "../providers/imageValidation";
 import { urnLabel } from "../providers/progress";
-import { Qcow2Build } from "../providers/qcow2Build";
+import { ImageBuild } from "../providers/imageBuild";
 import { ReusedArtifact } from "../providers/reusedArtifact";
 import type { BuiltArtifact } from "./artifact";
 import type { BootstrapPass } from "./BootstrapPass";
@@ -100,13 +100,13 @@ export class Image extends pulumi.ComponentResource {
             base: base ? { id: base.id, version: base.version, identity: base.identity } : undefined,
         });
         const request = base ? pulumi.all([base.path, base.sha256]).apply(([p, sha256]) => withBase(plan.request, { path: p, sha256 })) : plan.request;
-        const build = new Qcow2Build(`${name}-build`, {
-            name, buildKey: plan.buildKey, request, versionOverride: stack.config.version, storeRoot: stack.store.rootPath, projectDir: stack.projectDir,
-            logUrn: urnLabel(`${name}-build`, dynamicType("Qcow2Build"), this), evidence,
+        const build = new ImageBuild(`${name}-build`, {
+            name, buildKey: plan.buildKey, request, versionOverride: stack.config.version, storeRoot: stack.store.root, projectDir: stack.projectDir,
+            logUrn: urnLabel(`${name}-build`, dynamicType("ImageBuild"), this), evidence,
         }, { parent: this, customTimeouts: { create: "90m", update: "90m" } });
         const bootGate = bootGateOf(recipe, args);
         const validation = new ImageValidation(`${name}-validation`, {
-            qcow2: build.path,
+            artifact: build.path,
             sha256: build.sha256,
             expect: pulumi.all([build.version, build.buildKey]).apply(([version, buildKey]) => ({
                 image: name, version, bootstrapUser: stack.config.bootstrapUser.name, buildInfo: { buildKey },

@@ -4,7 +4,7 @@ import type * as pulumi from "@pulumi/pulumi";
 import type { BuildInfo } from "../lib/contract";
 import type { ArtifactFormat } from "../lib/recipe";
 import type { ImageValidation } from "../providers/imageValidation";
-import type { Qcow2Build } from "../providers/qcow2Build";
+import type { ImageBuild } from "../providers/imageBuild";
 
 /** An image built into a file and validated: what publishing and later images (as their base) use. */
 export interface BuiltArtifact {
@@ -21,7 +21,7 @@ export interface BuiltArtifact {
     logPath: pulumi.Output<string>;
     pkgManifestPath: pulumi.Output<string>;
     buildJsonPath: pulumi.Output<string>;
-    build: Qcow2Build;
+    build: ImageBuild;
     /** The validation gate: publish only what depends on it. */
     validation: ImageValidation;
     evidencePath: pulumi.Output<string | undefined>;

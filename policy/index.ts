@@ -13,7 +13,7 @@ const PUBLISHERS: Record<string, string> = {
     [`${OURS}GithubReleaseUpload`]: "sha256",
     "proxmoxve:download/file:File": "checksum",
 };
-const BUILDERS = new Set([`${OURS}Qcow2Build`]);
+const BUILDERS = new Set([`${OURS}ImageBuild`]);
 
 /**
  * The stack this one takes artifacts from (factory:reuse.stack): dvntm registers dvnt's builds. Their sha256 is that
@@ -41,7 +41,7 @@ function fromBuild(r: PolicyResource, field: string, buildDigests: Set<string>, 
 function versionsOf(r: PolicyResource): Array<[string, unknown]> {
     const p = r.props;
     switch (r.type) {
-        case `${OURS}Qcow2Build`:
+        case `${OURS}ImageBuild`:
         case `${OURS}StoredArtifact`:
             return [["version", p.version]];
         case `${OURS}OciPush`:

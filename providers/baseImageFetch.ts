@@ -4,7 +4,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as fs from "node:fs";
 import { ensureImage, type ManagedImageSpec } from "../lib/baseImages/cache";
 import { hashFile } from "../lib/sha256";
-import { FactoryResource, keyedDiff } from "./dynamic";
+import {dynamicResource, keyedDiff } from "./dynamic";
 import { engineReporter } from "./progress";
 
 export interface BaseImageFetchInputs {
@@ -58,14 +58,5 @@ export const provider: pulumi.dynamic.ResourceProvider<BaseImageFetchInputs, Bas
     },
 };
 
-export class BaseImageFetch extends FactoryResource {
-    declare readonly imageId: pulumi.Output<string>;
-    declare readonly version: pulumi.Output<string>;
-    declare readonly path: pulumi.Output<string>;
-    declare readonly sha256: pulumi.Output<string>;
-    declare readonly files: pulumi.Output<Record<string, { path: string; sha256: string; size: number }>>;
-
-    constructor(name: string, args: pulumi.Inputs & { [K in keyof BaseImageFetchInputs]: pulumi.Input<BaseImageFetchInputs[K]> }, opts?: pulumi.CustomResourceOptions) {
-        super(provider as pulumi.dynamic.ResourceProvider, "BaseImageFetch", name, { ...args, imageId: undefined, path: undefined, sha256: undefined, size: undefined, files: undefined, version: undefined }, opts);
-    }
-}
+export const BaseImageFetch = dynamicResource("BaseImageFetch", provider, { outputs: ["imageId", "path", "sha256", "size", "files", "version"] });
+export type BaseImageFetch = InstanceType<typeof BaseImageFetch>;

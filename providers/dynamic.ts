@@ -4,7 +4,7 @@
 // What Pulumi serializes into each resource (its `__provider` input, kept in the state and evaluated by the
 // dynamic-provider process) is a stub of a few lines, not the provider itself: the stub loads this project's
 // provider module for its type and calls it. Serializing the real providers walked every function and value they
-// reach through the V8 inspector — 1.4 s of a no-op run's CPU and 460 KB of state for one image (qcow2Build alone
+// reach through the V8 inspector — 1.4 s of a no-op run's CPU and 460 KB of state for one image (the build's alone
 // 196 KB) — and froze a copy of the code into the state. With the stub, the provider process runs the checkout's
 // code, like any plugin, and module-level state behaves as ordinary Node modules do.
 import * as pulumi from "@pulumi/pulumi";
@@ -28,12 +28,19 @@ export const PROVIDER_MODULES: Readonly<Record<string, string>> = {
     OciPush: "./ociPush",
     PackerProxmoxTemplate: "./packerProxmoxTemplate",
     ProxmoxAccess: "./proxmoxAccess",
-    Qcow2Build: "./qcow2Build",
+    ImageBuild: "./imageBuild",
+    // ImageBuild's type until issue 21 (it builds ISOs and .img.xz too): state written before names it.
+    Qcow2Build: "./imageBuild",
     ReleaseMetadata: "./releaseMetadata",
     ReusedArtifact: "./reusedArtifact",
     StoreRoot: "./storeRoot",
     StoredArtifact: "./storedArtifact",
     TemplateRetention: "./templateRetention",
+};
+
+/** Former type → its type now. A renamed type's resources keep their identity through an alias to the old token. */
+export const FORMER_TYPES: Readonly<Record<string, string>> = {
+    Qcow2Build: "ImageBuild",
 };
 
 const METHODS = ["check", "diff", "create", "read", "update", "delete"] as const;
@@ -80,6 +87,37 @@ export abstract class FactoryResource extends pulumi.dynamic.Resource {
     ) {
         super(stubFor(type, provider), name, props, opts, DYNAMIC_MODULE, type);
     }
+}
+
+/** The resource a `dynamicResource` class makes: its listed outputs, typed by the provider's outputs. */
+export type DynamicResourceOf<O, K extends keyof O> = FactoryResource & { readonly [P in K]-?: pulumi.Output<O[P]> };
+
+/** What the class is constructed with: each input of the provider, as a Pulumi input. */
+export type DynamicArgs<I> = { [P in keyof I]: pulumi.Input<I[P]> };
+
+/**
+ * A dynamic resource's class from its provider, naming each output once: `outputs` are what create/update add
+ * (registered as unknown until the provider answers), `shown` the inputs it also exposes as outputs. Their types
+ * come from the provider's Outputs type, so a name that is not one of its outputs does not compile.
+ */
+export function dynamicResource<I extends object, O extends object, K extends keyof O & string, S extends keyof O & keyof I & string = never>(
+    type: string,
+    provider: pulumi.dynamic.ResourceProvider<I, O>,
+    fields: { outputs: readonly K[]; shown?: readonly S[]; secretOutputs?: readonly (keyof I & string)[] },
+): new (name: string, args: DynamicArgs<I>, opts?: pulumi.CustomResourceOptions) => DynamicResourceOf<O, K | S> {
+    const unknowns = Object.fromEntries(fields.outputs.map((k) => [k, undefined]));
+    class Resource extends FactoryResource {
+        constructor(name: string, args: DynamicArgs<I>, opts?: pulumi.CustomResourceOptions) {
+            const secrets = fields.secretOutputs?.length ? { additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), ...fields.secretOutputs] } : {};
+            // A renamed type keeps its resources: the engine finds them under the old token (their state's stub
+            // still names it, so PROVIDER_MODULES keeps a line for it too).
+            const former = Object.keys(FORMER_TYPES).filter((t) => FORMER_TYPES[t] === type);
+            const aliases = former.length ? { aliases: [...(opts?.aliases ?? []), ...former.map((t) => ({ type: dynamicType(t) }))] } : {};
+            super(provider as pulumi.dynamic.ResourceProvider, type, name, { ...args, ...unknowns }, { ...opts, ...secrets, ...aliases });
+        }
+    }
+    // The listed outputs become properties when Pulumi registers the resource (every key of its props does).
+    return Resource as unknown as new (name: string, args: DynamicArgs<I>, opts?: pulumi.CustomResourceOptions) => DynamicResourceOf<O, K | S>;
 }
 
 // One stub per type: Pulumi serializes each distinct provider object once per run.

@@ -11,7 +11,7 @@ import { refusedCredentials } from "../lib/errors";
 import { deleteAsset, ensureRelease, getAsset, githubClient, uploadAsset, type RepoRef } from "../lib/publish/github";
 import { sha256sumLine } from "../lib/sha256";
 import { sha256Hex } from "../lib/sha256";
-import { FactoryResource, keyedDiff } from "./dynamic";
+import {dynamicResource, keyedDiff } from "./dynamic";
 import { engineReporter } from "./progress";
 
 export interface GithubReleaseInputs {
@@ -112,19 +112,5 @@ export const provider: pulumi.dynamic.ResourceProvider<GithubReleaseInputs, Gith
     },
 };
 
-export class GithubReleaseUpload extends FactoryResource {
-    declare readonly releaseId: pulumi.Output<number>;
-    declare readonly assetId: pulumi.Output<number>;
-    declare readonly sha256AssetId: pulumi.Output<number>;
-    declare readonly sha256AssetName: pulumi.Output<string>;
-    declare readonly sha256AssetSha256: pulumi.Output<string>;
-    declare readonly fileName: pulumi.Output<string>;
-    declare readonly sha256: pulumi.Output<string>;
-    declare readonly size: pulumi.Output<number>;
-    declare readonly tag: pulumi.Output<string>;
-
-    constructor(name: string, args: pulumi.Inputs & { [K in keyof GithubReleaseInputs]: pulumi.Input<GithubReleaseInputs[K]> }, opts?: pulumi.CustomResourceOptions) {
-        super(provider as pulumi.dynamic.ResourceProvider, "GithubReleaseUpload", name,
-            { ...args, releaseId: undefined, assetId: undefined, sha256AssetId: undefined, sha256AssetName: undefined, sha256AssetSha256: undefined }, opts);
-    }
-}
+export const GithubReleaseUpload = dynamicResource("GithubReleaseUpload", provider, { outputs: ["releaseId", "assetId", "sha256AssetId", "sha256AssetName", "sha256AssetSha256"], shown: ["fileName", "sha256", "size", "tag"] });
+export type GithubReleaseUpload = InstanceType<typeof GithubReleaseUpload>;

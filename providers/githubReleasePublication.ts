@@ -6,7 +6,7 @@
 // not a resource per tag declared up front.
 import * as pulumi from "@pulumi/pulumi";
 import { deleteRelease, githubClient, listAssets, publishRelease, releasesForTag, updateRelease, type Asset, type GithubClient, type Release, type RepoRef } from "../lib/publish/github";
-import { FactoryResource, keyedDiff } from "./dynamic";
+import {dynamicResource, keyedDiff } from "./dynamic";
 import { engineReporter } from "./progress";
 
 /** One image's part of a release: its file and .sha256 (as uploaded) and its section of the notes. */
@@ -206,11 +206,5 @@ export const provider: pulumi.dynamic.ResourceProvider<GithubReleasePublicationI
     },
 };
 
-export class GithubReleasePublication extends FactoryResource {
-    declare readonly tags: pulumi.Output<GithubReleasePublicationOutputs["tags"]>;
-    declare readonly images: pulumi.Output<Record<string, PublishedImage>>;
-
-    constructor(name: string, args: { [K in keyof GithubReleasePublicationInputs]: pulumi.Input<GithubReleasePublicationInputs[K]> }, opts?: pulumi.CustomResourceOptions) {
-        super(provider as pulumi.dynamic.ResourceProvider, "GithubReleasePublication", name, { ...args, tags: undefined, images: undefined }, opts);
-    }
-}
+export const GithubReleasePublication = dynamicResource("GithubReleasePublication", provider, { outputs: ["tags", "images"] });
+export type GithubReleasePublication = InstanceType<typeof GithubReleasePublication>;

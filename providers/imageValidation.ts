@@ -10,7 +10,7 @@ import { evidenceRunDir, type SigningOptions } from "../lib/evidence/packet";
 import { formatReport, type ValidateExpect } from "../lib/validation/offlineChecks";
 import { validateArtifact } from "../lib/validation/validateArtifact";
 import { writeValidationEvidence } from "../lib/evidence/validation";
-import { FactoryResource, keyedDiff } from "./dynamic";
+import {dynamicResource, keyedDiff } from "./dynamic";
 import { engineReporter } from "./progress";
 
 export interface EvidenceSettings {
@@ -21,7 +21,8 @@ export interface EvidenceSettings {
 }
 
 export interface ImageValidationInputs {
-    qcow2: string;
+    /** The artifact validated (qcow2, .img.xz or .iso). */
+    artifact: string;
     sha256: string;
     expect: ValidateExpect;
     /** When the image was built: validation evidence goes next to the build's packet. */
@@ -54,7 +55,7 @@ export interface BootSummary {
 }
 
 export interface ImageValidationOutputs {
-    qcow2: string;
+    artifact: string;
     sha256: string;
     expect: ValidateExpect;
     passed: boolean;
@@ -91,8 +92,8 @@ async function bootOnce(i: ImageValidationInputs, boot: BootSettings, report: (l
     const common = { name: i.expect.image, user: i.expect.bootstrapUser, hostname: boot.hostname, workDir: path.join(i.scratchDir, "boots"),
         timeoutSeconds: boot.timeoutSeconds, log: report, consoleLog: cache.replace(/\.json$/, "-console.log") };
     const r = boot.seed
-        ? await bootSeedCheck({ ...common, seedIso: i.qcow2, baseImage: boot.seed.baseImage, authorizedKeys: boot.seed.authorizedKeys })
-        : await bootCheck({ ...common, image: i.qcow2, smokeScript: boot.smokeScript });
+        ? await bootSeedCheck({ ...common, seedIso: i.artifact, baseImage: boot.seed.baseImage, authorizedKeys: boot.seed.authorizedKeys })
+        : await bootCheck({ ...common, image: i.artifact, smokeScript: boot.smokeScript });
     await writeFileAtomic(cache, `${JSON.stringify(r, null, 2)}\n`);
     return r;
 }
@@ -102,7 +103,7 @@ async function validate(i: ImageValidationInputs): Promise<ImageValidationOutput
     const report = engineReporter(i.logUrn);
     report(`→ ${i.expect.image} ${i.expect.version}: validating offline (cloud-init, sshd, python3, sudo, manifest, build info)…`);
     fs.mkdirSync(i.scratchDir, { recursive: true });
-    const r = await validateArtifact(i.qcow2, i.expect, { scratch: i.scratchDir });
+    const r = await validateArtifact(i.artifact, i.expect, { scratch: i.scratchDir });
     // The boot comes after the offline checks pass (a boot of an image known to be bad proves nothing more).
     const boot = r.passed && i.bootGate ? await bootOnce(i, i.bootGate, report) : undefined;
     const bootFiles = boot ? bootEvidenceFiles(boot) : [];
@@ -114,7 +115,7 @@ async function validate(i: ImageValidationInputs): Promise<ImageValidationOutput
     const ran = boot ? "offline and boot" : "offline";
     report(`→ ${i.expect.image} ${i.expect.version}: all ${r.checks.length + (boot?.checks.length ?? 0)} checks (${ran}) passed; evidence ${packet.dir}`);
     return {
-        qcow2: i.qcow2, sha256: i.sha256, expect: i.expect, passed: true, evidencePath: packet.dir,
+        artifact: i.artifact, sha256: i.sha256, expect: i.expect, passed: true, evidencePath: packet.dir,
         checks: r.checks.map((c) => ({ id: c.id, status: c.status, reason: c.reason })),
         checksRan: boot ? ["offline", "boot"] : ["offline"],
         ...(i.bootGate ? { bootGate: i.bootGate } : {}),
@@ -136,14 +137,5 @@ export const provider: pulumi.dynamic.ResourceProvider<ImageValidationInputs, Im
     },
 };
 
-export class ImageValidation extends FactoryResource {
-    declare readonly passed: pulumi.Output<boolean>;
-    declare readonly checks: pulumi.Output<Array<{ id: string; status: string; reason: string }>>;
-    declare readonly evidencePath: pulumi.Output<string>;
-    declare readonly checksRan: pulumi.Output<string[]>;
-    declare readonly boot: pulumi.Output<BootSummary | undefined>;
-
-    constructor(name: string, args: pulumi.Inputs & { [K in keyof ImageValidationInputs]: pulumi.Input<ImageValidationInputs[K]> }, opts?: pulumi.CustomResourceOptions) {
-        super(provider as pulumi.dynamic.ResourceProvider, "ImageValidation", name, { ...args, passed: undefined, checks: undefined, evidencePath: undefined, checksRan: undefined, boot: undefined }, opts);
-    }
-}
+export const ImageValidation = dynamicResource("ImageValidation", provider, { outputs: ["passed", "checks", "evidencePath", "checksRan", "boot"] });
+export type ImageValidation = InstanceType<typeof ImageValidation>;

@@ -8,7 +8,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { refusedCredentials } from "../lib/errors";
 import { attach, deleteTag, fetchManifest, IN_TOTO_MEDIA_TYPE, pushArtifact, referrers, type OciTarget } from "../lib/publish/oci";
-import { FactoryResource, keyedDiff } from "./dynamic";
+import {dynamicResource, keyedDiff } from "./dynamic";
 import { engineReporter } from "./progress";
 
 export interface OciPushInputs {
@@ -138,17 +138,5 @@ export const provider: pulumi.dynamic.ResourceProvider<OciPushInputs, OciPushOut
     },
 };
 
-export class OciPush extends FactoryResource {
-    declare readonly ref: pulumi.Output<string>;
-    declare readonly refs: pulumi.Output<string[]>;
-    declare readonly manifestDigest: pulumi.Output<string>;
-    declare readonly layerDigest: pulumi.Output<string>;
-    declare readonly size: pulumi.Output<number>;
-    declare readonly provenanceDigest: pulumi.Output<string | null>;
-
-    constructor(name: string, args: pulumi.Inputs & { [K in keyof OciPushInputs]: pulumi.Input<OciPushInputs[K]> }, opts?: pulumi.CustomResourceOptions) {
-        super(provider as pulumi.dynamic.ResourceProvider, "OciPush", name,
-            { ...args, ref: undefined, refs: undefined, manifestDigest: undefined, layerDigest: undefined, size: undefined, provenanceDigest: undefined, uploaded: undefined },
-            opts);
-    }
-}
+export const OciPush = dynamicResource("OciPush", provider, { outputs: ["ref", "refs", "manifestDigest", "layerDigest", "size", "provenanceDigest", "uploaded"] });
+export type OciPush = InstanceType<typeof OciPush>;

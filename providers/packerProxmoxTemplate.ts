@@ -5,7 +5,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as path from "node:path";
 import { buildOnProxmox, type PackerProxmoxSpec } from "../lib/stages/packerProxmox";
 import { BuildLog } from "../lib/buildlog";
-import { FactoryResource, keyedDiff } from "./dynamic";
+import {dynamicResource, keyedDiff } from "./dynamic";
 import { engineReporter } from "./progress";
 
 export interface PackerProxmoxInputs {
@@ -54,13 +54,5 @@ export const provider: pulumi.dynamic.ResourceProvider<PackerProxmoxInputs, Pack
     },
 };
 
-export class PackerProxmoxTemplateBuild extends FactoryResource {
-    declare readonly node: pulumi.Output<string>;
-    declare readonly vmid: pulumi.Output<number>;
-    declare readonly name: pulumi.Output<string>;
-
-    constructor(name: string, args: { [K in keyof PackerProxmoxInputs]: pulumi.Input<PackerProxmoxInputs[K]> }, opts?: pulumi.CustomResourceOptions) {
-        super(provider as pulumi.dynamic.ResourceProvider, "PackerProxmoxTemplate", name,
-            { ...args, node: undefined, vmid: undefined, name: undefined, builtAt: undefined, logPath: undefined }, { ...opts, additionalSecretOutputs: ["apiToken"] });
-    }
-}
+export const PackerProxmoxTemplateBuild = dynamicResource("PackerProxmoxTemplate", provider, { outputs: ["node", "vmid", "name", "builtAt", "logPath"], secretOutputs: ["apiToken"] });
+export type PackerProxmoxTemplateBuild = InstanceType<typeof PackerProxmoxTemplateBuild>;

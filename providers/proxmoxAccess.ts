@@ -6,7 +6,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { UserError } from "../lib/errors";
 import { listNodes, missingPrivileges, splitApiToken } from "../lib/publish/proxmoxApi";
-import { changedKeys, FactoryResource } from "./dynamic";
+import {changedKeys, dynamicResource } from "./dynamic";
 
 export interface ProxmoxAccessInputs {
     endpoint: string;
@@ -62,10 +62,5 @@ export const provider: pulumi.dynamic.ResourceProvider<ProxmoxAccessInputs, Prox
     },
 };
 
-export class ProxmoxAccess extends FactoryResource {
-    declare readonly tokenId: pulumi.Output<string>;
-
-    constructor(name: string, args: { [K in keyof ProxmoxAccessInputs]: pulumi.Input<ProxmoxAccessInputs[K]> }, opts?: pulumi.CustomResourceOptions) {
-        super(provider as pulumi.dynamic.ResourceProvider, "ProxmoxAccess", name, { ...args, tokenId: undefined }, opts);
-    }
-}
+export const ProxmoxAccess = dynamicResource("ProxmoxAccess", provider, { outputs: ["tokenId"] });
+export type ProxmoxAccess = InstanceType<typeof ProxmoxAccess>;

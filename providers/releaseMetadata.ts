@@ -3,7 +3,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as fs from "node:fs";
 import { writeReleaseMetadata, type ManifestSource, type ReleaseImageRecord } from "../lib/publish/releaseMetadata";
-import { changedKeys, FactoryResource, keyedDiff } from "./dynamic";
+import {changedKeys, dynamicResource, keyedDiff } from "./dynamic";
 
 export interface ReleaseMetadataInputs {
     dir: string;
@@ -42,11 +42,5 @@ export const provider: pulumi.dynamic.ResourceProvider<ReleaseMetadataInputs, Re
     },
 };
 
-export class ReleaseMetadata extends FactoryResource {
-    declare readonly files: pulumi.Output<string[]>;
-    declare readonly toolsJsonPath: pulumi.Output<string>;
-
-    constructor(name: string, args: pulumi.Inputs & { [K in keyof ReleaseMetadataInputs]: pulumi.Input<ReleaseMetadataInputs[K]> }, opts?: pulumi.CustomResourceOptions) {
-        super(provider as pulumi.dynamic.ResourceProvider, "ReleaseMetadata", name, { ...args, files: undefined, toolsJsonPath: undefined }, opts);
-    }
-}
+export const ReleaseMetadata = dynamicResource("ReleaseMetadata", provider, { outputs: ["files", "toolsJsonPath"] });
+export type ReleaseMetadata = InstanceType<typeof ReleaseMetadata>;

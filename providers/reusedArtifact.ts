@@ -3,7 +3,7 @@
 // visible origin. Policies cannot see a StackReference as a dependency, but they see this resource, so
 // `published-sha256-from-build` accepts a digest wired from it (and still refuses a literal).
 import * as pulumi from "@pulumi/pulumi";
-import { changedKeys, FactoryResource } from "./dynamic";
+import {changedKeys, dynamicResource } from "./dynamic";
 
 export interface ReusedArtifactInputs {
     /** The stack the artifact was built by (factory:reuse.stack). */
@@ -33,13 +33,5 @@ export const provider: pulumi.dynamic.ResourceProvider<ReusedArtifactInputs, Reu
     },
 };
 
-export class ReusedArtifact extends FactoryResource {
-    declare readonly stack: pulumi.Output<string>;
-    declare readonly version: pulumi.Output<string>;
-    declare readonly sha256: pulumi.Output<string>;
-    declare readonly url: pulumi.Output<string>;
-
-    constructor(name: string, args: { [K in keyof ReusedArtifactInputs]: pulumi.Input<ReusedArtifactInputs[K]> }, opts?: pulumi.CustomResourceOptions) {
-        super(provider as pulumi.dynamic.ResourceProvider, "ReusedArtifact", name, { ...args }, opts);
-    }
-}
+export const ReusedArtifact = dynamicResource("ReusedArtifact", provider, { outputs: [], shown: ["stack", "version", "sha256", "url"] });
+export type ReusedArtifact = InstanceType<typeof ReusedArtifact>;

@@ -3,7 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { ensureStoreRoot, removeStoreRootIfEmpty, STORE_MARKER } from "../lib/publish/store";
-import { changedKeys, FactoryResource } from "./dynamic";
+import {changedKeys, dynamicResource } from "./dynamic";
 
 export interface StoreRootInputs {
     root: string;
@@ -42,12 +42,5 @@ export const provider: pulumi.dynamic.ResourceProvider<StoreRootInputs, StoreRoo
     },
 };
 
-export class StoreRoot extends FactoryResource {
-    declare readonly root: pulumi.Output<string>;
-    declare readonly schemaVersion: pulumi.Output<number>;
-    declare readonly layout: pulumi.Output<string>;
-
-    constructor(name: string, args: { root: pulumi.Input<string> }, opts?: pulumi.CustomResourceOptions) {
-        super(provider as pulumi.dynamic.ResourceProvider, "StoreRoot", name, { ...args, schemaVersion: undefined, layout: undefined }, opts);
-    }
-}
+export const StoreRoot = dynamicResource("StoreRoot", provider, { outputs: ["schemaVersion", "layout"], shown: ["root"] });
+export type StoreRoot = InstanceType<typeof StoreRoot>;

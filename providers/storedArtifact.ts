@@ -7,7 +7,7 @@ import * as path from "node:path";
 import { ensureFreeSpace, writeFileAtomic, writeFileIfChanged, explainFsError } from "../lib/atomic";
 import { copyFileHashed, hashFile, sha256sumLine, parseSha256sums } from "../lib/sha256";
 import { artifactPaths, artifactUrl, removeEmptyDirs } from "../lib/publish/store";
-import { FactoryResource } from "./dynamic";
+import {dynamicResource } from "./dynamic";
 
 export interface StoredArtifactInputs {
     storeRoot: string;
@@ -39,10 +39,10 @@ const SIDE_FILES = ["build.json", "pkg-manifest.txt", "build.log"] as const;
 
 function describe(i: StoredArtifactInputs): StoredArtifactOutputs {
     const p = artifactPaths(i.storeRoot, i.name, i.version, i.ext ?? "qcow2");
-    const rel = p.relQcow2;
+    const rel = p.relFile;
     return {
         ...i,
-        path: p.qcow2,
+        path: p.file,
         relPath: rel,
         url: artifactUrl(i.baseUrl, rel),
         sha256Url: artifactUrl(i.baseUrl, `${rel}.sha256`),
@@ -54,7 +54,7 @@ function describe(i: StoredArtifactInputs): StoredArtifactOutputs {
 function intact(o: StoredArtifactOutputs): boolean {
     try {
         const p = artifactPaths(o.storeRoot, o.name, o.version, o.ext ?? "qcow2");
-        const st = fs.statSync(p.qcow2);
+        const st = fs.statSync(p.file);
         if (st.size !== o.size || (o.fileMtimeMs !== undefined && st.mtimeMs !== o.fileMtimeMs)) return false;
         return parseSha256sums(fs.readFileSync(p.sha256File, "utf8")).get(p.fileName) === o.sha256;
     } catch {
@@ -75,24 +75,24 @@ async function place(i: StoredArtifactInputs, repair = false): Promise<StoredArt
                 throw new Error(`${i.source} has sha256 ${src.sha256} (${src.size} bytes), the build recorded ${i.sha256} (${i.size}): the build output is damaged, ` +
                     "nothing was stored: run pulumi refresh (it drops the damaged build), then pulumi up (it builds it again)");
             }
-            const partial = `${p.qcow2}.partial`;
+            const partial = `${p.file}.partial`;
             await fs.promises.rm(partial, { force: true });
             try {
                 await fs.promises.link(i.source, partial);
-                await fs.promises.rename(partial, p.qcow2);
+                await fs.promises.rename(partial, p.file);
             } catch (err) {
                 if ((err as NodeJS.ErrnoException).code !== "EXDEV") throw err;
                 // Another file system: a real copy, which must fit (checked first, so a full disk leaves nothing behind).
-                ensureFreeSpace(p.dir, i.size, path.basename(p.qcow2));
-                const d = await copyFileHashed(i.source, p.qcow2);
+                ensureFreeSpace(p.dir, i.size, path.basename(p.file));
+                const d = await copyFileHashed(i.source, p.file);
                 if (d.sha256 !== i.sha256 || d.size !== i.size) {
-                    await fs.promises.rm(p.qcow2, { force: true });
+                    await fs.promises.rm(p.file, { force: true });
                     throw new Error(`copy of ${i.source} into the store has sha256 ${d.sha256} (${d.size} bytes), the build recorded ${i.sha256} (${i.size}): the build cache is corrupt; delete ${path.dirname(i.source)} and run again`);
                 }
             }
             await writeFileAtomic(p.sha256File, sha256sumLine(i.sha256, p.fileName));
         }
-        out.fileMtimeMs = fs.statSync(p.qcow2).mtimeMs;
+        out.fileMtimeMs = fs.statSync(p.file).mtimeMs;
         await writeFileIfChanged(path.join(p.dir, SIDE_FILES[0]), await fs.promises.readFile(i.buildJsonPath, "utf8"));
         await writeFileIfChanged(path.join(p.dir, SIDE_FILES[1]), await fs.promises.readFile(i.pkgManifestPath, "utf8"));
         await writeFileIfChanged(path.join(p.dir, SIDE_FILES[2]), await fs.promises.readFile(i.logPath, "utf8"));
@@ -131,22 +131,10 @@ export const provider: pulumi.dynamic.ResourceProvider<StoredArtifactInputs, Sto
         const p = artifactPaths(props.storeRoot, props.name, props.version, props.ext ?? "qcow2");
         // Only what this resource wrote; a replacement under the same path (same version) is left alone.
         if (fs.existsSync(p.sha256File) && parseSha256sums(fs.readFileSync(p.sha256File, "utf8")).get(p.fileName) !== props.sha256) return;
-        for (const f of [p.qcow2, p.sha256File, ...SIDE_FILES.map((s) => path.join(p.dir, s))]) await fs.promises.rm(f, { force: true });
+        for (const f of [p.file, p.sha256File, ...SIDE_FILES.map((s) => path.join(p.dir, s))]) await fs.promises.rm(f, { force: true });
         await removeEmptyDirs(path.join(props.storeRoot, "images", props.name));
     },
 };
 
-export class StoredArtifact extends FactoryResource {
-    declare readonly path: pulumi.Output<string>;
-    declare readonly url: pulumi.Output<string>;
-    declare readonly sha256Url: pulumi.Output<string>;
-    declare readonly buildJsonUrl: pulumi.Output<string>;
-    declare readonly sha256: pulumi.Output<string>;
-    declare readonly size: pulumi.Output<number>;
-    declare readonly version: pulumi.Output<string>;
-
-    constructor(name: string, args: pulumi.Inputs & { [K in keyof StoredArtifactInputs]: pulumi.Input<StoredArtifactInputs[K]> }, opts?: pulumi.CustomResourceOptions) {
-        super(provider as pulumi.dynamic.ResourceProvider, "StoredArtifact", name,
-            { ...args, path: undefined, url: undefined, sha256Url: undefined, buildJsonUrl: undefined, relPath: undefined }, opts);
-    }
-}
+export const StoredArtifact = dynamicResource("StoredArtifact", provider, { outputs: ["path", "url", "sha256Url", "buildJsonUrl", "relPath"], shown: ["sha256", "size", "version"] });
+export type StoredArtifact = InstanceType<typeof StoredArtifact>;

@@ -4,7 +4,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { deleteVm, listVms } from "../lib/publish/proxmoxApi";
 import type { TemplateRecord } from "../lib/publish/vmids";
-import { FactoryResource } from "./dynamic";
+import {dynamicResource } from "./dynamic";
 import { engineReporter } from "./progress";
 
 export interface TemplateRetentionInputs {
@@ -81,12 +81,5 @@ export const provider: pulumi.dynamic.ResourceProvider<TemplateRetentionInputs, 
     },
 };
 
-export class TemplateRetention extends FactoryResource {
-    declare readonly deleted: pulumi.Output<number[]>;
-    declare readonly keptInUse: pulumi.Output<Array<{ vmid: number; reason: string }>>;
-    declare readonly leftAlone: pulumi.Output<Array<{ vmid: number; reason: string }>>;
-
-    constructor(name: string, args: pulumi.Inputs & { [K in keyof TemplateRetentionInputs]: pulumi.Input<TemplateRetentionInputs[K]> }, opts?: pulumi.CustomResourceOptions) {
-        super(provider as pulumi.dynamic.ResourceProvider, "TemplateRetention", name, { ...args, deleted: undefined, keptInUse: undefined, leftAlone: undefined }, opts);
-    }
-}
+export const TemplateRetention = dynamicResource("TemplateRetention", provider, { outputs: ["deleted", "keptInUse", "leftAlone"] });
+export type TemplateRetention = InstanceType<typeof TemplateRetention>;

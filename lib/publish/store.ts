@@ -12,11 +12,12 @@ export const STORE_MARKER = "store.json";
 export interface ArtifactPaths {
     /** Directory of one image version. */
     dir: string;
-    qcow2: string;
+    /** The artifact itself (qcow2, .img.xz or .iso). */
+    file: string;
     sha256File: string;
     buildJson: string;
     /** Path relative to the store root, with forward slashes: also the URL path. */
-    relQcow2: string;
+    relFile: string;
     fileName: string;
 }
 
@@ -31,10 +32,10 @@ export function artifactPaths(root: string, name: string, version: string, ext =
     const dir = path.join(root, rel);
     return {
         dir,
-        qcow2: path.join(dir, fileName),
+        file: path.join(dir, fileName),
         sha256File: path.join(dir, `${fileName}.sha256`),
         buildJson: path.join(dir, "build.json"),
-        relQcow2: `${rel}/${fileName}`,
+        relFile: `${rel}/${fileName}`,
         fileName,
     };
 }

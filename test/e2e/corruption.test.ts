@@ -51,7 +51,7 @@ describe("corruption: a flipped byte in a stored artifact / cached build @slow",
         await env.project.pulumi(["refresh", "--stack", "local", "--yes"]);
         const state = await env.project.exportState("local");
         const types = (state.deployment.resources ?? []).map((r) => String(r.type));
-        assert.ok(!types.some((t) => t.endsWith(":Qcow2Build")), "refresh must drop the damaged build");
+        assert.ok(!types.some((t) => t.endsWith(":ImageBuild")), "refresh must drop the damaged build");
         assert.ok(!types.some((t) => t.endsWith(":StoredArtifact")), "refresh must drop the damaged stored copy");
 
         const up = await env.project.pulumi(["up", "--stack", "local", "--yes", "--skip-preview"]);

@@ -106,7 +106,7 @@ describe("engine: pinned Pulumi CLI and language host", function () {
                 assert.notEqual(g.exitCode, 0);
                 assert.match(g.all, /evidence signing \(EVIDENCE_SIGN=1\): a command is missing from PATH: gpg \(Debian package gnupg\); nothing was built/);
                 const state = await project.exportState("local");
-                assert.ok(!(state.deployment.resources ?? []).some((x) => String(x.type).endsWith(":Qcow2Build")), "no build may start");
+                assert.ok(!(state.deployment.resources ?? []).some((x) => String(x.type).endsWith(":ImageBuild")), "no build may start");
             } finally {
                 await project.setConfig("local", "factory:images", "[]");
                 await project.pulumi(["config", "rm", "factory:oci", "--stack", "local"]);

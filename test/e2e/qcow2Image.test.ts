@@ -53,7 +53,7 @@ describe("Qcow2Image: a real image through pulumi up --stack local @slow", funct
         const up = await env.project.upEvents("local");
         console.log(`      first up: ${((Date.now() - t0) / 1000).toFixed(1)}s`);
         assert.equal(up.result, "succeeded");
-        const buildLines = up.diagnostics.filter((d) => d.urn?.includes("Qcow2Build::debian-12-minimal-build")).map((d) => d.message);
+        const buildLines = up.diagnostics.filter((d) => d.urn?.includes("ImageBuild::debian-12-minimal-build")).map((d) => d.message);
         assert.ok(buildLines.some((m) => /→ debian-12-minimal v\d{4}\.\d{2}\.\d{2}(\.\d+)?: \[1\/8\] debootstrap bookworm/.test(m)) ||
             buildLines.some((m) => /found in the cache|already exists/.test(m)), `no progress lines on the build resource:\n${buildLines.join("")}`);
         assert.ok(buildLines.some((m) => /done in \d/.test(m) || /reusing it/.test(m)));
@@ -110,7 +110,7 @@ describe("Qcow2Image: a real image through pulumi up --stack local @slow", funct
         const seconds = (Date.now() - t0) / 1000;
         console.log(`      second up (no-op): ${seconds.toFixed(1)}s`);
         assert.deepEqual(Object.keys(up.changes), ["same"], JSON.stringify(up.changes));
-        const providerLines = up.diagnostics.filter((d) => d.urn?.includes("Qcow2Build") && /\[\d\/8\]|reusing it/.test(d.message));
+        const providerLines = up.diagnostics.filter((d) => d.urn?.includes("ImageBuild") && /\[\d\/8\]|reusing it/.test(d.message));
         assert.deepEqual(providerLines, [], "the build provider ran on a no-op up");
         assert.equal(fs.statSync(resultJson).mtimeMs, before);
         await env.project.pulumi(["preview", "--stack", "local", "--expect-no-changes"]);

@@ -164,7 +164,7 @@ describe(`lab rehearsal: dvnt and dvntm for real on loopback (${FULL ? "full" : 
             assert.match(String(cfg.scsi0), /^local-zfs:base-/);
         }
         const state = await project.exportState("dvntm");
-        assert.equal((state.deployment.resources ?? []).some((r) => String(r.type).endsWith(":Qcow2Build")), false, "dvntm builds nothing");
+        assert.equal((state.deployment.resources ?? []).some((r) => String(r.type).endsWith(":ImageBuild")), false, "dvntm builds nothing");
     });
 
     it("both again: no changes", async () => {

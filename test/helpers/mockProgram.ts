@@ -39,7 +39,7 @@ export const MOCK_OCI_REGISTRY = "oci.example.test";
 function outputsFor(type: string, name: string, inputs: Record<string, unknown>, version: string): Record<string, unknown> {
     const req = inputs.request as { buildInfo?: Record<string, unknown> } | undefined;
     switch (type) {
-        case `${DYN}Qcow2Build`:
+        case `${DYN}ImageBuild`:
             return {
                 ...inputs, sha256: fakeSha(`${inputs.name}@${version}`), size: 150_000_000, virtualSize: 2 ** 31, path: `/work/builds/${inputs.name}.qcow2`,
                 version, buildInfo: { ...req?.buildInfo, version, buildKey: inputs.buildKey, buildTime: "2026-11-25T12:00:00.000Z", git: { commit: "c0ffee", dirty: false }, base: { id: "debian:bookworm", sha256: fakeSha("base") } },

@@ -95,7 +95,7 @@ echo "==> proxmox-clone.image: Creating VM"
     });
 
     it("the other builders' bases: Pi images from the catalog's Raspberry Pi OS, builder-node from debian-12-minimal's build", () => {
-        const builds = Object.fromEntries(dvnt.ofType(`${DYN}Qcow2Build`).map((b) => [b.inputs.name as string, b.inputs]));
+        const builds = Object.fromEntries(dvnt.ofType(`${DYN}ImageBuild`).map((b) => [b.inputs.name as string, b.inputs]));
         const pi = (builds["sdr-pi"].request as { pi: { base: Record<string, unknown> }; format: string });
         assert.equal(pi.format, "img.xz");
         assert.deepEqual(pi.pi.base, { id: "raspios-bookworm-arm64-lite", version: "2025-05-13", path: "/cache/base/base-raspios-bookworm-arm64-lite-2025-05-13-fetch.img",

@@ -7,9 +7,9 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
-import { PROVIDER_MODULES, providerStub } from "../../providers/dynamic";
+import { FORMER_TYPES, PROVIDER_MODULES, providerStub } from "../../providers/dynamic";
 import { provider as storeRootProvider } from "../../providers/storeRoot";
-import { provider as qcow2BuildProvider } from "../../providers/qcow2Build";
+import { provider as imageBuildProvider } from "../../providers/imageBuild";
 import { REPO_ROOT } from "../helpers/setup";
 
 describe("providers/dynamic: the serialized provider is a stub that loads the project's code", () => {
@@ -23,13 +23,13 @@ describe("providers/dynamic: the serialized provider is a stub that loads the pr
     });
 
     it("serializes to a few KB without the provider's code (qcow2Build's provider itself is ~200 KB)", async () => {
-        const stub = providerStub("Qcow2Build", qcow2BuildProvider);
+        const stub = providerStub("ImageBuild", imageBuildProvider);
         const { text } = await pulumi.runtime.serializeFunction(() => stub, { allowSecrets: false });
         assert.ok(text.length < 8 * 1024, `stub text is ${text.length} bytes`);
         assert.doesNotMatch(text, /buildImage|debootstrap|sha256/, "no implementation inside the state");
         // The provider itself is either far bigger or cannot be serialized at all (zod's bound native methods, which
         // lib/contract.ts brings in): either way only a stub can go into the state.
-        const full = await pulumi.runtime.serializeFunction(() => qcow2BuildProvider, { allowSecrets: false }).then((f) => f.text, (e: Error) => e);
+        const full = await pulumi.runtime.serializeFunction(() => imageBuildProvider, { allowSecrets: false }).then((f) => f.text, (e: Error) => e);
         if (full instanceof Error) assert.match(full.message, /could not be serialized/);
         else assert.ok(full.length > 20 * text.length, `the provider itself serializes to ${full.length} bytes`);
     });
@@ -60,7 +60,14 @@ describe("providers/dynamic: the serialized provider is a stub that loads the pr
         const declared = new Set<string>();
         for (const f of fs.readdirSync(path.join(REPO_ROOT, "providers")).filter((n) => n.endsWith(".ts"))) {
             const src = fs.readFileSync(path.join(REPO_ROOT, "providers", f), "utf8");
-            for (const m of src.matchAll(/super\(provider as pulumi\.dynamic\.ResourceProvider, "(\w+)"/g)) declared.add(m[1]);
+            for (const m of src.matchAll(/dynamicResource\("(\w+)", provider/g)) declared.add(m[1]);
+        }
+        assert.ok(declared.size >= 13, [...declared].join(", "));
+        // A renamed type keeps a line, to the module of its new name: the stubs in older state still name it.
+        for (const [former, now] of Object.entries(FORMER_TYPES)) {
+            assert.ok(!declared.has(former), `${former} was renamed to ${now}: no class may declare it again`);
+            assert.equal(PROVIDER_MODULES[former], PROVIDER_MODULES[now], former);
+            declared.add(former);
         }
         assert.deepEqual([...declared].sort(), Object.keys(PROVIDER_MODULES).sort());
         const script = `

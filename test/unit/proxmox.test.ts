@@ -21,7 +21,7 @@ describe("ProxmoxTemplate and the lab stacks (mocks)", function () {
         const files = dvnt.ofType(FILE);
         assert.deepEqual(files.map((f) => f.name).sort(), ["debian-12-minimal-proxmox-image", "debian-12-platform-proxmox-image", "debian-12-services-proxmox-image"]);
         const f = files.find((x) => x.name === "debian-12-minimal-proxmox-image")!;
-        const build = dvnt.ofType(`${DYN}Qcow2Build`).find((b) => b.name === "debian-12-minimal-build")!;
+        const build = dvnt.ofType(`${DYN}ImageBuild`).find((b) => b.name === "debian-12-minimal-build")!;
         assert.deepEqual(f.inputs, {
             nodeName: "pve1",
             datastoreId: "local",
@@ -94,7 +94,7 @@ describe("ProxmoxTemplate and the lab stacks (mocks)", function () {
     it("dvntm reuses dvnt's artifacts: no build, templates from dvnt's URLs and digests", async () => {
         const dvntOutputs = { images: dvnt.outputs.images as Record<string, unknown> };
         const m = await runProgram("dvntm", stackConfig("dvntm"), { stacks: { "organization/image-factory/dvnt": dvntOutputs } });
-        assert.deepEqual(m.ofType(`${DYN}Qcow2Build`), []);
+        assert.deepEqual(m.ofType(`${DYN}ImageBuild`), []);
         const files = m.ofType(FILE);
         assert.deepEqual(files.map((f) => f.name).sort(), ["debian-12-minimal-proxmox-image", "debian-12-platform-proxmox-image"]);
         const f = files.find((x) => x.name === "debian-12-minimal-proxmox-image")!;
@@ -134,7 +134,7 @@ describe("ProxmoxTemplate and the lab stacks (mocks)", function () {
         for (const t of types) {
             assert.ok(t.startsWith("pulumi-nodejs:dynamic/") || t.startsWith("image-factory:") || t === "pulumi:pulumi:Stack", `local needs a plugin for ${t}`);
         }
-        assert.ok(types.has(`${DYN}Qcow2Build`));
+        assert.ok(types.has(`${DYN}ImageBuild`));
     });
 
     it("allocation and rotation rules (lib/vmids)", () => {

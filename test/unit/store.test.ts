@@ -3,7 +3,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { artifactPaths, artifactUrl, ensureStoreRoot, readVersionLedger, recordVersion, removeStoreRootIfEmpty } from "../../lib/publish/store";
-import { takenVersions } from "../../providers/qcow2Build";
+import { takenVersions } from "../../providers/imageBuild";
 
 describe("lib/store: layout, URLs and the version ledger", () => {
     let root: string;
@@ -14,9 +14,9 @@ describe("lib/store: layout, URLs and the version ledger", () => {
 
     it("maps an image version to its stable path and URL", () => {
         const p = artifactPaths("/srv/artifacts", "debian-12-minimal", "v2026.11.25");
-        assert.equal(p.qcow2, "/srv/artifacts/images/debian-12-minimal/v2026.11.25/debian-12-minimal-v2026.11.25.qcow2");
-        assert.equal(p.sha256File, `${p.qcow2}.sha256`);
-        assert.equal(artifactUrl("http://127.0.0.1:8089/", p.relQcow2), "http://127.0.0.1:8089/images/debian-12-minimal/v2026.11.25/debian-12-minimal-v2026.11.25.qcow2");
+        assert.equal(p.file, "/srv/artifacts/images/debian-12-minimal/v2026.11.25/debian-12-minimal-v2026.11.25.qcow2");
+        assert.equal(p.sha256File, `${p.file}.sha256`);
+        assert.equal(artifactUrl("http://127.0.0.1:8089/", p.relFile), "http://127.0.0.1:8089/images/debian-12-minimal/v2026.11.25/debian-12-minimal-v2026.11.25.qcow2");
         assert.throws(() => artifactPaths("/a", "../etc", "v1"), /unsafe image name/);
         assert.throws(() => artifactPaths("/a", "x", "v1/../../y"), /unsafe version/);
     });
@@ -37,9 +37,9 @@ describe("lib/store: layout, URLs and the version ledger", () => {
         await ensureStoreRoot(root);
         assert.deepEqual(fs.readdirSync(root).sort(), ["images", "store.json"]);
         fs.mkdirSync(path.join(root, "images", "x", "v1"), { recursive: true });
-        fs.writeFileSync(path.join(root, "images", "x", "v1", "keep.qcow2"), "x");
+        fs.writeFileSync(path.join(root, "images", "x", "v1", "keep.file"), "x");
         await removeStoreRootIfEmpty(root);
-        assert.ok(fs.existsSync(path.join(root, "images", "x", "v1", "keep.qcow2")));
+        assert.ok(fs.existsSync(path.join(root, "images", "x", "v1", "keep.file")));
         assert.ok(!fs.existsSync(path.join(root, "store.json")));
         await assert.rejects(ensureStoreRoot("relative/root"), /must be an absolute path/);
     });

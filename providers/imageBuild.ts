@@ -11,11 +11,11 @@ import { evidenceRunDir } from "../lib/evidence/packet";
 import { gitInfo } from "../lib/git";
 import { readVersionLedger, recordVersion } from "../lib/publish/store";
 import { assertVersion, nextVersion } from "../lib/version";
-import { changedKeys, FactoryResource, keyedDiff } from "./dynamic";
+import {changedKeys, dynamicResource, keyedDiff } from "./dynamic";
 import type { EvidenceSettings } from "./imageValidation";
 import { engineReporter } from "./progress";
 
-export interface Qcow2BuildInputs {
+export interface ImageBuildInputs {
     name: string;
     buildKey: string;
     request: Omit<BuildRequest, "version">;
@@ -35,7 +35,7 @@ export interface Qcow2BuildInputs {
  * fileMtimeMs: the artifact's modification time when this resource last saw it; a write behind our back (a flipped
  * byte keeps the size) changes it, and the next diff notices without re-hashing.
  */
-export type Qcow2BuildOutputs = Omit<Qcow2BuildInputs, "evidence"> & BuildResult & { evidencePath?: string; fileMtimeMs?: number };
+export type ImageBuildOutputs = Omit<ImageBuildInputs, "evidence"> & Omit<BuildResult, "buildInfo"> & { buildInfo: BuildInfo; evidencePath?: string; fileMtimeMs?: number };
 
 /** Versions of this image given to other builds: the store's version ledger, and version folders present. */
 export function takenVersions(storeRoot: string, name: string, buildKey: string): string[] {
@@ -55,7 +55,7 @@ export function takenVersions(storeRoot: string, name: string, buildKey: string)
     return [...taken];
 }
 
-async function build(inputs: Qcow2BuildInputs): Promise<Qcow2BuildOutputs> {
+async function build(inputs: ImageBuildInputs): Promise<ImageBuildOutputs> {
     const report = engineReporter(inputs.logUrn);
     const { evidence, ...rest } = inputs;
     const cached = await verifiedCachedResult(inputs.request.buildsDir, inputs.name, inputs.buildKey, report);
@@ -90,11 +90,11 @@ async function build(inputs: Qcow2BuildInputs): Promise<Qcow2BuildOutputs> {
             recorded.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; "));
     }
     // Plain JSON only: the engine's struct encoding rejects undefined values anywhere in the outputs.
-    return JSON.parse(JSON.stringify({ ...rest, ...res, evidencePath, fileMtimeMs: fs.statSync(res.path).mtimeMs })) as Qcow2BuildOutputs;
+    return JSON.parse(JSON.stringify({ ...rest, ...res, evidencePath, fileMtimeMs: fs.statSync(res.path).mtimeMs })) as ImageBuildOutputs;
 }
 
 /** Cheap: the size, and the modification time when one was recorded (state from older programs has none). */
-function intact(outs: Qcow2BuildOutputs): boolean {
+function intact(outs: ImageBuildOutputs): boolean {
     try {
         const st = fs.statSync(outs.path);
         return st.size === outs.size && (outs.fileMtimeMs === undefined || st.mtimeMs === outs.fileMtimeMs);
@@ -103,7 +103,7 @@ function intact(outs: Qcow2BuildOutputs): boolean {
     }
 }
 
-export const provider: pulumi.dynamic.ResourceProvider<Qcow2BuildInputs, Qcow2BuildOutputs> = {
+export const provider: pulumi.dynamic.ResourceProvider<ImageBuildInputs, ImageBuildOutputs> = {
     async create(inputs) {
         const outs = await build(inputs);
         return { id: `${inputs.name}@${inputs.buildKey.slice(0, 16)}`, outs };
@@ -125,23 +125,8 @@ export const provider: pulumi.dynamic.ResourceProvider<Qcow2BuildInputs, Qcow2Bu
     },
 };
 
-export class Qcow2Build extends FactoryResource {
-    declare readonly sha256: pulumi.Output<string>;
-    declare readonly size: pulumi.Output<number>;
-    declare readonly virtualSize: pulumi.Output<number>;
-    declare readonly path: pulumi.Output<string>;
-    declare readonly version: pulumi.Output<string>;
-    declare readonly buildKey: pulumi.Output<string>;
-    declare readonly buildInfo: pulumi.Output<BuildInfo>;
-    declare readonly logPath: pulumi.Output<string>;
-    declare readonly pkgManifestPath: pulumi.Output<string>;
-    declare readonly buildJsonPath: pulumi.Output<string>;
-    declare readonly durationSeconds: pulumi.Output<number>;
-    declare readonly evidencePath: pulumi.Output<string | undefined>;
-
-    constructor(name: string, args: pulumi.Inputs & { [K in keyof Qcow2BuildInputs]: pulumi.Input<Qcow2BuildInputs[K]> }, opts?: pulumi.CustomResourceOptions) {
-        const outputs = { sha256: undefined, size: undefined, virtualSize: undefined, path: undefined, version: undefined, buildInfo: undefined,
-            logPath: undefined, pkgManifestPath: undefined, buildJsonPath: undefined, durationSeconds: undefined, schemaVersion: undefined, evidencePath: undefined };
-        super(provider as pulumi.dynamic.ResourceProvider, "Qcow2Build", name, { ...args, ...outputs }, opts);
-    }
-}
+export const ImageBuild = dynamicResource("ImageBuild", provider, {
+    outputs: ["sha256", "size", "virtualSize", "path", "version", "buildInfo", "logPath", "pkgManifestPath", "buildJsonPath", "durationSeconds", "schemaVersion", "evidencePath"],
+    shown: ["buildKey"],
+});
+export type ImageBuild = InstanceType<typeof ImageBuild>;
