@@ -11,12 +11,16 @@ export interface Behaviour {
     status?: number;
     /** Send the body chunked, without content-length (the size is not known until the end). */
     noLength?: boolean;
+    /** Answer 302 with this Location (a mirror that sends its files elsewhere). */
+    redirectTo?: string;
+    /** Send this many body bytes, then nothing more while the connection stays open (a stalled mirror). */
+    stallAfter?: number;
 }
 
 export interface FileServer {
     url: string;
     bytesSent(): number;
-    requests: Array<{ path: string; range?: string; status: number }>;
+    requests: Array<{ path: string; range?: string; status: number; acceptEncoding?: string }>;
     behave(file: string, b: Behaviour): void;
     stop(): Promise<void>;
 }
@@ -30,6 +34,12 @@ export async function startFileServer(dir: string): Promise<FileServer> {
         const file = path.join(dir, path.basename(name));
         const b = behaviours.get(path.basename(name)) ?? {};
         const range = req.headers.range;
+        if (b.redirectTo) {
+            requests.push({ path: name, range, status: 302 });
+            res.writeHead(302, { location: b.redirectTo });
+            res.end();
+            return;
+        }
         if (b.status) {
             requests.push({ path: name, range, status: b.status });
             res.writeHead(b.status, { "content-type": "text/plain" });
@@ -59,11 +69,17 @@ export async function startFileServer(dir: string): Promise<FileServer> {
             headers["content-range"] = `bytes ${start}-${size - 1}/${size}`;
         }
         if (!b.noLength) headers["content-length"] = size - start;
-        requests.push({ path: name, range, status });
+        requests.push({ path: name, range, status, acceptEncoding: req.headers["accept-encoding"] });
         res.writeHead(status, headers);
         const drop = b.dropAfter && b.dropAfter.times > 0 ? b.dropAfter : undefined;
         if (drop) drop.times--;
         let out = 0;
+        if (b.stallAfter !== undefined) {
+            const part = fs.readFileSync(file).subarray(start, start + b.stallAfter);
+            sent += part.length;
+            res.write(part); // and never end: the client's idle timeout has to notice
+            return;
+        }
         const stream = fs.createReadStream(file, { start, highWaterMark: 64 * 1024 });
         stream.on("data", (data: string | Buffer) => {
             const chunk = Buffer.from(data);

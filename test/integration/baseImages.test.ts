@@ -8,6 +8,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import * as zlib from "node:zlib";
 import { ensureImage, imageDir, type ManagedImageSpec } from "../../lib/baseImages/cache";
+import { download } from "../../lib/baseImages/download";
 import { readVhdFooter, stripVhdFooter } from "../../lib/baseImages/transforms";
 import { startFileServer, type FileServer } from "../helpers/fileServer";
 import { REPO_ROOT } from "../helpers/setup";
@@ -120,6 +121,33 @@ describe("ManagedBaseImage manager: download, verify, transform, cache", functio
         assert.deepEqual(reqs.map((q) => q.status), [200, 206]);
         const resumedAt = Number(/^bytes=(\d+)-$/.exec(reqs[1].range ?? "")?.[1]);
         assert.ok(resumedAt > 0 && resumedAt <= 3 * 1024 * 1024, `resumed at ${resumedAt}`);
+    });
+
+    it("follows a mirror's redirects (relative and absolute) and asks for the file's own bytes, not a gzip of them", async () => {
+        const data = crypto.randomBytes(2 * 1024 * 1024);
+        fs.writeFileSync(path.join(files, "moved.img"), data);
+        server.behave("elsewhere.img", { redirectTo: "/hop.img" });
+        server.behave("hop.img", { redirectTo: `${server.url}/moved.img` });
+        const r = await ensure({ ...spec, id: "redirected", artifacts: [{ ...artifact("disk", "moved.img"), url: `${server.url}/elsewhere.img` }] });
+        assert.equal(r.files.disk.sha256, sha(data));
+        assert.deepEqual(server.requests.filter((q) => /^(elsewhere|hop|moved)\.img$/.test(q.path)).map((q) => `${q.path} ${q.status}`),
+            ["elsewhere.img 302", "hop.img 302", "moved.img 200"]);
+        assert.equal(server.requests.find((q) => q.path === "moved.img")?.acceptEncoding, "identity");
+    });
+
+    it("gives up on a mirror that stops sending (idle timeout), keeping what arrived for the next run", async () => {
+        const data = crypto.randomBytes(1024 * 1024);
+        fs.writeFileSync(path.join(files, "stall.img"), data);
+        server.behave("stall.img", { stallAfter: 300 * 1024 });
+        const dest = path.join(work, "stalled", "stall.img");
+        const t0 = Date.now();
+        await assert.rejects(download({ url: `${server.url}/stall.img`, dest, expectedSha256: sha(data), retries: 0, timeoutMs: 400 }),
+            /^DownloadError: download of \S+ failed: no data for 400 ms; 307200 bytes kept in \S+stall\.img\.partial for the next run to resume$/);
+        assert.ok(Date.now() - t0 < 5000, `gave up after ${Date.now() - t0} ms`);
+        assert.equal(fs.statSync(`${dest}.partial`).size, 300 * 1024);
+        server.behave("stall.img", {});
+        const r = await download({ url: `${server.url}/stall.img`, dest, expectedSha256: sha(data), retries: 0 });
+        assert.deepEqual([r.sha256, r.resumed, r.bytesFetched], [sha(data), true, data.length - 300 * 1024]);
     });
 
     it("restarts cleanly when the server ignores Range", async () => {
