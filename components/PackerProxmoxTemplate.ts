@@ -3,9 +3,8 @@
 // ProxmoxTemplate's: node, vmid, name, sha256 (the digest of the image the cloned template was imported from).
 import * as pulumi from "@pulumi/pulumi";
 import * as path from "node:path";
-import { stagesRevision } from "../lib/stageRevision";
-import { computeBuildKey, hashFiles } from "../lib/stages/buildKey";
-import { recipeFiles, type ImageRecipe, type PackerBuilder } from "../lib/recipe";
+import { planPackerProxmox } from "../lib/stages/plan";
+import type { ImageRecipe, PackerBuilder } from "../lib/recipe";
 import { templateName } from "../lib/publish/vmids";
 import { dynamicType } from "../providers/dynamic";
 import { PackerProxmoxTemplateBuild } from "../providers/packerProxmoxTemplate";
@@ -36,11 +35,9 @@ export function packerProxmoxTemplate(name: string, args: PackerProxmoxTemplateA
     const r = args.recipe;
     const b = r.builder as PackerBuilder;
     const imageDir = path.join(args.projectDir, "images", r.name);
-    const files = hashFiles(recipeFiles(r.name, path.join(args.projectDir, "images")), args.projectDir);
     const version = pulumi.output(args.base.version);
-    const buildKey = pulumi.all([args.base.sha256, args.base.templateName, args.vmid]).apply(([sha256, clone, vmid]) => computeBuildKey({
-        builder: "packer-proxmox", builderRevision: stagesRevision(path.join(__dirname, "..", "lib", "stages")), recipe: r as unknown as Record<string, unknown>,
-        files, variables: { node: args.proxmox.node, clone, vmid, user: args.bootstrapUser }, base: { id: clone, sha256 }, tools: {},
+    const buildKey = pulumi.all([args.base.sha256, args.base.templateName, args.vmid]).apply(([baseSha256, clone, vmid]) => planPackerProxmox({
+        recipe: r, projectDir: args.projectDir, node: args.proxmox.node, user: args.bootstrapUser, clone, baseSha256, vmid,
     }));
     const build = new PackerProxmoxTemplateBuild(`${name}-build`, {
         buildKey,

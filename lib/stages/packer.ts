@@ -11,9 +11,11 @@ import type { BuildLog } from "../buildlog";
 import { run } from "../exec";
 import { OfflineImage } from "../validation/inspect";
 import { nocloudMetaData, nocloudUserData } from "../isoFormat";
+import { convertQcow2 } from "./disk";
 import { playRecaps } from "./rootfs";
+import type { Builder } from "./steps";
 
-export const PACKER_STAGES = 5; // prepare, packer build, read manifest, (convert + sha256 by the pipeline)
+const VAR_FILE = "image.pkrvars.json";
 export const PACKER_KEY_COMMENT = "image-factory-packer-build";
 
 export interface PackerQemuSpec {
@@ -39,11 +41,16 @@ export interface PackerQemuSpec {
     buildInfo: Record<string, unknown>;
 }
 
-export interface PackerResult {
+interface PackerContext {
+    spec: PackerQemuSpec;
+    log: BuildLog;
+    work: string;
+    virt: { accel: "kvm" | "tcg"; reason: string };
+    /** The variables file the first step writes for `packer build`. */
+    varFile: string;
+    /** Where the template's output_directory and vm_name put the disk. */
     qcow2: string;
     pkgManifest: string;
-    accel: "kvm" | "tcg";
-    base: { id: string; version: string; sha256: string };
 }
 
 /** FR-11: KVM or TCG, decided (and explained) by scripts/virt-check.sh. */
@@ -105,7 +112,7 @@ export async function prepareQemuInputs(spec: PackerQemuSpec, work: string, acce
     const base = { id: spec.base.id, version: spec.base.version, sha256: spec.base.sha256 };
     fs.writeFileSync(String(vars.build_json), `${JSON.stringify({ ...spec.buildInfo, base }, null, 2)}\n`);
     fs.writeFileSync(String(vars.extra_vars_file), JSON.stringify({ image_name: spec.name, bootstrap_user: spec.user.name, ...spec.vars }));
-    const varFile = path.join(work, "image.pkrvars.json");
+    const varFile = path.join(work, VAR_FILE);
     fs.writeFileSync(varFile, `${JSON.stringify(vars, null, 2)}\n`);
     return varFile;
 }
@@ -149,41 +156,57 @@ export function assertConverged(name: string, output: string, log?: BuildLog): v
     log?.info(`→ ${name}: playbook converged: first run changed ${first.changed}, second run changed 0`);
 }
 
-export async function buildWithPacker(spec: PackerQemuSpec, dirs: { work: string }, log: BuildLog): Promise<PackerResult> {
-    const virt = virtualisation(spec.projectDir);
-    const varFile = await log.stage("prepare seed CD, throw-away SSH key, variables; packer validate", PACKER_STAGES, async () => {
-        if (virt.accel === "tcg") log.info(`→ ${spec.name}: WARNING: Packer's VM runs under TCG (${virt.reason}); expect a build several times slower than with KVM`);
-        const f = await prepareQemuInputs(spec, dirs.work, virt.accel, log);
-        await packerValidate(spec.template, f, spec.projectDir, log);
-        return f;
-    });
-    await log.stage(`packer build ${path.basename(spec.template)} (qemu, ${virt.accel})`, PACKER_STAGES, async () => {
-        const onChunk = progressLines(log, spec.name);
-        let output = "";
-        await run("packer", ["build", "-color=false", "-on-error=cleanup", `-var-file=${varFile}`, path.basename(spec.template)], {
-            cwd: spec.imageDir,
-            env: { ...packerEnv(spec.projectDir), PACKER_LOG: "0" },
-            log,
-            onOutput: (chunk) => {
-                output += chunk;
-                onChunk(chunk);
+export const packerBuilder: Builder<PackerQemuSpec, PackerContext> = {
+    open(spec, dirs, log) {
+        if (!spec.base.path || !spec.base.sha256) throw new Error(`${spec.name}: the base image ${spec.base.id} has no file yet`);
+        return {
+            spec, log, work: dirs.work, virt: virtualisation(spec.projectDir), varFile: path.join(dirs.work, VAR_FILE),
+            qcow2: path.join(dirs.work, "output", `${spec.name}.qcow2`), pkgManifest: path.join(dirs.work, "pkg-manifest.txt"),
+        };
+    },
+    steps: [
+        {
+            name: "prepare seed CD, throw-away SSH key, variables; packer validate",
+            async run({ spec, log, work, virt }) {
+                if (virt.accel === "tcg") log.info(`→ ${spec.name}: WARNING: Packer's VM runs under TCG (${virt.reason}); expect a build several times slower than with KVM`);
+                const f = await prepareQemuInputs(spec, work, virt.accel, log);
+                await packerValidate(spec.template, f, spec.projectDir, log);
             },
-            hint: `packer build failed; the build log has Packer's output and ${path.join(dirs.work, "serial.log")} the VM's console`,
-        });
-        assertConverged(spec.name, output, log);
-    });
-    const qcow2 = path.join(dirs.work, "output", `${spec.name}.qcow2`);
-    if (!fs.existsSync(qcow2)) throw new Error(`packer finished but left no ${qcow2}: check output_directory and vm_name in ${spec.template}`);
-    const pkgManifest = path.join(dirs.work, "pkg-manifest.txt");
-    await log.stage("read the package manifest back from the image", PACKER_STAGES, async () => {
-        const img = await OfflineImage.open(qcow2, { tmpDir: dirs.work });
-        try {
-            const manifest = await img.readFile("/etc/image-factory/pkg-manifest.txt");
-            if (!manifest) throw new Error("the image has no /etc/image-factory/pkg-manifest.txt: the template's final shell provisioner must write it");
-            fs.writeFileSync(pkgManifest, manifest);
-        } finally {
-            img.close();
-        }
-    });
-    return { qcow2, pkgManifest, accel: virt.accel, base: { id: spec.base.id, version: spec.base.version, sha256: spec.base.sha256 } };
-}
+        },
+        {
+            name: (c) => `packer build ${path.basename(c.spec.template)} (qemu, ${c.virt.accel})`,
+            async run({ spec, log, work, varFile, qcow2 }) {
+                const onChunk = progressLines(log, spec.name);
+                let output = "";
+                await run("packer", ["build", "-color=false", "-on-error=cleanup", `-var-file=${varFile}`, path.basename(spec.template)], {
+                    cwd: spec.imageDir,
+                    env: { ...packerEnv(spec.projectDir), PACKER_LOG: "0" },
+                    log,
+                    onOutput: (chunk) => {
+                        output += chunk;
+                        onChunk(chunk);
+                    },
+                    hint: `packer build failed; the build log has Packer's output and ${path.join(work, "serial.log")} the VM's console`,
+                });
+                assertConverged(spec.name, output, log);
+                if (!fs.existsSync(qcow2)) throw new Error(`packer finished but left no ${qcow2}: check output_directory and vm_name in ${spec.template}`);
+            },
+        },
+        {
+            name: "read the package manifest back from the image",
+            async run({ work, qcow2, pkgManifest }) {
+                const img = await OfflineImage.open(qcow2, { tmpDir: work });
+                try {
+                    const manifest = await img.readFile("/etc/image-factory/pkg-manifest.txt");
+                    if (!manifest) throw new Error("the image has no /etc/image-factory/pkg-manifest.txt: the template's final shell provisioner must write it");
+                    fs.writeFileSync(pkgManifest, manifest);
+                } finally {
+                    img.close();
+                }
+            },
+        },
+    ],
+    // Recompressed: Packer's qcow2 is uncompressed, and every image ships the same way.
+    finish: { name: "recompress the qcow2, check, sha256", run: (c, out) => convertQcow2(c.qcow2, "qcow2", out, c.log) },
+    output: ({ spec, pkgManifest }) => ({ pkgManifest, base: { id: spec.base.id, version: spec.base.version, sha256: spec.base.sha256 } }),
+};

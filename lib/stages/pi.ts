@@ -9,8 +9,7 @@ import type { BuildLog } from "../buildlog";
 import { run } from "../exec";
 import { Chroot, removeTree } from "./chroot";
 import { SSHD_DROPIN, checkSshd, cleanup, configureBootstrapUser, runPlaybook, sshdDropIn, writeManifestAndBuildInfo } from "./rootfs";
-
-export const PI_STAGES = 7; // copy + grow, mount, configure, ansible, manifest, clean + unmount, (xz + sha256 by the pipeline)
+import type { Builder } from "./steps";
 
 export interface PiSpec {
     name: string;
@@ -30,10 +29,18 @@ export interface PiSpec {
     buildInfo: Record<string, unknown>;
 }
 
-export interface PiResult {
-    rawImage: string;
+interface PiContext {
+    spec: PiSpec;
+    log: BuildLog;
+    work: string;
+    /** The working copy of the base image, edited in place: the flashable image. */
+    image: string;
+    root: string;
+    chroot: Chroot;
+    /** Loop devices attached, the root partition's first. */
+    loops: string[];
+    bootPart?: BootPartition;
     pkgManifest: string;
-    base: { id: string; version: string; sha256: string };
 }
 
 interface PartitionEntry { node: string; start: number; size: number; type: string }
@@ -176,71 +183,92 @@ async function configurePi(chroot: Chroot, spec: PiSpec): Promise<void> {
     await checkSshd(chroot);
 }
 
-export async function buildPi(spec: PiSpec, dirs: { work: string; cache: string }, log: BuildLog): Promise<PiResult> {
-    assertForeignExec();
-    const image = path.join(dirs.work, `${spec.name}.img`);
-    const root = path.join(dirs.work, "root");
-    await removeTree(root, log);
-    const chroot = new Chroot(root, log);
-    const loops: string[] = [];
-    let bootPart: BootPartition | undefined;
-    try {
-        await log.stage(`copy ${spec.base.id} ${spec.base.version} and grow its root by ${spec.growMiB} MiB`, PI_STAGES, async () => {
-            fs.rmSync(image, { force: true });
-            await run("cp", ["--sparse=always", spec.base.path, image], { log });
-            if (spec.growMiB > 0) {
-                const size = fs.statSync(image).size;
-                fs.truncateSync(image, size + spec.growMiB * 2 ** 20);
-                // Partition 2 ends at the end of the disk, as on every Raspberry Pi OS image.
-                await run("sfdisk", ["--no-reread", "--no-tell-kernel", "-N", "2", image], { input: ", +\n", log });
-            }
-        });
-        const { boot, root: rootPart } = piLayout(await partitions(image));
-        await log.stage("mount root and boot partitions (loop devices)", PI_STAGES, async () => {
-            const rootLoop = await attachLoop(image, rootPart.start * 512, rootPart.size * 512, log);
-            loops.push(rootLoop);
-            if (spec.growMiB > 0) {
-                await run("e2fsck", ["-f", "-p", rootLoop], { log }).catch(() => undefined); // resize2fs insists on a fresh check
-                await run("resize2fs", [rootLoop], { log });
-            }
-            fs.mkdirSync(root, { recursive: true });
-            await run("mount", [rootLoop, root], { log });
-            const bootLoop = await attachLoop(image, boot.start * 512, boot.size * 512, log);
-            loops.push(bootLoop);
-            bootPart = new BootPartition(image, boot.start * 512, dirs.work, log);
-            await bootPart.attach(path.join(root, "boot/firmware"), bootLoop);
-            await chroot.mountSystem();
-            // apt inside the image needs name resolution; the image's own resolv.conf comes back afterwards.
-            const resolv = chroot.path("/etc/resolv.conf");
-            if (fs.existsSync(resolv) || fs.lstatSync(resolv, { throwIfNoEntry: false })) fs.renameSync(resolv, `${resolv}.image-factory`);
-            fs.copyFileSync("/etc/resolv.conf", resolv);
-        });
-        await log.stage("configure: bootstrap user, sudo, sshd, first boot", PI_STAGES, () => configurePi(chroot, spec));
-        await log.stage(spec.playbook ? `ansible-playbook ${path.basename(spec.playbook)} (chroot connection, arm64 via qemu-user)` : "ansible (no playbook)",
-            PI_STAGES, async () => {
-                if (spec.playbook) {
-                    await runPlaybook({ ...spec, playbook: spec.playbook }, root, dirs.work, log, { verifyIdempotent: true });
+export const piBuilder: Builder<PiSpec, PiContext> = {
+    async open(spec, dirs, log) {
+        if (!spec.base.path || !spec.base.sha256) throw new Error(`${spec.name}: the base image ${spec.base.id} has no file yet`);
+        assertForeignExec();
+        const root = path.join(dirs.work, "root");
+        await removeTree(root, log);
+        return { spec, log, work: dirs.work, image: path.join(dirs.work, `${spec.name}.img`), root, chroot: new Chroot(root, log), loops: [], pkgManifest: path.join(dirs.work, "pkg-manifest.txt") };
+    },
+    steps: [
+        {
+            name: (c) => `copy ${c.spec.base.id} ${c.spec.base.version} and grow its root by ${c.spec.growMiB} MiB`,
+            async run({ spec, image, log }) {
+                fs.rmSync(image, { force: true });
+                await run("cp", ["--sparse=always", spec.base.path, image], { log });
+                if (spec.growMiB > 0) {
+                    const size = fs.statSync(image).size;
+                    fs.truncateSync(image, size + spec.growMiB * 2 ** 20);
+                    // Partition 2 ends at the end of the disk, as on every Raspberry Pi OS image.
+                    await run("sfdisk", ["--no-reread", "--no-tell-kernel", "-N", "2", image], { input: ", +\n", log });
                 }
-            });
-        const pkgManifest = path.join(dirs.work, "pkg-manifest.txt");
-        const base = { id: spec.base.id, version: spec.base.version, sha256: spec.base.sha256 };
-        await log.stage("package manifest and build info", PI_STAGES, () => writeManifestAndBuildInfo(chroot, { ...spec.buildInfo, base }, pkgManifest));
-        await log.stage("clean up and unmount", PI_STAGES, async () => {
-            await chroot.exec(["apt-get", "clean"]).catch(() => undefined);
-            const resolv = chroot.path("/etc/resolv.conf");
-            fs.rmSync(resolv, { force: true });
-            if (fs.lstatSync(`${resolv}.image-factory`, { throwIfNoEntry: false })) fs.renameSync(`${resolv}.image-factory`, resolv);
-            await chroot.unmountAll();
-            await bootPart?.writeBack(spec.sourceDateEpoch);
-            // cleanup() works on the root only; the boot partition is FAT (2 s timestamps, nothing per machine).
-            await run("mount", [loops[0], root], { log });
-            await cleanup(root, spec.sourceDateEpoch, log);
-            await run("umount", [root], { log });
-        });
-        return { rawImage: image, pkgManifest, base };
-    } finally {
+            },
+        },
+        {
+            name: "mount root and boot partitions (loop devices)",
+            async run(c) {
+                const { spec, image, root, log, loops, chroot } = c;
+                const { boot, root: rootPart } = piLayout(await partitions(image));
+                const rootLoop = await attachLoop(image, rootPart.start * 512, rootPart.size * 512, log);
+                loops.push(rootLoop);
+                if (spec.growMiB > 0) {
+                    await run("e2fsck", ["-f", "-p", rootLoop], { log }).catch(() => undefined); // resize2fs insists on a fresh check
+                    await run("resize2fs", [rootLoop], { log });
+                }
+                fs.mkdirSync(root, { recursive: true });
+                await run("mount", [rootLoop, root], { log });
+                const bootLoop = await attachLoop(image, boot.start * 512, boot.size * 512, log);
+                loops.push(bootLoop);
+                c.bootPart = new BootPartition(image, boot.start * 512, c.work, log);
+                await c.bootPart.attach(path.join(root, "boot/firmware"), bootLoop);
+                await chroot.mountSystem();
+                // apt inside the image needs name resolution; the image's own resolv.conf comes back afterwards.
+                const resolv = chroot.path("/etc/resolv.conf");
+                if (fs.existsSync(resolv) || fs.lstatSync(resolv, { throwIfNoEntry: false })) fs.renameSync(resolv, `${resolv}.image-factory`);
+                fs.copyFileSync("/etc/resolv.conf", resolv);
+            },
+        },
+        { name: "configure: bootstrap user, sudo, sshd, first boot", run: (c) => configurePi(c.chroot, c.spec) },
+        {
+            name: (c) => c.spec.playbook ? `ansible-playbook ${path.basename(c.spec.playbook)} (chroot connection, arm64 via qemu-user)` : "ansible (no playbook)",
+            async run({ spec, root, work, log }) {
+                if (spec.playbook) {
+                    await runPlaybook({ ...spec, playbook: spec.playbook }, root, work, log, { verifyIdempotent: true });
+                }
+            },
+        },
+        { name: "package manifest and build info", run: (c) => writeManifestAndBuildInfo(c.chroot, { ...c.spec.buildInfo, base: baseOf(c.spec) }, c.pkgManifest) },
+        {
+            name: "clean up and unmount",
+            async run({ spec, chroot, bootPart, loops, root, log }) {
+                await chroot.exec(["apt-get", "clean"]).catch(() => undefined);
+                const resolv = chroot.path("/etc/resolv.conf");
+                fs.rmSync(resolv, { force: true });
+                if (fs.lstatSync(`${resolv}.image-factory`, { throwIfNoEntry: false })) fs.renameSync(`${resolv}.image-factory`, resolv);
+                await chroot.unmountAll();
+                await bootPart?.writeBack(spec.sourceDateEpoch);
+                // cleanup() works on the root only; the boot partition is FAT (2 s timestamps, nothing per machine).
+                await run("mount", [loops[0], root], { log });
+                await cleanup(root, spec.sourceDateEpoch, log);
+                await run("umount", [root], { log });
+            },
+        },
+    ],
+    async release({ chroot, loops, root, log }) {
         await chroot.unmountAll().catch(() => undefined);
         for (const l of loops.reverse()) await run("losetup", ["--detach", l], { log }).catch(() => undefined);
         await removeTree(root, log).catch(() => undefined);
-    }
+    },
+    finish: {
+        name: "compress the flashable image (xz), sha256",
+        run: async (c, out) => {
+            await run("sh", ["-c", `xz -T0 -3 -c "${c.image}" > "${out}"`], { log: c.log, hint: "xz failed (Debian package xz-utils; is the disk full?)" });
+        },
+    },
+    output: (c) => ({ pkgManifest: c.pkgManifest, base: baseOf(c.spec), virtualSize: fs.statSync(c.image).size }),
+};
+
+function baseOf(spec: PiSpec): { id: string; version: string; sha256: string } {
+    return { id: spec.base.id, version: spec.base.version, sha256: spec.base.sha256 };
 }

@@ -7,15 +7,16 @@ import * as path from "node:path";
 import { writeFileAtomic, ensureFreeSpace, explainFsError, freeBytes, FREE_SPACE_ADVICE } from "../atomic";
 import { BuildLog, type Progress, seconds } from "../buildlog";
 import { acquireFileLock } from "../fileLock";
-import { run } from "../exec";
 import { hashFile } from "../sha256";
 import { removeTree } from "./chroot";
+import { qemuImgInfo } from "./disk";
 import { checkCommands, requiredCommands } from "./requiredCommands";
 import type { ArtifactFormat } from "../recipe";
-import { buildIso, ISO_STAGES, type IsoSpec } from "./iso";
-import { buildWithPacker, PACKER_STAGES, type PackerQemuSpec } from "./packer";
-import { buildPi, PI_STAGES, type PiSpec } from "./pi";
-import { buildRootfs, ROOTFS_STAGES, type RootfsSpec } from "./rootfs";
+import { isoBuilder, type IsoSpec } from "./iso";
+import { packerBuilder, type PackerQemuSpec } from "./packer";
+import { piBuilder, type PiSpec } from "./pi";
+import { rootfsBuilder, type RootfsSpec } from "./rootfs";
+import { runBuilder, type BuildDirs } from "./steps";
 
 export const RESULT_SCHEMA_VERSION = 1;
 
@@ -38,16 +39,11 @@ export interface BuildResult {
     reused?: boolean;
 }
 
-export interface BuildRequest {
+interface BuildRequestCommon {
     name: string;
     buildKey: string;
     version: string;
-    builder: "rootfs" | "packer" | "pi" | "iso";
     format: ArtifactFormat;
-    rootfs?: Omit<RootfsSpec, "buildInfo" | "buildKey">;
-    packer?: Omit<PackerQemuSpec, "buildInfo" | "buildKey">;
-    pi?: Omit<PiSpec, "buildInfo" | "buildKey">;
-    iso?: Omit<IsoSpec, "buildKey">;
     /** Traceability fields (git commit, recipe hash, tools...) merged into build.json. */
     buildInfo: Record<string, unknown>;
     /** <workDir>/builds and <workDir>/cache. */
@@ -56,6 +52,17 @@ export interface BuildRequest {
     /** Minimum free space in the builds file system before a build starts. */
     minFreeBytes?: number;
 }
+
+/** One build: what every builder needs, and the spec of its builder (named by `builder`). */
+export type BuildRequest = BuildRequestCommon & (
+    | { builder: "rootfs"; rootfs: Omit<RootfsSpec, "buildInfo" | "buildKey"> }
+    | { builder: "packer"; packer: Omit<PackerQemuSpec, "buildInfo" | "buildKey"> }
+    | { builder: "pi"; pi: Omit<PiSpec, "buildInfo" | "buildKey"> }
+    | { builder: "iso"; iso: Omit<IsoSpec, "buildKey"> }
+);
+
+/** A request as planned, before the version is chosen (Omit that keeps the union). */
+export type PlannedRequest = BuildRequest extends infer R ? R extends BuildRequest ? Omit<R, "version"> : never : never;
 
 export function buildDirOf(buildsDir: string, name: string, buildKey: string): string {
     return path.join(buildsDir, name, buildKey);
@@ -106,11 +113,6 @@ function outOfSpaceError(err: Error, req: BuildRequest, dir: string): Error {
         `${minFreeBytes(req)} up front): ${FREE_SPACE_ADVICE}; nothing was published and the build's work files were removed.\n${err.message}`);
 }
 
-export async function qemuImgInfo(file: string): Promise<{ virtualSize: number; format: string }> {
-    const { stdout } = await run("qemu-img", ["info", "--output=json", file]);
-    const info = JSON.parse(stdout) as { "virtual-size": number; format: string };
-    return { virtualSize: info["virtual-size"], format: info.format };
-}
 
 /** Builds (or reuses) one image. Progress lines go to `progress`; everything goes to the build log. */
 export async function buildImage(req: BuildRequest, progress: Progress = () => undefined): Promise<BuildResult> {
@@ -120,8 +122,8 @@ export async function buildImage(req: BuildRequest, progress: Progress = () => u
         return { ...cached, reused: true };
     }
     checkCommands(`${req.name} (${req.builder} builder)`, requiredCommands(req.builder, {
-        playbook: !!(req.rootfs?.playbook ?? req.packer?.playbook ?? req.pi?.playbook),
-        installerIso: req.iso?.flavour === "debian-installer",
+        playbook: !!playbookOf(req),
+        installerIso: req.builder === "iso" && req.iso.flavour === "debian-installer",
     }));
     const dir = buildDirOf(req.buildsDir, req.name, req.buildKey);
     fs.mkdirSync(dir, { recursive: true });
@@ -155,26 +157,24 @@ export async function buildImage(req: BuildRequest, progress: Progress = () => u
         }
         log.line(`build ${req.buildKey} of ${req.name} ${req.version}`);
         const buildInfo = { ...req.buildInfo, version: req.version, buildKey: req.buildKey };
-        const qcow2 = path.join(dir, `${req.name}.${req.format}`);
-        const partial = `${qcow2}.partial`;
+        const artifact = path.join(dir, `${req.name}.${req.format}`);
+        const partial = `${artifact}.partial`;
         fs.mkdirSync(work, { recursive: true });
-        const built = await runBuilder(req, buildInfo, { work, cache: req.cacheDir }, log);
-        const fullInfo = { ...buildInfo, base: built.base };
-        const digest = await log.stage(built.finishStage, built.stages, async () => {
-            fs.rmSync(partial, { force: true });
-            await built.finish(partial);
+        fs.rmSync(partial, { force: true });
+        const { digest, output: built } = await build(req, buildInfo, { work, cache: req.cacheDir }, log, partial, async (out) => {
             // The one read of the finished artifact: streaming, 1 MiB at a time.
-            const d = await hashFile(partial);
-            fs.renameSync(partial, qcow2);
+            const d = await hashFile(out);
+            fs.renameSync(out, artifact);
             return d;
         });
-        const virtualSize = req.format === "qcow2" ? (await qemuImgInfo(qcow2)).virtualSize : built.virtualSize ?? digest.size;
+        const fullInfo = { ...buildInfo, base: built.base };
+        const virtualSize = req.format === "qcow2" ? (await qemuImgInfo(artifact)).virtualSize : built.virtualSize ?? digest.size;
         const pkgManifestPath = path.join(dir, "pkg-manifest.txt");
         fs.renameSync(built.pkgManifest, pkgManifestPath);
         const buildJsonPath = path.join(dir, "build.json");
         await writeFileAtomic(buildJsonPath, `${JSON.stringify(fullInfo, null, 2)}\n`);
         const result: BuildResult = {
-            schemaVersion: RESULT_SCHEMA_VERSION, name: req.name, buildKey: req.buildKey, version: req.version, path: qcow2, format: req.format,
+            schemaVersion: RESULT_SCHEMA_VERSION, name: req.name, buildKey: req.buildKey, version: req.version, path: artifact, format: req.format,
             sha256: digest.sha256, size: digest.size, virtualSize, buildInfo: fullInfo, logPath, pkgManifestPath, buildJsonPath,
             durationSeconds: Math.round((Date.now() - t0) / 1000),
         };
@@ -195,58 +195,24 @@ export async function buildImage(req: BuildRequest, progress: Progress = () => u
     }
 }
 
-interface BuilderOutput {
-    /** Writes the final artifact to `out` (the pipeline hashes and renames it). */
-    finish: (out: string) => Promise<void>;
-    finishStage: string;
-    stages: number;
-    pkgManifest: string;
-    base: unknown;
-    virtualSize?: number;
+/** The recipe's playbook, for the builders that run one. */
+function playbookOf(req: BuildRequest): string | undefined {
+    switch (req.builder) {
+        case "rootfs": return req.rootfs.playbook;
+        case "packer": return req.packer.playbook;
+        case "pi": return req.pi.playbook;
+        case "iso": return undefined;
+    }
 }
 
-// zstd, not zlib: compressing debian-12-minimal's 2 GiB disk took 12.2 s with zlib and 2.1 s with zstd, output 1.6 %
-// smaller, byte-identical run to run. Readers need QEMU >= 5.1 built with zstd (QEMU commit "qcow2: add zstd
-// cluster compression", 5.1; iotest 287): Debian 12's QEMU 7.2 (our validation and boot gate) is, and so is every
-// Proxmox VE since pve-qemu enabled it (proxmox/pve-qemu debian/rules `--enable-zstd`, commit 3aa5b75, 2022-02-24,
-// QEMU 6.2 / PVE 7.2; PVE 8 ships QEMU 8.x). An older host can rewrite it: qemu-img convert -O qcow2 in out.
-export const QCOW2_OPTIONS = "compat=1.1,cluster_size=65536,compression_type=zstd";
-
-async function convertQcow2(src: string, srcFormat: string, out: string, log: BuildLog): Promise<void> {
-    await run("qemu-img", ["convert", "-q", "-c", "-f", srcFormat, "-O", "qcow2", "-o", QCOW2_OPTIONS, src, out], { log });
-    await run("qemu-img", ["check", "-q", out], { log, hint: "qemu-img produced an inconsistent image" });
-}
-
-async function runBuilder(req: BuildRequest, buildInfo: Record<string, unknown>, dirs: { work: string; cache: string }, log: BuildLog): Promise<BuilderOutput> {
+/** Runs the request's builder: its steps, then its finish into `partial`, hashed by `digest`. */
+function build<D>(req: BuildRequest, buildInfo: Record<string, unknown>, dirs: BuildDirs, log: BuildLog, partial: string, digest: (out: string) => Promise<D>) {
     const key = { buildKey: req.buildKey, buildInfo };
     switch (req.builder) {
-        case "rootfs": {
-            const r = await buildRootfs({ ...(req.rootfs as NonNullable<BuildRequest["rootfs"]>), ...key }, dirs, log);
-            return { finish: (out) => convertQcow2(r.rawDisk, "raw", out, log), finishStage: "convert to qcow2 (compressed, sparse), check, sha256",
-                stages: ROOTFS_STAGES, pkgManifest: r.pkgManifest, base: r.base };
-        }
-        case "packer": {
-            const spec = req.packer as NonNullable<BuildRequest["packer"]>;
-            if (!spec.base.path || !spec.base.sha256) throw new Error(`${req.name}: the base image ${spec.base.id} has no file yet`);
-            const r = await buildWithPacker({ ...spec, ...key }, dirs, log);
-            // Recompressed: Packer's qcow2 is uncompressed, and every image ships the same way.
-            return { finish: (out) => convertQcow2(r.qcow2, "qcow2", out, log), finishStage: "recompress the qcow2, check, sha256",
-                stages: PACKER_STAGES, pkgManifest: r.pkgManifest, base: r.base };
-        }
-        case "pi": {
-            const spec = req.pi as NonNullable<BuildRequest["pi"]>;
-            if (!spec.base.path || !spec.base.sha256) throw new Error(`${req.name}: the base image ${spec.base.id} has no file yet`);
-            const r = await buildPi({ ...spec, ...key }, dirs, log);
-            const rawSize = fs.statSync(r.rawImage).size;
-            return {
-                finish: (out) => run("sh", ["-c", `xz -T0 -3 -c "${r.rawImage}" > "${out}"`], { log, hint: "xz failed (Debian package xz-utils; is the disk full?)" }).then(() => undefined),
-                finishStage: "compress the flashable image (xz), sha256", stages: PI_STAGES, pkgManifest: r.pkgManifest, base: r.base, virtualSize: rawSize,
-            };
-        }
-        case "iso": {
-            const r = await buildIso({ ...(req.iso as NonNullable<BuildRequest["iso"]>), buildKey: req.buildKey }, dirs, log);
-            return { finish: async (out) => fs.copyFileSync(r.iso, out), finishStage: "sha256 of the ISO", stages: ISO_STAGES, pkgManifest: r.manifest, base: r.base };
-        }
+        case "rootfs": return runBuilder(rootfsBuilder, { ...req.rootfs, ...key }, dirs, log, partial, digest);
+        case "packer": return runBuilder(packerBuilder, { ...req.packer, ...key }, dirs, log, partial, digest);
+        case "pi": return runBuilder(piBuilder, { ...req.pi, ...key }, dirs, log, partial, digest);
+        case "iso": return runBuilder(isoBuilder, { ...req.iso, buildKey: req.buildKey }, dirs, log, partial, digest);
     }
 }
 

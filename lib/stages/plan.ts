@@ -9,7 +9,7 @@ import { artifactFormat, recipeFiles } from "../recipe";
 import { computeBuildKey, hashFiles } from "./buildKey";
 import { canonicalJson, sha256Hex } from "../sha256";
 import { stagesRevision } from "../stageRevision";
-import type { BuildRequest } from "./pipeline";
+import type { PlannedRequest } from "./pipeline";
 import { BASE_PACKAGES } from "./rootfs";
 import type { DebianSource } from "../aptSources";
 import { toolVersions } from "../toolVersions";
@@ -35,7 +35,7 @@ export interface PlanArgs {
 
 export interface BuildPlan {
     buildKey: string;
-    request: Omit<BuildRequest, "version">;
+    request: PlannedRequest;
 }
 
 const BUILDER_DIR = __dirname;
@@ -108,7 +108,7 @@ export function planBuild(args: PlanArgs): BuildPlan {
         ...(bakedTools ? { bakedTools } : {}),
     };
     const tools = toolVersions([...TOOLS_BY_BUILDER[b.kind], ...(playbook ? ["ansible-core"] : [])]);
-    const builderRevision = stagesRevision(BUILDER_DIR);
+    const builderRevision = stagesRevision(BUILDER_DIR, b.kind);
     const base = args.base ? { id: `${args.base.id}@${args.base.version}`, sha256: args.base.identity } : null;
     const buildKey = computeBuildKey({
         builder: b.kind, builderRevision, recipe: r as unknown as Record<string, unknown>, files, variables, base, tools,
@@ -139,7 +139,8 @@ export function planBuild(args: PlanArgs): BuildPlan {
         buildsDir: path.join(args.workDir, "builds"),
         cacheDir: path.join(args.workDir, "cache"),
     };
-    const pendingBase = args.base ? { id: args.base.id, version: args.base.version, sha256: "", path: "" } : undefined;
+    // Filled in by withBase once the base exists; its identity is in the key already.
+    const pendingBase = { id: args.base?.id ?? "", version: args.base?.version ?? "", sha256: "", path: "" };
     switch (b.kind) {
         case "rootfs":
             return {
@@ -163,7 +164,7 @@ export function planBuild(args: PlanArgs): BuildPlan {
                     builder: "packer",
                     packer: {
                         name: r.name, hostname, domain: args.domain, imageDir, template: path.join(imageDir, b.template), playbook,
-                        user: args.bootstrapUser, base: pendingBase as NonNullable<typeof pendingBase>, diskSize: b.diskSize, memoryMiB: b.memoryMiB,
+                        user: args.bootstrapUser, base: pendingBase, diskSize: b.diskSize, memoryMiB: b.memoryMiB,
                         cpus: b.cpus, vars: b.vars, ansibleRolesPath, ansibleCollectionsPath, projectDir: args.projectDir, sourceDateEpoch,
                     },
                 },
@@ -175,7 +176,7 @@ export function planBuild(args: PlanArgs): BuildPlan {
                     ...common,
                     builder: "pi",
                     pi: {
-                        name: r.name, hostname, domain: args.domain, user: args.bootstrapUser, base: pendingBase as NonNullable<typeof pendingBase>,
+                        name: r.name, hostname, domain: args.domain, user: args.bootstrapUser, base: pendingBase,
                         growMiB: b.growMiB, playbook, ansibleRolesPath, ansibleCollectionsPath, extraVars: b.vars, sourceDateEpoch,
                     },
                 },
@@ -197,8 +198,35 @@ export function planBuild(args: PlanArgs): BuildPlan {
 }
 
 /** The request with the base's real file and digest, once the base exists. */
-export function withBase<R extends BuildPlan["request"]>(request: R, base: { path: string; sha256: string }): R {
-    if (request.packer) return { ...request, packer: { ...request.packer, base: { ...request.packer.base, ...base } } };
-    if (request.pi) return { ...request, pi: { ...request.pi, base: { ...request.pi.base, ...base } } };
-    return request;
+export function withBase(request: PlannedRequest, base: { path: string; sha256: string }): PlannedRequest {
+    switch (request.builder) {
+        case "packer": return { ...request, packer: { ...request.packer, base: { ...request.packer.base, ...base } } };
+        case "pi": return { ...request, pi: { ...request.pi, base: { ...request.pi.base, ...base } } };
+        default: return request;
+    }
+}
+
+export interface PackerProxmoxPlanArgs {
+    recipe: ImageRecipe;
+    projectDir: string;
+    /** The node the template is built on, and the bootstrap user Packer connects as. */
+    node: string;
+    user: string;
+    /** The template cloned (the base image's ProxmoxTemplate), the base image's sha256 and the new template's VM id. */
+    clone: string;
+    baseSha256: string;
+    vmid: number;
+}
+
+/**
+ * The build key of a Packer → Proxmox template, from the same inputs as every other build key: the recipe and its
+ * files, the builders' revision, the template it clones (name and base digest), the node, the VM id and the user.
+ */
+export function planPackerProxmox(args: PackerProxmoxPlanArgs): string {
+    const r = args.recipe;
+    return computeBuildKey({
+        builder: "packer-proxmox", builderRevision: stagesRevision(BUILDER_DIR, "packer-proxmox"), recipe: r as unknown as Record<string, unknown>,
+        files: hashFiles(recipeFiles(r.name, path.join(args.projectDir, "images")), args.projectDir),
+        variables: { node: args.node, clone: args.clone, vmid: args.vmid, user: args.user }, base: { id: args.clone, sha256: args.baseSha256 }, tools: {},
+    });
 }

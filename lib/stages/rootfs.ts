@@ -7,9 +7,10 @@ import type { BuildLog } from "../buildlog";
 import { run } from "../exec";
 import { withFileLock } from "../fileLock";
 import { Chroot, removeTree } from "./chroot";
-import { assembleBiosDisk } from "./disk";
+import { assembleBiosDisk, convertQcow2 } from "./disk";
 import { uuidFromKey } from "./buildKey";
 import { sha256Hex } from "../sha256";
+import { known, type Builder, type BuildDirs } from "./steps";
 
 /** Every rootfs image gets these: kernel, boot loader, init, and what FR-3 calls Ansible-ready. */
 export const BASE_PACKAGES = [
@@ -49,20 +50,22 @@ export interface RootfsSpec {
     buildInfo: Record<string, unknown>;
 }
 
-export interface RootfsDirs {
-    /** Scratch space of this build (the root tree, the raw disk); removed when the build ends. */
+interface RootfsContext {
+    spec: RootfsSpec;
+    log: BuildLog;
     work: string;
-    /** Shared package caches (debootstrap and apt archives), reused by every build. */
-    cache: string;
-}
-
-export interface RootfsResult {
-    rawDisk: string;
+    rootDir: string;
+    chroot: Chroot;
+    /** The archives packages come from (the snapshot's, when pinned). */
+    archives: { main: string; security: string };
+    env: Record<string, string>;
+    debootstrapCache: string;
+    aptCache: string;
     pkgManifest: string;
-    base: { id: string; sha256: string; mirror: string };
+    rawDisk: string;
+    /** The archive's Release file debootstrap saw: known after the first step. */
+    base?: { id: string; sha256: string; mirror: string };
 }
-
-export const ROOTFS_STAGES = 8; // debootstrap, packages, configure, ansible, manifest, cleanup, disk, (qcow2 + sha256 by the pipeline)
 
 function archives(spec: RootfsSpec): { main: string; security: string } {
     if (spec.snapshot) {
@@ -121,80 +124,91 @@ system_info:
 `;
 }
 
-export async function buildRootfs(spec: RootfsSpec, dirs: RootfsDirs, log: BuildLog): Promise<RootfsResult> {
-    const rootDir = path.join(dirs.work, "root");
-    await removeTree(rootDir, log); // leftovers of an interrupted build
-    fs.mkdirSync(rootDir, { recursive: true });
-    const debootstrapCache = path.join(dirs.cache, "debootstrap", spec.suite);
-    const aptCache = path.join(dirs.cache, "apt-archives", spec.suite);
-    fs.mkdirSync(debootstrapCache, { recursive: true });
-    fs.mkdirSync(path.join(aptCache, "partial"), { recursive: true });
-    const chroot = new Chroot(rootDir, log);
-    const a = archives(spec);
-    const env = { SOURCE_DATE_EPOCH: String(spec.sourceDateEpoch) };
-
-    try {
-        await log.stage(`debootstrap ${spec.suite} (minbase) from ${a.main}`, ROOTFS_STAGES, async () => {
-            await run("debootstrap", ["--variant=minbase", "--components=main", `--cache-dir=${debootstrapCache}`,
-                spec.suite, rootDir, a.main], {
-                log, env, hint: `check that ${a.main} is reachable (factory:debian.mirror) and that this runs as root`,
-            });
-        });
-
-        const base = baseOf(rootDir, spec, a.main);
-
-        await log.stage(`install ${BASE_PACKAGES.length + spec.packages.length} packages with apt`, ROOTFS_STAGES, async () => {
-            chroot.write("/etc/dpkg/dpkg.cfg.d/01-image-factory-nodoc", DPKG_EXCLUDES);
-            chroot.write("/etc/apt/sources.list", sourcesList(spec));
-            chroot.write("/etc/apt/apt.conf.d/90-image-factory", 'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\nAcquire::Retries "3";\n');
-            // No service may start inside the build root.
-            chroot.write("/usr/sbin/policy-rc.d", "#!/bin/sh\nexit 101\n", 0o755);
-            for (const d of ["usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale"]) {
-                await pruneDocs(path.join(rootDir, d));
-            }
-            await chroot.mountSystem();
-            await chroot.bind(aptCache, "var/cache/apt/archives");
-            await chroot.exec(["apt-get", "update", "-q"], { env, hint: "the package mirror could not be read" });
-            // The archive cache is shared by every build on the machine: builds take turns on it (apt would refuse a
-            // second one with "Could not get lock /var/cache/apt/archives/lock").
-            await withFileLock(path.join(aptCache, ".image-factory.lock"), async () => {
-                await chroot.exec(["apt-get", "dist-upgrade", "-y", "-q"], { env });
-                await chroot.exec(["apt-get", "install", "-y", "-q", ...BASE_PACKAGES, ...spec.packages], { env });
-            }, 60 * 60_000);
-        });
-
-        await log.stage("configure: user, sudo, sshd, cloud-init, network, boot", ROOTFS_STAGES, async () => {
-            await configure(chroot, spec, env);
-        });
-
-        await log.stage(spec.playbook ? `ansible-playbook ${path.basename(spec.playbook)} (chroot connection)` : "ansible (no playbook in recipe)",
-            ROOTFS_STAGES, async () => {
-                if (spec.playbook) await runPlaybook({ ...spec, playbook: spec.playbook }, rootDir, dirs.work, log, { verifyIdempotent: true });
-            });
-
-        const pkgManifest = path.join(dirs.work, "pkg-manifest.txt");
-        await log.stage("package manifest and build info", ROOTFS_STAGES, () => writeManifestAndBuildInfo(chroot, { ...spec.buildInfo, base }, pkgManifest));
-
-        await log.stage("clean up (caches, logs, machine identity, timestamps)", ROOTFS_STAGES, async () => {
-            // Unbound first: `apt-get clean` on the mounted shared cache emptied it after every build.
-            await chroot.unbind("var/cache/apt/archives");
-            await chroot.exec(["apt-get", "clean"]);
-            await chroot.unmountAll();
-            await cleanup(rootDir, spec.sourceDateEpoch, log);
-        });
-
-        const rawDisk = path.join(dirs.work, "disk.raw");
-        await log.stage(`assemble ${spec.diskSizeMiB} MiB disk (ext4, MBR, GRUB)`, ROOTFS_STAGES, async () => {
-            await assembleBiosDisk({
-                chroot, out: rawDisk, diskSizeMiB: spec.diskSizeMiB, fsUuid: uuidFromKey(spec.buildKey, "rootfs"),
-                fsLabel: "root", sourceDateEpoch: spec.sourceDateEpoch, kernelCmdline: KERNEL_CMDLINE, log,
-            });
-        });
-        return { rawDisk, pkgManifest, base };
-    } finally {
-        await chroot.unmountAll();
-    }
-}
+export const rootfsBuilder: Builder<RootfsSpec, RootfsContext> = {
+    async open(spec: RootfsSpec, dirs: BuildDirs, log: BuildLog) {
+        const rootDir = path.join(dirs.work, "root");
+        await removeTree(rootDir, log); // leftovers of an interrupted build
+        fs.mkdirSync(rootDir, { recursive: true });
+        const debootstrapCache = path.join(dirs.cache, "debootstrap", spec.suite);
+        const aptCache = path.join(dirs.cache, "apt-archives", spec.suite);
+        fs.mkdirSync(debootstrapCache, { recursive: true });
+        fs.mkdirSync(path.join(aptCache, "partial"), { recursive: true });
+        return {
+            spec, log, work: dirs.work, rootDir, chroot: new Chroot(rootDir, log), archives: archives(spec), env: { SOURCE_DATE_EPOCH: String(spec.sourceDateEpoch) },
+            debootstrapCache, aptCache, pkgManifest: path.join(dirs.work, "pkg-manifest.txt"), rawDisk: path.join(dirs.work, "disk.raw"),
+        };
+    },
+    steps: [
+        {
+            name: (c) => `debootstrap ${c.spec.suite} (minbase) from ${c.archives.main}`,
+            async run(c) {
+                await run("debootstrap", ["--variant=minbase", "--components=main", `--cache-dir=${c.debootstrapCache}`,
+                    c.spec.suite, c.rootDir, c.archives.main], {
+                    log: c.log, env: c.env, hint: `check that ${c.archives.main} is reachable (factory:debian.mirror) and that this runs as root`,
+                });
+                c.base = baseOf(c.rootDir, c.spec, c.archives.main);
+            },
+        },
+        {
+            name: (c) => `install ${BASE_PACKAGES.length + c.spec.packages.length} packages with apt`,
+            async run({ chroot, spec, rootDir, aptCache, env }) {
+                chroot.write("/etc/dpkg/dpkg.cfg.d/01-image-factory-nodoc", DPKG_EXCLUDES);
+                chroot.write("/etc/apt/sources.list", sourcesList(spec));
+                chroot.write("/etc/apt/apt.conf.d/90-image-factory", 'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\nAcquire::Retries "3";\n');
+                // No service may start inside the build root.
+                chroot.write("/usr/sbin/policy-rc.d", "#!/bin/sh\nexit 101\n", 0o755);
+                for (const d of ["usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale"]) {
+                    await pruneDocs(path.join(rootDir, d));
+                }
+                await chroot.mountSystem();
+                await chroot.bind(aptCache, "var/cache/apt/archives");
+                await chroot.exec(["apt-get", "update", "-q"], { env, hint: "the package mirror could not be read" });
+                // The archive cache is shared by every build on the machine: builds take turns on it (apt would refuse a
+                // second one with "Could not get lock /var/cache/apt/archives/lock").
+                await withFileLock(path.join(aptCache, ".image-factory.lock"), async () => {
+                    await chroot.exec(["apt-get", "dist-upgrade", "-y", "-q"], { env });
+                    await chroot.exec(["apt-get", "install", "-y", "-q", ...BASE_PACKAGES, ...spec.packages], { env });
+                }, 60 * 60_000);
+            },
+        },
+        {
+            name: "configure: user, sudo, sshd, cloud-init, network, boot",
+            run: (c) => configure(c.chroot, c.spec, c.env),
+        },
+        {
+            name: (c) => c.spec.playbook ? `ansible-playbook ${path.basename(c.spec.playbook)} (chroot connection)` : "ansible (no playbook in recipe)",
+            async run(c) {
+                if (c.spec.playbook) await runPlaybook({ ...c.spec, playbook: c.spec.playbook }, c.rootDir, c.work, c.log, { verifyIdempotent: true });
+            },
+        },
+        {
+            name: "package manifest and build info",
+            run: (c) => writeManifestAndBuildInfo(c.chroot, { ...c.spec.buildInfo, base: known(c.base, "the Debian archive's Release file") }, c.pkgManifest),
+        },
+        {
+            name: "clean up (caches, logs, machine identity, timestamps)",
+            async run(c) {
+                // Unbound first: `apt-get clean` on the mounted shared cache emptied it after every build.
+                await c.chroot.unbind("var/cache/apt/archives");
+                await c.chroot.exec(["apt-get", "clean"]);
+                await c.chroot.unmountAll();
+                await cleanup(c.rootDir, c.spec.sourceDateEpoch, c.log);
+            },
+        },
+        {
+            name: (c) => `assemble ${c.spec.diskSizeMiB} MiB disk (ext4, MBR, GRUB)`,
+            async run(c) {
+                await assembleBiosDisk({
+                    chroot: c.chroot, out: c.rawDisk, diskSizeMiB: c.spec.diskSizeMiB, fsUuid: uuidFromKey(c.spec.buildKey, "rootfs"),
+                    fsLabel: "root", sourceDateEpoch: c.spec.sourceDateEpoch, kernelCmdline: KERNEL_CMDLINE, log: c.log,
+                });
+            },
+        },
+    ],
+    release: (c) => c.chroot.unmountAll(),
+    finish: { name: "convert to qcow2 (compressed, sparse), check, sha256", run: (c, out) => convertQcow2(c.rawDisk, "raw", out, c.log) },
+    output: (c) => ({ pkgManifest: c.pkgManifest, base: known(c.base, "the Debian archive's Release file") }),
+};
 
 function baseOf(rootDir: string, spec: RootfsSpec, mirror: string): { id: string; sha256: string; mirror: string } {
     // The archive's signed Release file identifies exactly which package set debootstrap saw.

@@ -15,6 +15,7 @@ import { loadRecipe } from "../../lib/recipe";
 import { piBaseImage } from "../helpers/piBase";
 import { CACHE_ROOT, REPO_ROOT } from "../helpers/setup";
 import { machineDebian } from "../helpers/debian";
+import { requestFor } from "../helpers/requests";
 
 const wanted = (process.env.IMAGE_FACTORY_BOOT_PROOFS ?? "").split(",");
 const on = (name: string) => wanted.includes("1") || wanted.includes(name);
@@ -146,7 +147,7 @@ describe("boot proofs (opt-in: IMAGE_FACTORY_BOOT_PROOFS=1)", function () {
             const refused = await passwordRefused(port);
             console.log(`      installer proof (${accel.toUpperCase()}): ISO built + unattended install ${installS.toFixed(0)} s; reboot to SSH ${sshS.toFixed(0)} s; total ${((Date.now() - t0) / 1000).toFixed(0)} s`);
             console.log(`      guest: ${JSON.stringify(facts)}; password login: ${refused.trim()}`);
-            assert.equal(facts.hostname, plan.request.iso?.hostname);
+            assert.equal(facts.hostname, requestFor(plan.request, "iso").iso.hostname);
             assert.equal(facts.sudo, "ok");
             assert.equal(facts.python3, "2");
             assert.equal(facts.passwd, "L", "the preseed's crypted password '!' leaves the account locked");

@@ -82,7 +82,7 @@ describe("Qcow2Image: a real image through pulumi up --stack local @slow", funct
         const info = JSON.parse((await execa("qemu-img", ["info", "--output=json", image.storePath])).stdout) as { format: string; "virtual-size": number; "format-specific": { data: { "compression-type": string } } };
         assert.equal(info.format, "qcow2");
         assert.equal(info["virtual-size"], 2048 * 1024 * 1024);
-        assert.equal(info["format-specific"].data["compression-type"], "zstd", "compressed with zstd (lib/stages/pipeline.ts QCOW2_OPTIONS)");
+        assert.equal(info["format-specific"].data["compression-type"], "zstd", "compressed with zstd (lib/stages/disk.ts QCOW2_OPTIONS)");
         const check = await execa("sha256sum", ["-c", `debian-12-minimal-${image.version}.qcow2.sha256`], { cwd: path.dirname(image.storePath) });
         assert.match(check.stdout, /: OK$/);
         const { stdout } = await execa("sha256sum", [image.storePath]);

@@ -15,6 +15,7 @@ import { playRecap } from "../../lib/stages/rootfs";
 import { listImageNames, loadRecipe, recipeSchema } from "../../lib/recipe";
 import { formatOf } from "../../lib/validation/validateArtifact";
 import { REPO_ROOT } from "../helpers/setup";
+import { requestFor } from "../helpers/requests";
 
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl test";
 const DEBIAN = { suite: "bookworm", mirror: "http://mirror.example/debian", securityMirror: "http://mirror.example/debian-security" };
@@ -52,7 +53,7 @@ describe("artifact types (FR-1, FR-2, FR-4, FR-5, FR-8)", () => {
         assert.notEqual(a.buildKey, b.buildKey);
         const one = withBase(a.request, { path: "/one/base.qcow2", sha256: "1".repeat(64) });
         const two = withBase(a.request, { path: "/two/base.qcow2", sha256: "1".repeat(64) });
-        assert.equal(one.packer?.base.path, "/one/base.qcow2");
+        assert.equal(requestFor(one, "packer").packer.base.path, "/one/base.qcow2");
         assert.equal(two.buildKey, one.buildKey);
         assert.equal(a.request.format, "qcow2");
         assert.throws(() => planBuild(args("sdr-pi")), /a pi build needs its base/);
@@ -64,8 +65,8 @@ describe("artifact types (FR-1, FR-2, FR-4, FR-5, FR-8)", () => {
         const a = planBuild(args("nocloud-seed-iso"));
         const b = planBuild(args("nocloud-seed-iso", { workDir: "/elsewhere" }));
         assert.equal(a.buildKey, b.buildKey);
-        assert.equal(a.request.iso?.volumeId, "cidata");
-        assert.equal(planBuild(args("debian-12-installer-iso")).request.iso?.volumeId, "IF_DEBIAN12_INSTALL");
+        assert.equal(requestFor(a.request, "iso").iso.volumeId, "cidata");
+        assert.equal(requestFor(planBuild(args("debian-12-installer-iso")).request, "iso").iso.volumeId, "IF_DEBIAN12_INSTALL");
     });
 
     it("the preseed installs unattended from the lab mirror with a locked, key-only bootstrap user", () => {

@@ -5,9 +5,10 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { uuidFromKey } from "../../lib/stages/buildKey";
 import { canonicalJson } from "../../lib/sha256";
-import { planBuild, snapshotEpoch, type PlanArgs } from "../../lib/stages/plan";
+import { planBuild, planPackerProxmox, snapshotEpoch, type PlanArgs } from "../../lib/stages/plan";
 import { loadRecipe } from "../../lib/recipe";
 import { REPO_ROOT } from "../helpers/setup";
+import { requestFor } from "../helpers/requests";
 
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl test";
 
@@ -75,7 +76,7 @@ describe("build plans and keys", () => {
         const b = planBuild(args("debian-12-minimal"));
         assert.match(a.buildKey, /^[0-9a-f]{64}$/);
         assert.equal(a.buildKey, b.buildKey);
-        assert.equal(a.request.rootfs!.user.authorizedKeys[0], KEY);
+        assert.equal(requestFor(a.request, "rootfs").rootfs.user.authorizedKeys[0], KEY);
         assert.equal(a.request.buildsDir, "/nonexistent/work/builds");
     });
 
@@ -96,11 +97,21 @@ describe("build plans and keys", () => {
         assert.notEqual(planBuild(args("debian-12-minimal")).buildKey, base);
     });
 
+    it("plans a Packer → Proxmox template's key like the others: from the clone, its base's digest, the VM id and the node", () => {
+        const args = { recipe: loadRecipe("debian-12-minimal-pve"), projectDir: REPO_ROOT, node: "pve1", user: "ansible", clone: "debian-12-minimal-v2026.01.01", baseSha256: "a".repeat(64), vmid: 9001 };
+        const key = planPackerProxmox(args);
+        assert.match(key, /^[0-9a-f]{64}$/);
+        assert.equal(planPackerProxmox({ ...args }), key);
+        for (const change of [{ clone: "debian-12-minimal-v2026.02.01" }, { baseSha256: "b".repeat(64) }, { vmid: 9002 }, { node: "pve2" }, { user: "ops" }]) {
+            assert.notEqual(planPackerProxmox({ ...args, ...change }), key, JSON.stringify(change));
+        }
+    });
+
     it("derives SOURCE_DATE_EPOCH from a pinned snapshot, else from the recipe", () => {
         assert.equal(snapshotEpoch("20250520T000000Z"), 1747699200);
         const pinned = planBuild(args("debian-12-minimal", { debian: { suite: "bookworm", mirror: "http://mirror.example/debian", securityMirror: "http://mirror.example/debian-security", snapshot: "20250520T000000Z", snapshotBase: "http://snapshots.example" } }));
-        assert.equal(pinned.request.rootfs!.sourceDateEpoch, 1747699200);
-        assert.equal(planBuild(args("debian-12-minimal")).request.rootfs!.sourceDateEpoch, 1735689600);
+        assert.equal(requestFor(pinned.request, "rootfs").rootfs.sourceDateEpoch, 1747699200);
+        assert.equal(requestFor(planBuild(args("debian-12-minimal")).request, "rootfs").rootfs.sourceDateEpoch, 1735689600);
     });
 
     it("canonical JSON ignores key order; derived UUIDs are stable and well-formed", () => {
