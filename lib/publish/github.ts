@@ -5,6 +5,7 @@ import type { Octokit } from "@octokit/rest";
 import * as fs from "node:fs";
 import { HttpStatusError, statusOf } from "../errors";
 import { backoffMs, sleep } from "../backoff";
+import { streamingFetch } from "./streamingFetch";
 
 export const MAX_ASSET_BYTES = 2 * 1024 ** 3 - 1; // GitHub refuses release assets of 2 GiB and more
 
@@ -111,6 +112,8 @@ export function githubClient(o: GithubClientOptions): GithubClient {
         ...(o.token ? { auth: o.token } : {}),
         baseUrl: (o.baseUrl ?? "https://api.github.com").replace(/\/+$/, ""),
         userAgent: "image-factory",
+        // Asset uploads stream from the file (Node's fetch would read it all into memory first).
+        request: { fetch: streamingFetch },
         log: { debug: () => undefined, info: () => undefined, warn: (m: string) => log(m), error: (m: string) => log(m) },
         // 429 is the throttling plugin's (it honours Retry-After and asks rateLimitDecision); the retry plugin
         // sits inside it and would otherwise retry a 429 at once on its own backoff.

@@ -8,6 +8,8 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { ensureRelease, githubClient, listAssets, publishRelease, uploadAsset, findRelease, MAX_ASSET_BYTES } from "../../lib/publish/github";
 import { startFakeGithub, type FakeGithub } from "../helpers/fakeGithub";
+import { REPO_ROOT } from "../helpers/setup";
+import execa from "execa";
 
 describe("lib/github against a loopback GitHub", function () {
     this.timeout(60_000);
@@ -191,5 +193,39 @@ describe("lib/github against a loopback GitHub", function () {
         fs.closeSync(fs.openSync(big, "w"));
         fs.truncateSync(big, 2 ** 31); // sparse: no disk used
         await assert.rejects(uploadAsset(c, repo, release, big, "big.qcow2", sha, "application/octet-stream"), /smaller than 2 GiB: publish it through OCI/);
+    });
+
+    it("streams an asset from its file: the uploading process does not hold the file in memory", async () => {
+        // Node's fetch read a streamed body ahead of the socket: +277 MiB of RSS for a 256 MiB asset (bench:upload).
+        const big = path.join(dir, "big-v2026.01.01.qcow2");
+        const block = crypto.randomBytes(1 << 20);
+        const hash = crypto.createHash("sha256");
+        const fd = fs.openSync(big, "w");
+        for (let i = 0; i < 160; i++) {
+            block.writeUInt32LE(i, 0);
+            fs.writeSync(fd, block);
+            hash.update(block);
+        }
+        fs.closeSync(fd);
+        const script = `
+            require("ts-node/register/transpile-only");
+            const { githubClient, ensureRelease, uploadAsset } = require(${JSON.stringify(path.join(REPO_ROOT, "lib", "publish", "github.ts"))});
+            const [file, sha, url] = process.argv.slice(1);
+            const gh = githubClient({ token: process.env.UPLOAD_TOKEN, baseUrl: url });
+            const repo = { owner: "deevnet", repo: "images" };
+            ensureRelease(gh, repo, "v2026.01.09", { name: "v2026.01.09", body: "" }).then(async ({ release }) => {
+                global.gc?.();
+                const before = process.memoryUsage().rss;
+                let peak = before;
+                const t = setInterval(() => { peak = Math.max(peak, process.memoryUsage().rss); }, 5);
+                const a = await uploadAsset(gh, repo, release, file, "big.qcow2", sha, "application/octet-stream");
+                clearInterval(t);
+                process.stdout.write(JSON.stringify({ grewMiB: (peak - before) / 2 ** 20, digest: a.digest }));
+            });`;
+        const r = await execa(process.execPath, ["-e", script, big, hash.digest("hex"), gh.url], { cwd: REPO_ROOT, env: { UPLOAD_TOKEN: "ghp_test" } });
+        const out = JSON.parse(r.stdout) as { grewMiB: number; digest: string };
+        assert.match(out.digest, /^sha256:[0-9a-f]{64}$/);
+        assert.equal(gh.assetBytes("deevnet", "images", "v2026.01.09", "big.qcow2")?.length, 160 << 20);
+        assert.ok(out.grewMiB < 64, `the upload of a 160 MiB file grew the process by ${out.grewMiB.toFixed(0)} MiB`);
     });
 });
