@@ -52,7 +52,7 @@ describe(`builder-node by Packer (FR-1, FR-5)${FULL ? " — full" : ""} @slow`, 
         assert.match(log, /packer: Connected to SSH!/);
         assert.match(log, /packer: TASK \[builder_node : Lay out the store/);
         assert.match(log, /builder-node: playbook converged: first run changed [1-9]\d*, second run changed 0/);
-        assert.match(log, /\[4\/5\] recompress the qcow2, check, sha256 done in/);
+        assert.match(log, /\[4\/4\] recompress the qcow2, check, sha256 done in/);
         if (!node.reused) assert.ok(lines.some((l) => /packer: Connected to SSH!/.test(l)), "progress reaches the caller");
     });
 
