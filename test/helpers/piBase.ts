@@ -5,6 +5,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { sha256Hex } from "../../lib/sha256";
 import { hashFile } from "../../lib/sha256";
+import { withFileLock } from "../../lib/fileLock";
 import { CACHE_ROOT, REPO_ROOT } from "./setup";
 import { machineDebian } from "./debian";
 
@@ -14,9 +15,13 @@ export async function piBaseImage(): Promise<{ path: string; sha256: string }> {
     const dir = path.join(CACHE_ROOT, "fixtures");
     const img = path.join(dir, `pi-base-${key}.img`);
     fs.mkdirSync(dir, { recursive: true });
-    if (!fs.existsSync(img)) {
+    // One builder at a time across processes: two test runs sharing the per-user cache (a CI run beside a developer's)
+    // both built it, and the second's rename replaced the file the first had already hashed (its bytes differ per
+    // build), so the first run's build key changed under it.
+    await withFileLock(`${img}.lock`, async () => {
+        if (fs.existsSync(img)) return;
         const { mirror } = machineDebian();
         await execa("bash", [script, img, mirror, path.join(CACHE_ROOT, "pi-debootstrap")], { stdio: "inherit" });
-    }
+    }, 30 * 60_000);
     return { path: img, sha256: (await hashFile(img)).sha256 };
 }
