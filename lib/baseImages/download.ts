@@ -51,11 +51,11 @@ interface Meta {
 }
 
 /** A response whose connection the idle timeout ended carries that error (the body then reports only "aborted"). */
-type Response = http.IncomingMessage & { idleTimeout?: Error };
+type DownloadResponse = http.IncomingMessage & { idleTimeout?: Error };
 
-function request(url: string, headers: Record<string, string>, timeoutMs: number, redirects = 5): Promise<Response> {
+function request(url: string, headers: Record<string, string>, timeoutMs: number, redirects = 5): Promise<DownloadResponse> {
     return new Promise((resolve, reject) => {
-        let response: Response | undefined;
+        let response: DownloadResponse | undefined;
         const mod = url.startsWith("https:") ? https : http;
         // identity: Range offsets and Content-Length must count the file's own bytes, never a compressed form.
         const req = mod.get(url, { headers: { "User-Agent": "image-factory", "Accept-Encoding": "identity", ...headers } }, (res) => {
@@ -135,7 +135,7 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
             const validator = meta?.etag ?? meta?.lastModified;
             if (validator) headers["If-Range"] = validator;
         }
-        let res: Response;
+        let res: DownloadResponse;
         try {
             res = await request(opts.url, headers, timeoutMs);
         } catch (err) {

@@ -113,7 +113,6 @@ function outOfSpaceError(err: Error, req: BuildRequest, dir: string): Error {
         `${minFreeBytes(req)} up front): ${FREE_SPACE_ADVICE}; nothing was published and the build's work files were removed.\n${err.message}`);
 }
 
-
 /** Builds (or reuses) one image. Progress lines go to `progress`; everything goes to the build log. */
 export async function buildImage(req: BuildRequest, progress: Progress = () => undefined): Promise<BuildResult> {
     const cached = await verifiedCachedResult(req.buildsDir, req.name, req.buildKey, progress);
