@@ -1,6 +1,8 @@
 // How close do two builds of the same inputs come? Builds the local stack's first image twice into separate
 // build directories (sharing only the package cache), then compares the qcow2 digests, the package manifests
-// and every file of the two root file systems, and lists what still differs.
+// and every file of the two root file systems, and lists what still differs. The first build starts without kept
+// image roots and makes them (lib/stages/treeCache.ts), the second unpacks them: so the comparison is also that of
+// a cache miss with a hit, and the two times are a build from debootstrap on and one from the kept trees.
 //   npm run bench:repro            (about 3 minutes; needs root, like every rootfs build)
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -28,6 +30,8 @@ async function main(): Promise<void> {
     const config = localConfig();
     const recipe = loadRecipe(config.images[0]);
     const tmp = fs.mkdtempSync(path.join(path.join(projectDir, ".cache"), "repro-"));
+    // Kept trees of this run only (not the per-user ones): the first build makes them, the second unpacks them.
+    process.env.IMAGE_FACTORY_TREES = path.join(tmp, "trees");
     const results: BuildResult[] = [];
     const seconds: number[] = [];
     for (const run of ["a", "b"]) {
@@ -61,7 +65,8 @@ async function main(): Promise<void> {
     console.log(`  paths only in a / only b:  ${d.onlyA.length} / ${d.onlyB.length}`);
     console.log(`  paths that differ:         ${d.differing.length}`);
     for (const p of [...d.onlyA.map((x) => `only a: ${x}`), ...d.onlyB.map((x) => `only b: ${x}`), ...d.differing].slice(0, 60)) console.log(`    ${p}`);
-    benchRow(`build ${recipe.name} (packages cached)`, `${seconds[1].toFixed(0)} s (first ${seconds[0].toFixed(0)} s)`, "—", "—", "≤ 50 s");
+    benchRow(`build ${recipe.name}: debootstrap and apt (package files cached)`, `${seconds[0].toFixed(0)} s`, "—", "—", "≤ 50 s");
+    benchRow(`build ${recipe.name}: image roots kept from an earlier build`, `${seconds[1].toFixed(0)} s`, "—", "—", "≤ 50 s");
     benchRow("two builds bit-for-bit equal", String(a.sha256 === b.sha256), "—", "—", "true");
     if (process.env.REPRO_KEEP) console.log(`kept ${a.path} and ${b.path}`);
     else fs.rmSync(tmp, { recursive: true, force: true });

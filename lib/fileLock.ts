@@ -27,7 +27,9 @@ function heldTokens(): Set<string> {
     return (g.__imageFactoryFileLocks ??= new Set<string>());
 }
 
-function processAlive(pid: number): boolean {
+/** Whether a process with this id runs (a lock or a .partial whose writer died is taken over or removed). */
+export function processAlive(pid: number): boolean {
+    if (!Number.isInteger(pid) || pid <= 0) return false;
     try {
         process.kill(pid, 0);
         return true;

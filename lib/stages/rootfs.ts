@@ -7,10 +7,11 @@ import type { BuildLog } from "../buildlog";
 import { run } from "../exec";
 import { withFileLock } from "../fileLock";
 import { Chroot, removeTree } from "./chroot";
-import { assembleBiosDisk, convertQcow2 } from "./disk";
+import { assembleBiosDisk, convertQcow2, kernelVersions } from "./disk";
 import { uuidFromKey } from "./buildKey";
 import { sha256Hex } from "../sha256";
 import { known, type Builder, type BuildDirs } from "./steps";
+import { keepTree, releaseDigest, restoreTree, treeKey, treesDir } from "./treeCache";
 
 /** Every rootfs image gets these: kernel, boot loader, init, and what FR-3 calls Ansible-ready. */
 export const BASE_PACKAGES = [
@@ -61,10 +62,16 @@ interface RootfsContext {
     env: Record<string, string>;
     debootstrapCache: string;
     aptCache: string;
+    /** Where finished trees are kept (treeCache.ts); undefined: nowhere (IMAGE_FACTORY_TREES=off). */
+    treeCache?: string;
     pkgManifest: string;
     rawDisk: string;
     /** The archive's Release file debootstrap saw: known after the first step. */
     base?: { id: string; sha256: string; mirror: string };
+    /** Cache keys of the tree after debootstrap and after the packages (undefined: an archive's Release was unreadable). */
+    trees: { debootstrap?: string; packages?: string };
+    /** Which tree the first step unpacked from the cache, if any. */
+    restored?: "debootstrap" | "packages";
 }
 
 function archives(spec: RootfsSpec): { main: string; security: string } {
@@ -96,6 +103,33 @@ path-exclude=/usr/share/locale/*
 path-include=/usr/share/locale/locale.alias
 path-exclude=/usr/share/lintian/*
 `;
+
+const APT_CONF = 'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\nAcquire::Retries "3";\n';
+
+// dpkg without an fsync per file, as mmdebstrap builds: a build that dies is thrown away, never resumed. On the
+// command line for apt (nothing of it stays in the image), as a file for debootstrap's dpkg (removed after it).
+const UNSAFE_IO = ["-o", "Dpkg::Options::=--force-unsafe-io"];
+const UNSAFE_IO_CONF = "/etc/dpkg/dpkg.cfg.d/00-image-factory-unsafe-io";
+
+/** The cache keys of the tree after debootstrap and after the packages: everything that shapes each (treeCache.ts). */
+async function treeKeys(spec: RootfsSpec, a: { main: string; security: string }): Promise<RootfsContext["trees"]> {
+    const [main, updates, security] = await Promise.all([
+        releaseDigest(a.main, spec.suite), releaseDigest(a.main, `${spec.suite}-updates`), releaseDigest(a.security, `${spec.suite}-security`),
+    ]);
+    if (!main) return {};
+    const debootstrap = treeKey({
+        tree: "debootstrap", suite: spec.suite, archive: a.main, release: main, sourceDateEpoch: spec.sourceDateEpoch,
+        revision: spec.buildInfo.builderRevision, tools: spec.buildInfo.tools, arch: process.arch,
+    });
+    if (!updates || !security) return { debootstrap };
+    return {
+        debootstrap,
+        packages: treeKey({
+            tree: "packages", debootstrap, releases: [updates, security], sources: sourcesList(spec),
+            packages: [...BASE_PACKAGES, ...spec.packages], excludes: DPKG_EXCLUDES, aptConf: APT_CONF,
+        }),
+    };
+}
 
 export function sshdDropIn(): string {
     // sshd keeps the first value it reads; this file sorts before cloud-init's 50-cloud-init.conf, so a
@@ -133,28 +167,38 @@ export const rootfsBuilder: Builder<RootfsSpec, RootfsContext> = {
         const aptCache = path.join(dirs.cache, "apt-archives", spec.suite);
         fs.mkdirSync(debootstrapCache, { recursive: true });
         fs.mkdirSync(path.join(aptCache, "partial"), { recursive: true });
+        const a = archives(spec);
         return {
-            spec, log, work: dirs.work, rootDir, chroot: new Chroot(rootDir, log), archives: archives(spec), env: { SOURCE_DATE_EPOCH: String(spec.sourceDateEpoch) },
+            spec, log, work: dirs.work, rootDir, chroot: new Chroot(rootDir, log), archives: a, env: { SOURCE_DATE_EPOCH: String(spec.sourceDateEpoch) },
             debootstrapCache, aptCache, pkgManifest: path.join(dirs.work, "pkg-manifest.txt"), rawDisk: path.join(dirs.work, "disk.raw"),
+            treeCache: treesDir(), trees: await treeKeys(spec, a),
         };
     },
     steps: [
         {
-            name: (c) => `debootstrap ${c.spec.suite} (minbase) from ${c.archives.main}`,
+            name: (c) => `debootstrap ${c.spec.suite} (minbase) from ${c.archives.main}, or its tree from the cache`,
             async run(c) {
-                await run("debootstrap", ["--variant=minbase", "--components=main", `--cache-dir=${c.debootstrapCache}`,
-                    c.spec.suite, c.rootDir, c.archives.main], {
-                    log: c.log, env: c.env, hint: `check that ${c.archives.main} is reachable (factory:debian.mirror) and that this runs as root`,
-                });
+                if (await restoreTree(c.treeCache, c.trees.packages, c.rootDir, c.log)) c.restored = "packages";
+                else if (await restoreTree(c.treeCache, c.trees.debootstrap, c.rootDir, c.log)) c.restored = "debootstrap";
+                else {
+                    c.chroot.write(UNSAFE_IO_CONF, "force-unsafe-io\n");
+                    await run("debootstrap", ["--variant=minbase", "--components=main", `--cache-dir=${c.debootstrapCache}`,
+                        c.spec.suite, c.rootDir, c.archives.main], {
+                        log: c.log, env: c.env, hint: `check that ${c.archives.main} is reachable (factory:debian.mirror) and that this runs as root`,
+                    });
+                    fs.rmSync(c.chroot.path(UNSAFE_IO_CONF));
+                    await keepTree(c.treeCache, c.trees.debootstrap, c.rootDir, c.log);
+                }
                 c.base = baseOf(c.rootDir, c.spec, c.archives.main);
             },
         },
         {
-            name: (c) => `install ${BASE_PACKAGES.length + c.spec.packages.length} packages with apt`,
-            async run({ chroot, spec, rootDir, aptCache, env }) {
+            name: (c) => `install ${BASE_PACKAGES.length + c.spec.packages.length} packages with apt${c.restored === "packages" ? " (tree from the cache)" : ""}`,
+            async run({ chroot, spec, rootDir, aptCache, env, restored, trees, treeCache, log }) {
+                if (restored === "packages") return chroot.mountSystem();
                 chroot.write("/etc/dpkg/dpkg.cfg.d/01-image-factory-nodoc", DPKG_EXCLUDES);
                 chroot.write("/etc/apt/sources.list", sourcesList(spec));
-                chroot.write("/etc/apt/apt.conf.d/90-image-factory", 'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\nAcquire::Retries "3";\n');
+                chroot.write("/etc/apt/apt.conf.d/90-image-factory", APT_CONF);
                 // No service may start inside the build root.
                 chroot.write("/usr/sbin/policy-rc.d", "#!/bin/sh\nexit 101\n", 0o755);
                 for (const d of ["usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale"]) {
@@ -166,9 +210,17 @@ export const rootfsBuilder: Builder<RootfsSpec, RootfsContext> = {
                 // The archive cache is shared by every build on the machine: builds take turns on it (apt would refuse a
                 // second one with "Could not get lock /var/cache/apt/archives/lock").
                 await withFileLock(path.join(aptCache, ".image-factory.lock"), async () => {
-                    await chroot.exec(["apt-get", "dist-upgrade", "-y", "-q"], { env });
-                    await chroot.exec(["apt-get", "install", "-y", "-q", ...BASE_PACKAGES, ...spec.packages], { env });
+                    await chroot.exec(["apt-get", ...UNSAFE_IO, "dist-upgrade", "-y", "-q"], { env });
+                    // The kernel's postinst would make an initramfs that the initramfs-tools trigger at the end of the same run
+                    // makes again (9 s each): INITRD=No skips the first, and the one made afterwards is the same file.
+                    await chroot.exec(["apt-get", ...UNSAFE_IO, "install", "-y", "-q", ...BASE_PACKAGES, ...spec.packages], { env: { ...env, INITRD: "No" } });
                 }, 60 * 60_000);
+                await makeInitramfs(chroot, rootDir, env);
+                // Unbound first: `apt-get clean` on the mounted shared cache emptied it after every build.
+                await chroot.unbind("var/cache/apt/archives");
+                await chroot.unmountAll();
+                await keepTree(treeCache, trees.packages, rootDir, log);
+                await chroot.mountSystem();
             },
         },
         {
@@ -188,8 +240,6 @@ export const rootfsBuilder: Builder<RootfsSpec, RootfsContext> = {
         {
             name: "clean up (caches, logs, machine identity, timestamps)",
             async run(c) {
-                // Unbound first: `apt-get clean` on the mounted shared cache emptied it after every build.
-                await c.chroot.unbind("var/cache/apt/archives");
                 await c.chroot.exec(["apt-get", "clean"]);
                 await c.chroot.unmountAll();
                 await cleanup(c.rootDir, c.spec.sourceDateEpoch, c.log);
@@ -209,6 +259,19 @@ export const rootfsBuilder: Builder<RootfsSpec, RootfsContext> = {
     finish: { name: "convert to qcow2 (compressed, sparse), check, sha256", run: (c, out) => convertQcow2(c.rawDisk, "raw", out, c.log) },
     output: (c) => ({ pkgManifest: c.pkgManifest, base: known(c.base, "the Debian archive's Release file") }),
 };
+
+/**
+ * The initramfs of the newest kernel, made once after the package install (which ran with INITRD=No), and the
+ * /initrd.img links the kernel's postinst makes only when that file exists. Shown to give the same files as the
+ * install without INITRD=No (the initramfs byte for byte, every path, link and mode) on debian-12-minimal.
+ */
+async function makeInitramfs(chroot: Chroot, rootDir: string, env: Record<string, string>): Promise<void> {
+    const kernels = kernelVersions(rootDir);
+    const newest = kernels[kernels.length - 1];
+    if (!newest) return; // assembleBiosDisk says that a kernel is missing
+    await chroot.exec(["update-initramfs", "-c", "-k", newest], { env });
+    await chroot.exec(["linux-update-symlinks", "install", newest, `/boot/vmlinuz-${newest}`], { env });
+}
 
 function baseOf(rootDir: string, spec: RootfsSpec, mirror: string): { id: string; sha256: string; mirror: string } {
     // The archive's signed Release file identifies exactly which package set debootstrap saw.
