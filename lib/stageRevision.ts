@@ -19,11 +19,12 @@ export interface Equivalence {
 }
 
 export const EQUIVALENT_REVISIONS: Readonly<Record<string, readonly Equivalence[]>> = {
-    // Issue 20: debootstrap's and apt's trees kept (treeCache.ts), dpkg without fsync, one initramfs instead of two.
+    // Issue 20: debootstrap's and apt's trees kept (treeCache.ts), dpkg without fsync, one initramfs instead of two,
+    // and a build admitted by the build budget before it starts (lib/buildBudget.ts: waits, runs no command).
     // Proof (bench/equivalence.ts 4ae5082 debian-12-minimal): the same sha256 (aeca215c…, key de54161b…) from a build
     // that made its trees and from one that unpacked them; bench/reproducibility.ts: made and unpacked, the same bytes.
     // Nothing the ISO, Packer and Pi builders run changed: each keeps the revision it had.
-    "ece40adcc0aefe8fd4493afef073898a5341326d12f679b3648ce41094ab6493": [
+    "8664d7af7cfa29a0d835952d1b47eac2540db4cd63b0bfc9292d72195d30da28": [
         { revision: "901cd4670b8f2935", builders: ["rootfs", "packer", "pi", "packer-proxmox"] },
         { revision: "285ef1cd19ea35d4", builders: ["iso"] },
     ],

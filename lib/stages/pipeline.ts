@@ -6,6 +6,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { writeFileAtomic, ensureFreeSpace, explainFsError, freeBytes, FREE_SPACE_ADVICE } from "../atomic";
 import { BuildLog, type Progress, seconds } from "../buildlog";
+import { admitBuild, type Resources } from "../buildBudget";
 import { acquireFileLock } from "../fileLock";
 import { hashFile } from "../sha256";
 import { removeTree } from "./chroot";
@@ -144,6 +145,14 @@ export async function buildImage(req: BuildRequest, progress: Progress = () => u
         progress(`→ ${req.name}: build ${req.buildKey.slice(0, 12)} was made by the build we waited for (${builtMeanwhile.version}), reusing it`);
         return { ...builtMeanwhile, reused: true };
     }
+    // Room on the machine: the cores and memory this build uses, beside the builds already running.
+    let leave: () => Promise<void>;
+    try {
+        leave = await admitBuild(`${req.name} (${req.builder})`, resourcesOf(req), progress);
+    } catch (e) {
+        release();
+        throw e;
+    }
     const logPath = path.join(dir, "build.log");
     fs.rmSync(logPath, { force: true });
     const log = new BuildLog(logPath, `${req.name} ${req.version}`, progress);
@@ -190,7 +199,19 @@ export async function buildImage(req: BuildRequest, progress: Progress = () => u
     } finally {
         await removeTree(work, log).catch((e: Error) => log.line(`could not remove ${work}: ${e.message}`));
         log.close();
+        await leave().catch(() => undefined); // a holder whose process ends is dropped anyway
         release();
+    }
+}
+
+/** The cores and memory a build uses while it runs. */
+function resourcesOf(req: BuildRequest): Resources {
+    switch (req.builder) {
+        case "packer": return { cpus: req.packer.cpus, memoryMiB: req.packer.memoryMiB + 512 }; // the VM, plus Packer and qemu
+        case "iso": return { cpus: 1, memoryMiB: 256 };
+        // debootstrap, apt, mkfs and qemu-img one after another; the Pi builder's chroot runs under qemu-user
+        case "rootfs":
+        case "pi": return { cpus: 1, memoryMiB: 1024 };
     }
 }
 
