@@ -7,6 +7,8 @@ import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { writeFileAtomic } from "./atomic";
+import { sleep } from "./backoff";
 import { cacheRoot } from "./cacheRoot";
 import { processAlive, withFileLock } from "./fileLock";
 
@@ -39,12 +41,15 @@ export function machineBudget(env: NodeJS.ProcessEnv = process.env): Resources {
     };
 }
 
+function total(held: readonly Resources[]): Resources {
+    return { cpus: held.reduce((s, h) => s + h.cpus, 0), memoryMiB: held.reduce((s, h) => s + h.memoryMiB, 0) };
+}
+
 /** Whether `need` may start beside `held` within `budget` (always, when nothing else runs). */
 export function fits(need: Resources, held: readonly Resources[], budget: Resources): boolean {
     if (held.length === 0) return true;
-    const cpus = held.reduce((s, h) => s + h.cpus, 0);
-    const memoryMiB = held.reduce((s, h) => s + h.memoryMiB, 0);
-    return cpus + need.cpus <= budget.cpus && memoryMiB + need.memoryMiB <= budget.memoryMiB;
+    const sum = total(held);
+    return sum.cpus + need.cpus <= budget.cpus && sum.memoryMiB + need.memoryMiB <= budget.memoryMiB;
 }
 
 function ledgerPath(): string {
@@ -60,11 +65,6 @@ function readHolders(file: string): Holder[] {
     }
 }
 
-function writeHolders(file: string, holders: Holder[]): void {
-    const partial = `${file}.${process.pid}.partial`;
-    fs.writeFileSync(partial, JSON.stringify(holders));
-    fs.renameSync(partial, file);
-}
 
 /**
  * Waits until `need` fits beside the builds running, records it, and returns its release. `onWait` hears once
@@ -82,7 +82,8 @@ export async function admitBuild(label: string, need: Resources, onWait: (messag
         const waitingFor = await withFileLock(lock, async () => {
             const holders = readHolders(file);
             if (fits(need, holders, budget)) {
-                writeHolders(file, [...holders, { token, pid: process.pid, label, ...need }]);
+                // Written only under the lock, so writeFileAtomic's one .partial name is never shared.
+                await writeFileAtomic(file, JSON.stringify([...holders, { token, pid: process.pid, label, ...need }]));
                 return undefined;
             }
             return holders;
@@ -90,12 +91,13 @@ export async function admitBuild(label: string, need: Resources, onWait: (messag
         if (!waitingFor) break;
         if (!told) {
             told = true;
+            const sum = total(waitingFor);
             onWait(`→ ${label}: waiting for room to build (needs ${need.cpus} CPU, ${need.memoryMiB} MiB; ` +
                 `${waitingFor.map((h) => h.label).join(", ")} hold${waitingFor.length === 1 ? "s" : ""} ` +
-                `${waitingFor.reduce((s, h) => s + h.cpus, 0)} of ${budget.cpus} CPU, ${waitingFor.reduce((s, h) => s + h.memoryMiB, 0)} of ${budget.memoryMiB} MiB; ` +
+                `${sum.cpus} of ${budget.cpus} CPU, ${sum.memoryMiB} of ${budget.memoryMiB} MiB; ` +
                 "IMAGE_FACTORY_BUILD_CPUS and IMAGE_FACTORY_BUILD_MEMORY_MIB set the budget)");
         }
-        await new Promise((r) => setTimeout(r, opts.pollMs ?? 1000));
+        await sleep(opts.pollMs ?? 1000);
     }
-    return () => withFileLock(lock, async () => writeHolders(file, readHolders(file).filter((h) => h.token !== token)));
+    return () => withFileLock(lock, () => writeFileAtomic(file, JSON.stringify(readHolders(file).filter((h) => h.token !== token))));
 }
