@@ -27,7 +27,7 @@ for (const pass of [1, 2, 3] as Pass[]) {
             images[recipe.name] = reusedImage(recipe, pass, stack, bootstrap);
             continue;
         }
-        const image = new Image(recipe.name, { recipe, pass, stack, earlier: { ...made } }, bootstrap.childOptions());
+        const image = new Image(recipe.name, { recipe, pass, stack, earlier: { ...made }, labAfter: bootstrap.labAfter }, bootstrap.childOptions());
         made[recipe.name] = image;
         if (image.record) images[recipe.name] = image.record;
         if (image.published) {

@@ -30,8 +30,8 @@ export interface PackerProxmoxTemplateOutputs {
     buildKey: pulumi.Output<string>;
 }
 
-/** The build on the node, as a child of `parent` (the image's component). */
-export function packerProxmoxTemplate(name: string, args: PackerProxmoxTemplateArgs, parent: pulumi.Resource): PackerProxmoxTemplateOutputs {
+/** The build on the node, as a child of `parent` (the image's component), after `labAfter` (the previous pass). */
+export function packerProxmoxTemplate(name: string, args: PackerProxmoxTemplateArgs, parent: pulumi.Resource, labAfter: pulumi.Resource[]): PackerProxmoxTemplateOutputs {
     const r = args.recipe;
     const b = r.builder as PackerBuilder;
     const imageDir = path.join(args.projectDir, "images", r.name);
@@ -53,6 +53,6 @@ export function packerProxmoxTemplate(name: string, args: PackerProxmoxTemplateA
             sshUsername: args.bootstrapUser, sshPrivateKeyFile: path.resolve(args.projectDir, args.proxmox.sshKeyFile),
             ansibleRolesPath: [path.join(args.projectDir, "ansible", "roles")], extraVars: b.vars,
         })),
-    }, { parent, customTimeouts: { create: "90m" } });
+    }, { parent, dependsOn: labAfter, customTimeouts: { create: "90m" } });
     return { node: build.node, vmid: build.vmid, name: build.name, sha256: pulumi.output(args.base.sha256), buildKey };
 }

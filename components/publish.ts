@@ -46,8 +46,12 @@ export interface PublishedImage {
     stored?: ReturnType<ArtifactStore["publish"]>;
 }
 
-/** The publishing of one built image, its resources children of `parent` (the image's component). */
-export function publishBuiltImage(image: BuiltArtifact, targets: Targets, ctx: PublishContext, parent: pulumi.Resource): PublishedImage {
+/**
+ * The publishing of one built image, its resources children of `parent` (the image's component). Store, OCI and
+ * release asset wait for the validation gate only; the Proxmox template, what brings the image into the lab, also
+ * waits for `labAfter` (the previous bootstrap pass).
+ */
+export function publishBuiltImage(image: BuiltArtifact, targets: Targets, ctx: PublishContext, parent: pulumi.Resource, labAfter: pulumi.Resource[]): PublishedImage {
     const { config } = ctx;
     const name = image.name;
     const gate = [image.validation];
@@ -82,14 +86,14 @@ export function publishBuiltImage(image: BuiltArtifact, targets: Targets, ctx: P
         }, { parent, dependsOn: gate })
         : undefined;
     if (config.proxmox?.imageSource === "release" && targets.proxmox && image.format === "qcow2") {
-        // The release of a tag is published at the end of the run, after every pass (finishPublishing), and pass N+1
-        // waits for all of pass N, templates included: a template of this stack cannot wait for this stack's release.
+        // The release of a tag is published at the end of the run, after every pass (finishPublishing), and pass N+1's
+        // templates wait for all of pass N, templates included: a template of this stack cannot wait for this stack's release.
         throw new pulumi.RunError(`${name}: factory:proxmox.imageSource: release is for images reused from another stack (factory:reuse), ` +
             "whose release is published already; a stack registers the images it builds itself from its artifact store: " +
             "remove imageSource (default store) and set factory:artifactStore.publicBaseUrl");
     }
     const proxmox = targets.proxmox && ctx.proxmox && image.format === "qcow2"
-        ? proxmoxTemplate(name, { version: image.version, sha256: image.sha256, buildInfo: image.buildInfo, url: stored?.url }, ctx, { parent, dependsOn: gate })
+        ? proxmoxTemplate(name, { version: image.version, sha256: image.sha256, buildInfo: image.buildInfo, url: stored?.url }, ctx, { parent, dependsOn: [...gate, ...labAfter] })
         : undefined;
     return {
         image, releaseAsset, oci, stored, proxmoxResource: proxmox,

@@ -85,12 +85,19 @@ function outputsFor(type: string, name: string, inputs: Record<string, unknown>,
  * Runs index.ts with the given stack config. `stacks` answers StackReferences by name (their outputs);
  * `version` is what every mocked build reports.
  */
-export async function runProgram(stack: string, config: Record<string, unknown>, opts: { stacks?: Record<string, Record<string, unknown>>; version?: string } = {}): Promise<MockRun> {
+export async function runProgram(stack: string, config: Record<string, unknown>, opts: {
+    stacks?: Record<string, Record<string, unknown>>;
+    version?: string;
+    /** Called as each resource registers; a promise it returns holds that resource's creation until it settles. */
+    hold?: (r: RegisteredResource) => Promise<void> | undefined;
+} = {}): Promise<MockRun> {
     const resources: RegisteredResource[] = [];
     const version = opts.version ?? "v2026.11.25";
     await pulumi.runtime.setMocks({
-        newResource(args: pulumi.runtime.MockResourceArgs) {
-            resources.push({ type: args.type, name: args.name, inputs: args.inputs as Record<string, unknown>, provider: args.provider });
+        async newResource(args: pulumi.runtime.MockResourceArgs) {
+            const registered = { type: args.type, name: args.name, inputs: args.inputs as Record<string, unknown>, provider: args.provider };
+            resources.push(registered);
+            await opts.hold?.(registered);
             if (args.type === "pulumi:pulumi:StackReference") {
                 return { id: String(args.inputs.name), state: { name: args.inputs.name, outputs: opts.stacks?.[String(args.inputs.name)] ?? {}, secretOutputNames: [] } };
             }
