@@ -4,13 +4,13 @@
 // node:http, not the platform's fetch: fetch follows redirects by itself, but over loopback it took 40 % more CPU and
 // 14 % more time for the same 256 MiB (undici's web streams; a Node stream over them, or their reader, alike), and
 // base images are the largest transfers we make. The redirect handling below is the few lines fetch would save.
-import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as http from "node:http";
 import * as https from "node:https";
 import * as path from "node:path";
 import { ensureFreeSpace, freeBytes, FREE_SPACE_ADVICE } from "../atomic";
 import { HASH_CHUNK, type Digest } from "../sha256";
+import { threadHash, type ThreadHash } from "../threadHash";
 import { backoffMs, sleep } from "../backoff";
 
 /** Bytes a download may hold while the disk catches up (see the response loop). */
@@ -88,16 +88,6 @@ function describeNetworkError(err: NodeJS.ErrnoException): string {
     }
 }
 
-async function hashExisting(file: string): Promise<{ hash: crypto.Hash; bytes: number }> {
-    const hash = crypto.createHash("sha256");
-    let bytes = 0;
-    for await (const chunk of fs.createReadStream(file, { highWaterMark: HASH_CHUNK })) {
-        hash.update(chunk as Buffer);
-        bytes += (chunk as Buffer).length;
-    }
-    return { hash, bytes };
-}
-
 export async function download(opts: DownloadOptions): Promise<DownloadResult> {
     const partial = `${opts.dest}.partial`;
     const metaFile = `${partial}.json`;
@@ -128,7 +118,6 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
         const meta = readMeta();
         if (!meta) reset(); // a partial of another URL (or without validators) cannot be resumed safely
         const have = fs.existsSync(partial) ? fs.statSync(partial).size : 0;
-        const state = have > 0 ? await hashExisting(partial) : { hash: crypto.createHash("sha256"), bytes: 0 };
         const headers: Record<string, string> = { ...opts.headers };
         if (have > 0) {
             headers.Range = `bytes=${have}-`;
@@ -188,29 +177,32 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
             }
         }
         if (!append) {
-            state.hash = crypto.createHash("sha256");
-            state.bytes = 0;
             fs.writeFileSync(metaFile, JSON.stringify({ url: opts.url, etag: res.headers.etag, lastModified: res.headers["last-modified"], total } satisfies Meta));
         }
-        // Received chunks (64 KiB) are hashed as they arrive and written in 1 MiB batches: far fewer write calls.
         const out = await fs.promises.open(partial, append ? "a" : "w");
+        // Received chunks (64 KiB) are gathered into 1 MiB batches (far fewer messages and write calls), each hashed
+        // on the hash's thread and then written. Resumed: the bytes already on disk are hashed first, while the rest arrives.
+        const state: { hash: ThreadHash; bytes: number } = { hash: threadHash(append ? { path: partial, bytes: have } : undefined), bytes: append ? have : 0 };
         let writeFailed: Error | undefined;
         let pending: Buffer[] = [];
         let pendingBytes = 0;
         let writing: Promise<unknown> = Promise.resolve();
         // Writes queue behind each other while the response keeps flowing; it pauses only when more than
-        // WRITE_AHEAD bytes wait for the disk (memory stays bounded, the network and the disk overlap).
+        // WRITE_AHEAD bytes wait for the hash or the disk (memory stays bounded; network, hash and disk overlap).
         let queued = 0;
         const flush = () => {
             if (!pendingBytes) return;
-            const buf = pending.length === 1 ? pending[0] : Buffer.concat(pending, pendingBytes);
+            const chunks = pending; // handed to the hash as they are, then written with one writev: no copy
+            const n = pendingBytes;
             pending = [];
             pendingBytes = 0;
-            queued += buf.length;
+            queued += n;
             if (queued > WRITE_AHEAD) res.pause();
+            const hashed = state.hash.update(chunks); // the chunks are the worker's now: write what comes back
+            hashed.catch(() => undefined); // its failure is handled where the write chain reaches it
             // A failed write (a full disk) ends the transfer: without this the paused response would wait forever.
-            writing = writing.then(() => out.write(buf)).then(() => {
-                queued -= buf.length;
+            writing = writing.then(() => hashed).then((bytes) => out.writev(bytes)).then(() => {
+                queued -= n;
                 if (queued <= WRITE_AHEAD && res.isPaused()) res.resume();
             }, (err: Error) => {
                 writeFailed ??= err;
@@ -224,7 +216,6 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
             try {
                 await new Promise<void>((resolve, reject) => {
                     res.on("data", (chunk: Buffer) => {
-                        state.hash.update(chunk);
                         state.bytes += chunk.length;
                         fetched += chunk.length;
                         pending.push(chunk);
@@ -253,6 +244,7 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
         if (writeFailed) failed = writeFailed; // the write's own error (ENOSPC), not the destroyed response's
         await out.close();
         if (failed) {
+            state.hash.close();
             if ((failed as NodeJS.ErrnoException).code === "ENOSPC") {
                 const kept = fs.statSync(partial).size;
                 const left = total !== undefined ? `${total - kept} bytes still to come, ` : "";
@@ -267,7 +259,7 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
             throw downloadError("network", `download of ${opts.url} failed: ${describeNetworkError(failed as NodeJS.ErrnoException)}; ${state.bytes} bytes kept in ${partial} for the next run to resume`);
         }
         opts.onProgress?.(state.bytes, total);
-        const digest: Digest = { sha256: state.hash.digest("hex"), size: state.bytes };
+        const digest: Digest = { sha256: await state.hash.digest(), size: state.bytes };
         const wantSize = opts.expectedSize ?? total;
         if (wantSize !== undefined && digest.size !== wantSize) {
             if (resumed && !restartedAfterCorruption) {

@@ -5,6 +5,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { copyFileHashed, hashFile, parseSha256sums, sha256sumLine } from "../../lib/sha256";
+import { threadHash } from "../../lib/threadHash";
 
 describe("lib/sha256", () => {
     let dir: string;
@@ -63,5 +64,38 @@ describe("lib/sha256", () => {
         const r = await execa("sha256sum", ["-c", "flip.bin.sha256"], { cwd: dir, reject: false });
         assert.notEqual(r.exitCode, 0);
         assert.match(r.stdout, /FAILED/);
+    });
+});
+
+describe("lib/threadHash: SHA-256 on a worker thread", () => {
+    it("hashes chunks in order, whether they own their memory or are views into a pool, and gives each back intact", async () => {
+        const parts = [crypto.randomBytes(1 << 20), Buffer.from("small: a view into Node's buffer pool"), crypto.randomBytes(5000).subarray(17, 4000)];
+        const copies = parts.map((p) => Buffer.from(p));
+        const h = threadHash();
+        const back = [...await h.update(parts.slice(0, 2)), ...await h.update(parts.slice(2))];
+        assert.deepEqual(back.map((b, i) => b.equals(copies[i])), [true, true, true]);
+        assert.equal(await h.digest(), crypto.createHash("sha256").update(Buffer.concat(copies)).digest("hex"));
+    });
+
+    it("hashes a file's first bytes before the chunks (a resumed download)", async () => {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "if-th-"));
+        try {
+            const onDisk = crypto.randomBytes(3 * (1 << 20) + 5);
+            fs.writeFileSync(path.join(dir, "partial"), Buffer.concat([onDisk, Buffer.from("not part of the prefix")]));
+            const rest = crypto.randomBytes(70_000);
+            const h = threadHash({ path: path.join(dir, "partial"), bytes: onDisk.length });
+            await h.update([Buffer.from(rest)]);
+            assert.equal(await h.digest(), crypto.createHash("sha256").update(onDisk).update(rest).digest("hex"));
+            const cut = threadHash({ path: path.join(dir, "partial"), bytes: onDisk.length + 1000 });
+            await assert.rejects(cut.digest(), /cut short while it was hashed/);
+        } finally {
+            fs.rmSync(dir, { recursive: true, force: true });
+        }
+    });
+
+    it("refuses work once closed", async () => {
+        const h = threadHash();
+        h.close();
+        await assert.rejects(h.update([Buffer.from("x")]), /closed/);
     });
 });
