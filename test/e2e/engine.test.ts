@@ -6,20 +6,13 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { TestProject } from "../helpers/project";
 import { REPO_ROOT } from "../helpers/setup";
+import { waitFor } from "../helpers/waitFor";
 
 /** The file backend's lock files (one per run holding the stack). */
 function lockFiles(project: TestProject): string[] {
     const dir = path.join(project.backend, ".pulumi", "locks");
     if (!fs.existsSync(dir)) return [];
     return fs.readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => e.name);
-}
-
-async function waitFor(ok: () => boolean, ms: number): Promise<void> {
-    const deadline = Date.now() + ms;
-    while (!ok()) {
-        if (Date.now() > deadline) throw new Error(`condition not met within ${ms} ms`);
-        await new Promise((r) => setTimeout(r, 100));
-    }
 }
 
 describe("engine: pinned Pulumi CLI and language host", function () {
@@ -167,7 +160,7 @@ describe("engine: pinned Pulumi CLI and language host", function () {
             await project.setConfig("dev", "fixture:delayMs", "8000");
             await project.setConfig("dev", "fixture:content", "slow");
             const first = project.pulumi(["up", "--stack", "dev", "--yes", "--skip-preview"], { reject: false });
-            await waitFor(() => fs.existsSync(path.join(project.backend, ".pulumi", "locks")) && lockFiles(project).length > 0, 20_000);
+            await waitFor("the run's lock file", () => fs.existsSync(path.join(project.backend, ".pulumi", "locks")) && lockFiles(project).length > 0, 20_000);
             const second = await project.pulumi(["up", "--stack", "dev", "--yes", "--skip-preview"], { reject: false });
             assert.notEqual(second.exitCode, 0);
             assert.match(second.all, /the stack is currently locked by 1 lock\(s\)/);
@@ -180,7 +173,7 @@ describe("engine: pinned Pulumi CLI and language host", function () {
             await project.setConfig("dev", "fixture:content", "after-kill");
             const run = execa(path.join(REPO_ROOT, ".tools", "bin", "pulumi"), ["up", "--stack", "dev", "--yes", "--skip-preview"],
                 { cwd: project.dir, env: project.env, reject: false });
-            await waitFor(() => lockFiles(project).length > 0, 20_000);
+            await waitFor("the run's lock file", () => lockFiles(project).length > 0, 20_000);
             await new Promise((r) => setTimeout(r, 3000)); // inside the provider's update
             run.kill("SIGKILL");
             await run;

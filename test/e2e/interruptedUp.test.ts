@@ -23,6 +23,7 @@ import { startFakePve, type FakePve } from "../helpers/fakePve";
 import { localStack, type LocalStack } from "../helpers/localStack";
 import { startRegistry, type TestRegistry } from "../helpers/registry";
 import { REPO_ROOT } from "../helpers/setup";
+import { waitFor } from "../helpers/waitFor";
 
 interface ImageOut {
     version: string; sha256: string; size: number; buildKey: string; storePath: string; qcow2Url: string;
@@ -34,14 +35,8 @@ const IMAGE = "debian-12-minimal";
 const PULUMI = path.join(REPO_ROOT, ".tools", "bin", "pulumi");
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function waitFor(what: string, ok: () => boolean, ms: number, run?: ExecaChildProcess): Promise<void> {
-    const end = Date.now() + ms;
-    while (!ok()) {
-        if (run && run.exitCode !== null) throw new Error(`the run ended (exit ${run.exitCode}) before ${what}`);
-        if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-        await sleep(2);
-    }
-}
+/** Polls every 2 ms (an interruption point can be brief); gives up as soon as the run ends. */
+const untilRunEnds = (run: ExecaChildProcess) => ({ pollMs: 2, stop: () => (run.exitCode !== null ? `the run ended (exit ${run.exitCode})` : undefined) });
 
 /**
  * The run's process tree: the CLI and every descendant. Pulumi starts each plugin (language host, providers) in a
@@ -173,7 +168,7 @@ describe("interrupted pulumi up: Ctrl-C and power loss in the middle of each ste
         const pgid = run.pid as number;
         let out = "";
         try {
-            await waitFor(`${step} to be in flight`, o.inFlight, 900_000, run).catch(async (e: Error) => {
+            await waitFor(`${step} to be in flight`, o.inFlight, 900_000, untilRunEnds(run)).catch(async (e: Error) => {
                 const all = (await run).all ?? "";
                 const errors = all.split("\n").filter((l) => /error|failed/i.test(l)).slice(0, 20).join("\n");
                 throw new Error(`${e.message}; its errors:\n${errors}`);
@@ -307,7 +302,7 @@ describe("interrupted pulumi up during the build: Ctrl-C and power loss, then th
                     fs.readFileSync(log, "utf8").includes(version);
             });
             try {
-                await waitFor("debootstrap to start", debootstrapping, 600_000, run).catch(async (e: Error) => {
+                await waitFor("debootstrap to start", debootstrapping, 600_000, untilRunEnds(run)).catch(async (e: Error) => {
                     const all = (await run).all ?? "";
                     throw new Error(`${e.message}; its errors:\n${all.split("\n").filter((l) => /error|failed/i.test(l)).slice(0, 20).join("\n")}`);
                 });

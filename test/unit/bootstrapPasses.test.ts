@@ -3,16 +3,9 @@
 // Proxmox templates (what brings them into the lab) register only once pass 1 has finished.
 import { strict as assert } from "node:assert";
 import { runProgram, stackConfig } from "../helpers/mockProgram";
+import { waitFor } from "../helpers/waitFor";
 
 const PASS_1 = /^(debian-12-minimal|builder-node|debian-12-installer-iso|nocloud-seed-iso)-/;
-
-async function until(what: string, ok: () => boolean, ms = 60_000): Promise<void> {
-    const end = Date.now() + ms;
-    while (!ok()) {
-        if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-        await new Promise((r) => setTimeout(r, 50));
-    }
-}
 
 describe("bootstrap passes: a pass waits only for what it depends on (mocks)", function () {
     this.timeout(180_000);
@@ -36,7 +29,7 @@ describe("bootstrap passes: a pass waits only for what it depends on (mocks)", f
         const before: string[] = [];
         const heldBefore: string[] = [];
         try {
-            await until(`${madeWhileHeld.join(", ")} to register`, () => madeWhileHeld.every((n) => names.some((x) => x.startsWith(n))));
+            await waitFor(`${madeWhileHeld.join(", ")} to register`, () => madeWhileHeld.every((n) => names.some((x) => x.startsWith(n))), 60_000, { pollMs: 50 });
             // Settle: anything that could register without pass 1 has had its chance.
             await new Promise((r) => setTimeout(r, 1000));
             before.push(...names);
