@@ -44,7 +44,7 @@ export interface ImageArgs {
     /** The images of this stack made before this one (a base image, the cloud image a seed ISO boots with). */
     earlier: Readonly<Record<string, Image>>;
     /** What its lab-facing resources (Proxmox templates) wait for besides their inputs: the previous pass. */
-    labAfter?: pulumi.Resource[];
+    labAfter: pulumi.Resource[];
 }
 
 type TemplateRef = { node: pulumi.Output<string>; vmid: pulumi.Output<number>; name: pulumi.Output<string> };
@@ -83,7 +83,7 @@ export class Image extends pulumi.ComponentResource {
         this.built = built;
         const r = args.recipe;
         const targets: Targets = { store: r.targets.includes("store"), oci: r.targets.includes("oci"), release: r.targets.includes("release"), proxmox: r.targets.includes("proxmox") };
-        this.published = publishBuiltImage(built, targets, args.stack, this, args.labAfter ?? []);
+        this.published = publishBuiltImage(built, targets, args.stack, this, args.labAfter);
         this.template = this.published.proxmoxResource;
         this.registerOutputs({ buildKey: built.buildKey, sha256: built.sha256, size: built.size, path: built.path, version: built.version, buildInfo: built.buildInfo });
     }
@@ -148,7 +148,7 @@ export class Image extends pulumi.ComponentResource {
             recipe, projectDir: stack.projectDir, workDir: stack.workDir, apiToken: stack.proxmox.apiToken, vmid, bootstrapUser: stack.config.bootstrapUser.name,
             proxmox: { endpoint: p.endpoint, insecure: p.insecure, node: p.node, bridge: p.bridge, diskStorage: p.diskStorage, namePattern: p.namePattern, sshKeyFile: p.packerSshKeyFile },
             base: { version: base.version, sha256: base.sha256, templateName: baseTemplate.name },
-        }, this, args.labAfter ?? []);
+        }, this, args.labAfter);
         const record = pulumi.output({
             pass, format: "proxmox-template", version: base.version, sha256: base.sha256, buildKey: tpl.buildKey, builtOn: p.node,
             proxmox: { node: tpl.node, vmid: tpl.vmid, name: tpl.name },

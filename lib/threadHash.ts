@@ -33,10 +33,15 @@ parentPort.on("message", (m) => {
         for (const c of m.chunks) hash.update(c);
         parentPort.postMessage({ id: m.id, chunks: m.chunks }, m.chunks.map((c) => c.buffer));
     } else {
-        parentPort.postMessage({ digest: hash.digest("hex") });
+        parentPort.postMessage({ id: m.id, digest: hash.digest("hex") });
     }
 });
 `;
+
+/** Whether a chunk is the whole of its memory, which can then move to the worker instead of being copied. */
+function ownsMemory(c: Buffer): boolean {
+    return c.byteOffset === 0 && c.byteLength === c.buffer.byteLength && c.buffer instanceof ArrayBuffer;
+}
 
 export interface ThreadHash {
     /**
@@ -54,48 +59,40 @@ export interface ThreadHash {
 export function threadHash(prefix?: { path: string; bytes: number }): ThreadHash {
     const worker = new Worker(WORKER, { eval: true, workerData: { prefix } });
     worker.unref(); // never what keeps a process alive
-    const waiting = new Map<number, { resolve: (b: Buffer[]) => void; reject: (e: Error) => void }>();
+    // Every request (a batch of chunks, or the digest) waits here for its answer, in order; a failure rejects them all.
+    type Answer = { chunks?: Uint8Array[]; digest?: string };
+    const waiting = new Map<number, { resolve: (a: Answer) => void; reject: (e: Error) => void }>();
     let next = 0;
-    let finished: ((hex: string) => void) | undefined;
     let failed: Error | undefined;
     const fail = (e: Error) => {
         failed ??= e;
         for (const w of waiting.values()) w.reject(failed);
         waiting.clear();
     };
-    let digestReject: ((e: Error) => void) | undefined;
-    worker.on("message", (m: { id?: number; chunks?: Uint8Array[]; digest?: string }) => {
-        if (m.digest !== undefined) {
-            finished?.(m.digest);
-            void worker.terminate();
-            return;
-        }
-        const w = waiting.get(m.id as number);
-        waiting.delete(m.id as number);
-        w?.resolve((m.chunks ?? []).map((c) => Buffer.from(c.buffer, c.byteOffset, c.byteLength)));
+    worker.on("message", (m: Answer & { id: number }) => {
+        const w = waiting.get(m.id);
+        waiting.delete(m.id);
+        w?.resolve(m);
     });
-    worker.on("error", (e) => {
-        fail(e);
-        digestReject?.(e);
-    });
+    worker.on("error", fail);
+    const ask = (message: Record<string, unknown>, transfer: ArrayBuffer[] = []): Promise<Answer> => {
+        if (failed) return Promise.reject(failed);
+        const id = next++;
+        const answer = new Promise<Answer>((resolve, reject) => waiting.set(id, { resolve, reject }));
+        worker.postMessage({ id, ...message }, transfer);
+        return answer;
+    };
     return {
-        update(chunks) {
-            if (failed) return Promise.reject(failed);
-            const id = next++;
+        async update(chunks) {
             // A view into a larger (pooled) buffer would clone all of that buffer: send a copy of the view instead.
-            const owns = (c: Buffer) => c.byteOffset === 0 && c.byteLength === c.buffer.byteLength && c.buffer instanceof ArrayBuffer;
-            const data = chunks.map((c) => (owns(c) ? c : new Uint8Array(c)));
-            const done = new Promise<Buffer[]>((resolve, reject) => waiting.set(id, { resolve, reject }));
-            worker.postMessage({ id, chunks: data }, data.map((c) => c.buffer as ArrayBuffer));
-            return done;
+            const data = chunks.map((c) => (ownsMemory(c) ? c : new Uint8Array(c)));
+            const a = await ask({ chunks: data }, data.map((c) => c.buffer as ArrayBuffer));
+            return (a.chunks ?? []).map((c) => Buffer.from(c.buffer, c.byteOffset, c.byteLength));
         },
-        digest() {
-            if (failed) return Promise.reject(failed);
-            return new Promise<string>((resolve, reject) => {
-                finished = resolve;
-                digestReject = reject;
-                worker.postMessage({});
-            });
+        async digest() {
+            const a = await ask({});
+            void worker.terminate();
+            return a.digest as string;
         },
         close() {
             fail(new Error("the hash was closed"));
