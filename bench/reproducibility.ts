@@ -2,7 +2,7 @@
 // build directories (sharing only the package cache), then compares the qcow2 digests, the package manifests
 // and every file of the two root file systems, and lists what still differs. The first build starts without kept
 // image roots and makes them (lib/stages/treeCache.ts), the second unpacks them: so the comparison is also that of
-// a cache miss with a hit, and the two times are a build from debootstrap on and one from the kept trees.
+// a cache miss with a hit, and the two times are a build from mmdebstrap on and one from the kept trees.
 //   npm run bench:repro            (about 3 minutes; needs root, like every rootfs build)
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -65,7 +65,7 @@ async function main(): Promise<void> {
     console.log(`  paths only in a / only b:  ${d.onlyA.length} / ${d.onlyB.length}`);
     console.log(`  paths that differ:         ${d.differing.length}`);
     for (const p of [...d.onlyA.map((x) => `only a: ${x}`), ...d.onlyB.map((x) => `only b: ${x}`), ...d.differing].slice(0, 60)) console.log(`    ${p}`);
-    benchRow(`build ${recipe.name}: debootstrap and apt (package files cached)`, `${seconds[0].toFixed(0)} s`, "—", "—", "≤ 50 s");
+    benchRow(`build ${recipe.name}: mmdebstrap and apt (package files cached)`, `${seconds[0].toFixed(0)} s`, "—", "—", "≤ 50 s");
     benchRow(`build ${recipe.name}: image roots kept from an earlier build`, `${seconds[1].toFixed(0)} s`, "—", "—", "≤ 50 s");
     benchRow("two builds bit-for-bit equal", String(a.sha256 === b.sha256), "—", "—", "true");
     if (process.env.REPRO_KEEP) console.log(`kept ${a.path} and ${b.path}`);

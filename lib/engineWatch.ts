@@ -1,7 +1,7 @@
 // An orphaned dynamic-provider process stops. When the Pulumi CLI dies (SIGKILL, power loss of a terminal, an
 // OOM kill), the provider process it started is re-parented and would go on: finish a 20-minute build and then
 // hang on its gRPC server forever, holding the build lock. This watches the parent pid; once it changes, it
-// sends SIGTERM to every descendant (debootstrap, qemu-img, packer, oras …), so the awaited commands fail and the
+// sends SIGTERM to every descendant (mmdebstrap, qemu-img, packer, oras …), so the awaited commands fail and the
 // builders' own cleanup (unmounting, removing work directories) runs, and exits after a grace period.
 import * as fs from "node:fs";
 

@@ -52,7 +52,7 @@ const deb = (pkg: string) => ({ key: () => statKey(DPKG_STATUS), probe: () => de
 const exe = (cmd: string, args: string[]) => ({ key: () => `${executableKey(cmd)} ${statKey(DPKG_STATUS)}`, probe: () => firstLine(cmd, args) });
 
 const PROBES: Record<string, { key: () => string; probe: () => string }> = {
-    debootstrap: deb("debootstrap"),
+    mmdebstrap: deb("mmdebstrap"),
     "qemu-img": exe("qemu-img", ["--version"]),
     e2fsprogs: deb("e2fsprogs"),
     "ansible-core": exe("ansible-playbook", ["--version"]),

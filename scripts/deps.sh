@@ -10,7 +10,7 @@ export PATH="$root/.tools/bin:$root/node_modules/.bin:$PATH:/usr/sbin:/sbin"
 # target: required tools | optional tools. Files some targets need are checked below (FILES).
 declare -A REQUIRED=(
   [engine]="node npm pulumi pulumi-language-nodejs pulumi-resource-pulumi-nodejs"
-  [qcow2]="qemu-img debootstrap mkfs.ext4 grub-mkimage sfdisk ansible-playbook"
+  [qcow2]="qemu-img mmdebstrap mkfs.ext4 grub-mkimage sfdisk ansible-playbook"
   [validate]="qemu-img debugfs"
   [oci]="oras"
   [release]="node"
@@ -24,7 +24,7 @@ declare -A REQUIRED=(
   [bench]="sha256sum curl"
   [workflows]="actionlint"
   [consumers]="node ansible-playbook"
-  [vm]="qemu-img debootstrap mkfs.ext4 grub-mkimage sfdisk ansible-playbook debugfs"
+  [vm]="qemu-img mmdebstrap mkfs.ext4 grub-mkimage sfdisk ansible-playbook debugfs"
   [builder-node]="packer qemu-system-x86_64 qemu-img ansible-playbook xorriso ssh-keygen debugfs"
 )
 declare -A OPTIONAL=(
@@ -60,7 +60,7 @@ version_of() {
     pulumi-resource-pulumi-nodejs) out="(shim for @pulumi/pulumi/cmd/dynamic-provider)" ;;
     oras) out=$(oras version 2>/dev/null | head -1) ;;
     go) out=$(go version 2>/dev/null) ;;
-    debootstrap) out=$(dpkg-query -W -f='${Version}' debootstrap 2>/dev/null) ;;
+    mmdebstrap|debootstrap) out=$(dpkg-query -W -f='${Version}' "$t" 2>/dev/null) ;;
     mkfs.ext4|debugfs) out=$(dpkg-query -W -f='e2fsprogs ${Version}' e2fsprogs 2>/dev/null) ;;
     grub-mkimage) out=$(grub-mkimage --version 2>/dev/null) ;;
     sfdisk) out=$(sfdisk --version 2>/dev/null) ;;

@@ -101,7 +101,7 @@ function minFreeBytes(req: BuildRequest): number {
     return req.minFreeBytes ?? (req.builder === "iso" ? 256 * 2 ** 20 : 4 * 2 ** 30);
 }
 
-/** A builder's tool (xorriso, debootstrap, qemu-img, Packer) that failed for want of space says so in its own words. */
+/** A builder's tool (xorriso, mmdebstrap, qemu-img, Packer) that failed for want of space says so in its own words. */
 function ranOutOfSpace(err: unknown): boolean {
     const e = err as NodeJS.ErrnoException;
     return e?.code === "ENOSPC" || /no space left on device|exceeds free space|disk quota exceeded|ENOSPC/i.test(String(e?.message ?? ""));
@@ -161,7 +161,7 @@ export async function buildImage(req: BuildRequest, progress: Progress = () => u
     try {
         ensureFreeSpace(dir, minFreeBytes(req), `a build of ${req.name}`);
         if (process.getuid?.() !== 0 && req.builder !== "iso") {
-            throw new Error(`the ${req.builder} builder needs root (debootstrap, chroot, mount, loop devices): run pulumi up as root`);
+            throw new Error(`the ${req.builder} builder needs root (mmdebstrap, chroot, mount, loop devices): run pulumi up as root`);
         }
         log.line(`build ${req.buildKey} of ${req.name} ${req.version}`);
         const buildInfo = { ...req.buildInfo, version: req.version, buildKey: req.buildKey };
@@ -209,7 +209,7 @@ function resourcesOf(req: BuildRequest): Resources {
     switch (req.builder) {
         case "packer": return { cpus: req.packer.cpus, memoryMiB: req.packer.memoryMiB + 512 }; // the VM, plus Packer and qemu
         case "iso": return { cpus: 1, memoryMiB: 256 };
-        // debootstrap, apt, mkfs and qemu-img one after another; the Pi builder's chroot runs under qemu-user
+        // mmdebstrap, apt, mkfs and qemu-img one after another; the Pi builder's chroot runs under qemu-user
         case "rootfs":
         case "pi": return { cpus: 1, memoryMiB: 1024 };
     }

@@ -48,7 +48,7 @@ export function snapshotEpoch(snapshot: string): number {
 }
 
 const TOOLS_BY_BUILDER: Record<string, string[]> = {
-    rootfs: ["debootstrap", "qemu-img", "e2fsprogs", "fdisk"],
+    rootfs: ["mmdebstrap", "qemu-img", "e2fsprogs", "fdisk"],
     packer: ["packer", "qemu-img", "e2fsprogs"],
     pi: ["qemu-img", "e2fsprogs", "fdisk", "qemu-user-static"],
     iso: ["xorriso"],

@@ -1,8 +1,8 @@
-// Image roots kept by what made them. debootstrap (17 s) and the package install (29 s) were most of
+// Image roots kept by what made them. The minbase tree (debootstrap's 17 s then; mmdebstrap's since) and the package install (29 s) were most of
 // debian-12-minimal's build, and both redo the same work whenever a build of the same suite and package set runs
 // again, which is every rebuild for a changed playbook, configuration or key. Each tree is a tar (treesDir())
 // named by the sha256 of every input that shapes it: the archives' signed Release files (so a new point release or
-// security update is a new tree), the package list, SOURCE_DATE_EPOCH, the host's debootstrap and the builders'
+// security update is a new tree), the package list, SOURCE_DATE_EPOCH, the host's mmdebstrap and the builders'
 // revision. A build whose inputs match unpacks it instead.
 //
 // A tree just made goes on as it is, and its copy in the cache is what a later build unpacks: the two differ only in
@@ -32,7 +32,7 @@ export function treeKey(inputs: Record<string, unknown>): string {
 
 /**
  * The sha256 of an archive's signed InRelease file for one suite (it pins every index, so every package), or
- * undefined when it cannot be read: then that build is not cached, and debootstrap or apt say what is wrong.
+ * undefined when it cannot be read: then that build is not cached, and mmdebstrap or apt say what is wrong.
  */
 export async function releaseDigest(archive: string, suite: string, timeoutMs = 15_000): Promise<string | undefined> {
     try {

@@ -278,7 +278,7 @@ describe("interrupted pulumi up during the build: Ctrl-C and power loss, then th
     const mountsUnderBuilds = () => fs.readFileSync("/proc/mounts", "utf8").split("\n").map((l) => l.split(" ")[1] ?? "").filter((m) => m.startsWith(buildsOf()));
 
     before(async () => {
-        // No kept image roots (lib/stages/treeCache.ts): debootstrap itself must be what is interrupted.
+        // No kept image roots (lib/stages/treeCache.ts): mmdebstrap itself must be what is interrupted.
         env = await localStack({ env: { IMAGE_FACTORY_TREES: "off" } });
         // Builds of these versions kept from an earlier run (IMAGE_FACTORY_TEST_KEEP_BUILDS) would leave nothing to interrupt.
         for (const k of fs.existsSync(buildsOf()) ? fs.readdirSync(buildsOf()) : []) {
@@ -289,24 +289,24 @@ describe("interrupted pulumi up during the build: Ctrl-C and power loss, then th
     after(async () => env?.close());
 
     for (const [how, version] of [["ctrl-c", "v2032.02.01"], ["power-loss", "v2032.02.02"]] as const) {
-        it(`${how} during debootstrap: no mount, process or .partial outlives it; recovery builds again and converges`, async () => {
+        it(`${how} during mmdebstrap: no mount, process or .partial outlives it; recovery builds again and converges`, async () => {
             // A pinned version is part of the build key: a build that is not in the cache.
             await env.project.setConfig("local", "factory:version", version);
             const started = Date.now();
             const run = execa(PULUMI, ["up", "--stack", "local", "--yes", "--skip-preview", "--non-interactive"],
                 { cwd: env.project.dir, env: env.project.env, detached: true, reject: false, all: true });
             const pgid = run.pid as number;
-            const debootstrapping = () => fs.existsSync(buildsOf()) && fs.readdirSync(buildsOf()).some((k) => {
+            const bootstrapping = () => fs.existsSync(buildsOf()) && fs.readdirSync(buildsOf()).some((k) => {
                 const log = path.join(buildsOf(), k, "build.log");
-                return fs.existsSync(log) && fs.statSync(log).mtimeMs > started && / of debian-12-minimal v2032\.02\.0\d\n[^\n]*\[1\/\d+\] debootstrap/.test(fs.readFileSync(log, "utf8")) &&
+                return fs.existsSync(log) && fs.statSync(log).mtimeMs > started && / of debian-12-minimal v2032\.02\.0\d\n[^\n]*\[1\/\d+\] mmdebstrap/.test(fs.readFileSync(log, "utf8")) &&
                     fs.readFileSync(log, "utf8").includes(version);
             });
             try {
-                await waitFor("debootstrap to start", debootstrapping, 600_000, untilRunEnds(run)).catch(async (e: Error) => {
+                await waitFor("mmdebstrap to start", bootstrapping, 600_000, untilRunEnds(run)).catch(async (e: Error) => {
                     const all = (await run).all ?? "";
                     throw new Error(`${e.message}; its errors:\n${all.split("\n").filter((l) => /error|failed/i.test(l)).slice(0, 20).join("\n")}`);
                 });
-                await sleep(5000); // well inside debootstrap (it takes half a minute)
+                await sleep(5000); // well inside mmdebstrap (15 to 25 s with its package files cached)
                 const tree = treePids(pgid);
                 if (how === "power-loss") powerLoss(pgid);
                 else process.kill(-pgid, "SIGINT");

@@ -54,7 +54,7 @@ describe("Qcow2Image: a real image through pulumi up --stack local @slow", funct
         console.log(`      first up: ${((Date.now() - t0) / 1000).toFixed(1)}s`);
         assert.equal(up.result, "succeeded");
         const buildLines = up.diagnostics.filter((d) => d.urn?.includes("ImageBuild::debian-12-minimal-build")).map((d) => d.message);
-        assert.ok(buildLines.some((m) => /→ debian-12-minimal v\d{4}\.\d{2}\.\d{2}(\.\d+)?: \[1\/8\] debootstrap bookworm/.test(m)) ||
+        assert.ok(buildLines.some((m) => /→ debian-12-minimal v\d{4}\.\d{2}\.\d{2}(\.\d+)?: \[1\/8\] mmdebstrap bookworm/.test(m)) ||
             buildLines.some((m) => /found in the cache|already exists/.test(m)), `no progress lines on the build resource:\n${buildLines.join("")}`);
         assert.ok(buildLines.some((m) => /done in \d/.test(m) || /reusing it/.test(m)));
 
@@ -74,7 +74,7 @@ describe("Qcow2Image: a real image through pulumi up --stack local @slow", funct
         assert.match(image.validation.evidencePath, /evidence\/images\/vm\/debian-12-minimal\/v[\d.]+\/\d{8}T\d{6}Z\/validate$/);
         await execa(path.join(REPO_ROOT, "bin", "verify-evidence"), ["--dir", image.validation.evidencePath]);
         for (const f of ["build.json", "pkg-manifest.txt", "build.log"]) assert.ok(fs.existsSync(path.join(path.dirname(image.storePath), f)), `${f} is not next to the artifact`);
-        assert.match(fs.readFileSync(path.join(path.dirname(image.storePath), "build.log"), "utf8"), /\$ debootstrap --variant=minbase|build .* of debian-12-minimal/);
+        assert.match(fs.readFileSync(path.join(path.dirname(image.storePath), "build.log"), "utf8"), /\$ mmdebstrap --mode=root --variant=minbase|build .* of debian-12-minimal/);
     });
 
     it("passes qemu-img check and sha256sum -c, and the HTTP URL serves the same bytes", async () => {
@@ -120,7 +120,7 @@ describe("Qcow2Image: a real image through pulumi up --stack local @slow", funct
         fs.rmSync(image.storePath);
         const up = await env.project.upEvents("local");
         assert.equal(up.changes.update, 1, JSON.stringify(up.changes));
-        assert.ok(!up.diagnostics.some((d) => /\[1\/8\] debootstrap/.test(d.message)), "restoring the store rebuilt the image");
+        assert.ok(!up.diagnostics.some((d) => /\[1\/8\] mmdebstrap/.test(d.message)), "restoring the store rebuilt the image");
         const { stdout } = await execa("sha256sum", [image.storePath]);
         assert.equal(stdout.split(" ")[0], image.sha256);
     });

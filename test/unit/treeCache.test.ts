@@ -77,7 +77,7 @@ describe("tree cache (kept image roots)", function () {
         assert.deepEqual(fs.readdirSync(empty), []);
     });
 
-    it("a damaged tree is removed and reported as missing, leaving the root empty for debootstrap", async () => {
+    it("a damaged tree is removed and reported as missing, leaving the root empty for mmdebstrap", async () => {
         const made = path.join(tmp, "made");
         makeRoot(made);
         const cache = path.join(tmp, "cache");
