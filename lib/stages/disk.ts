@@ -63,7 +63,7 @@ async function apparentSize(dir: string, log: BuildLog): Promise<number> {
  * boot loader files are written after the tree's cleanup); set all three to SOURCE_DATE_EPOCH in every inode (one debugfs run, well under a second) so that two builds of the same
  * inputs give the same file system bytes.
  */
-async function clampInodeTimes(root: string, fsImg: string, epoch: number, log: BuildLog): Promise<void> {
+async function clampInodeTimes(root: string, disk: string, offset: number, epoch: number, log: BuildLog): Promise<void> {
     const lines: string[] = [];
     const clamp = (p: string) => lines.push(`sif "${p}" ctime @${epoch}`, `sif "${p}" atime @${epoch}`, `sif "${p}" mtime @${epoch}`);
     clamp("/");
@@ -77,10 +77,11 @@ async function clampInodeTimes(root: string, fsImg: string, epoch: number, log: 
         }
     };
     walk("");
-    const cmds = `${fsImg}.debugfs`;
+    const cmds = `${disk}.debugfs`;
     fs.writeFileSync(cmds, `${lines.join("\n")}\n`);
     try {
-        await run("debugfs", ["-w", "-f", cmds, fsImg], { env: { E2FSPROGS_FAKE_TIME: String(epoch) } });
+        // e2fsprogs opens "file?offset=N" as the file system that starts N bytes into the file.
+        await run("debugfs", ["-w", "-f", cmds, `${disk}?offset=${offset}`], { env: { E2FSPROGS_FAKE_TIME: String(epoch) } });
     } finally {
         fs.rmSync(cmds, { force: true });
     }
@@ -117,22 +118,22 @@ export async function assembleBiosDisk(spec: DiskSpec): Promise<void> {
         throw new Error(`the image root holds ${Math.ceil(content / MIB)} MiB, too much for a ${spec.diskSizeMiB} MiB disk: ` +
             `raise builder.diskSizeMiB in the recipe to at least ${Math.ceil((content * 1.15 + 64 * MIB) / MIB) + 1}`);
     }
-    const fsImg = `${spec.out}.ext4`;
-    fs.rmSync(fsImg, { force: true });
-    await run("truncate", ["-s", String(partBytes), fsImg], { log });
-    await run("mkfs.ext4", ["-q", "-F", "-L", spec.fsLabel, "-U", spec.fsUuid, "-E", `hash_seed=${spec.fsUuid},root_owner=0:0`,
-        "-d", root, fsImg], { log, env: { E2FSPROGS_FAKE_TIME: String(spec.sourceDateEpoch) } });
+    // e2fsprogs reads a "?" in a file name as the start of its I/O options.
+    if (spec.out.includes("?")) throw new Error(`the build directory ${path.dirname(spec.out)} has a "?" in its path: set factory:workDir to a path without one`);
 
-    await clampInodeTimes(root, fsImg, spec.sourceDateEpoch, log);
-
-    // Disk: sparse file, one bootable Linux partition at 1 MiB, file system copied in without writing holes.
+    // Disk: sparse file, one bootable Linux partition at 1 MiB.
     fs.rmSync(spec.out, { force: true });
     await run("truncate", ["-s", `${spec.diskSizeMiB}M`, spec.out], { log });
     await run("sfdisk", ["-q", "--no-reread", "--no-tell-kernel", spec.out], {
         log, input: `label: dos\nlabel-id: 0x${spec.fsUuid.slice(0, 8)}\nunit: sectors\n${PARTITION_START_SECTOR},,83,*\n`,
     });
-    await run("dd", [`if=${fsImg}`, `of=${spec.out}`, "bs=1M", `seek=${(PARTITION_START_SECTOR * 512) / MIB}`, "conv=notrunc,sparse", "status=none"], { log });
-    fs.rmSync(fsImg, { force: true });
+    // The file system made in place, at the partition's offset: not in a file of its own and then copied in, which
+    // took 10 s of a 33 s build (dd of 2 GiB) for the same bytes (issue 20: both disks compared equal).
+    const offset = PARTITION_START_SECTOR * 512;
+    await run("mkfs.ext4", ["-q", "-F", "-L", spec.fsLabel, "-U", spec.fsUuid, "-E", `offset=${offset},hash_seed=${spec.fsUuid},root_owner=0:0`,
+        "-d", root, spec.out, `${partBytes / 1024}k`], { log, env: { E2FSPROGS_FAKE_TIME: String(spec.sourceDateEpoch) } });
+
+    await clampInodeTimes(root, spec.out, offset, spec.sourceDateEpoch, log);
 
     const fd = fs.openSync(spec.out, "r+");
     try {
