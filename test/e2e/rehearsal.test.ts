@@ -148,8 +148,10 @@ describe(`lab rehearsal: dvnt and dvntm for real on loopback (${FULL ? "full" : 
         // Issue 20: a pass waits only for what it depends on. The pass-2 image has no base in pass 1, so it was built
         // beside the pass-1 image (their build logs' spans overlap: a log starts once the budget admits the build);
         // only its Proxmox template, what brings it into the lab, waits for all of pass 1.
+        // The full rehearsal's builder-node Packer VM takes both cores of a 2-core machine for half an hour, so the build
+        // budget (rightly) admits nothing beside it there; the dependency check below holds either way.
         const [minimal, platform] = [buildSpan("debian-12-minimal", out["debian-12-minimal"].sha256), buildSpan("debian-12-platform", out["debian-12-platform"].sha256)];
-        assert.ok(minimal.start < platform.end && platform.start < minimal.end,
+        if (!FULL) assert.ok(minimal.start < platform.end && platform.start < minimal.end,
             `the two builds ran one after the other: debian-12-minimal ${new Date(minimal.start).toISOString()}–${new Date(minimal.end).toISOString()}, ` +
             `debian-12-platform ${new Date(platform.start).toISOString()}–${new Date(platform.end).toISOString()}`);
         const resources = ((await project.exportState("dvnt")).deployment.resources ?? []) as Array<{ urn: string; dependencies?: string[] }>;
