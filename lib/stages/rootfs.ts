@@ -122,8 +122,9 @@ const MMDEBSTRAP_DPKG_CONF = "/etc/dpkg/dpkg.cfg.d/99mmdebstrap";
 export function mmdebstrapArgs(spec: RootfsSpec, rootDir: string): string[] {
     return ["--mode=root", "--variant=minbase", "--components=main", "--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr",
         "--dpkgopt=force-unsafe-io", "--skip=download/empty", "--skip=essential/unlink", "--skip=cleanup/apt",
-        // The cached package files, copied in before the download step (which then fetches only what is missing).
-        '--setup-hook=mkdir -p "$1/var/cache/apt/archives" && cp -a "$IMAGE_FACTORY_MINBASE_DEBS/." "$1/var/cache/apt/archives/"',
+        // The cached package files, copied in before the download step (which then fetches only what is missing). Only
+        // *.deb: another build may be writing a .partial there, which it renames away mid-copy.
+        '--setup-hook=mkdir -p "$1/var/cache/apt/archives" && find "$IMAGE_FACTORY_MINBASE_DEBS" -maxdepth 1 -name "*.deb" -exec cp -p -t "$1/var/cache/apt/archives/" {} +',
         spec.suite, rootDir, sourcesList(spec).split("\n")[0]];
 }
 

@@ -1,5 +1,6 @@
 // lib/stages/rootfs.ts: the minbase tree's mmdebstrap command and its package files kept between builds.
 import { strict as assert } from "node:assert";
+import execa from "execa";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -16,7 +17,20 @@ describe("minbase tree (mmdebstrap)", () => {
         for (const a of ["--mode=root", "--variant=minbase", "--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr", "--dpkgopt=force-unsafe-io",
             "--skip=download/empty", "--skip=essential/unlink", "--skip=cleanup/apt"]) assert.ok(args.includes(a), `${a} missing`);
         // The cache's path reaches the hook through the environment, never through shell quoting.
-        assert.ok(args.some((a) => a.startsWith("--setup-hook=") && a.includes('"$IMAGE_FACTORY_MINBASE_DEBS/."')));
+        const hook = args.find((a) => a.startsWith("--setup-hook="))!.slice("--setup-hook=".length);
+        assert.match(hook, /find "\$IMAGE_FACTORY_MINBASE_DEBS" -maxdepth 1 -name "\*\.deb" -exec cp/);
+    });
+
+    it("the setup hook copies the cached package files, and only those, into the root (run by sh as mmdebstrap runs it)", async () => {
+        const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "minbase-hook-"));
+        const cache = path.join(tmp, "cache dir");
+        fs.mkdirSync(cache);
+        fs.writeFileSync(path.join(cache, "a_1_all.deb"), "a");
+        fs.writeFileSync(path.join(cache, "b_1_all.deb.partial"), "half");
+        const hook = mmdebstrapArgs(spec, "/x").find((a) => a.startsWith("--setup-hook="))!.slice("--setup-hook=".length);
+        await execa("sh", ["-c", hook, "exec", path.join(tmp, "root")], { env: { IMAGE_FACTORY_MINBASE_DEBS: cache } });
+        assert.deepEqual(fs.readdirSync(path.join(tmp, "root/var/cache/apt/archives")), ["a_1_all.deb"]);
+        fs.rmSync(tmp, { recursive: true, force: true });
     });
 
     it("a pinned snapshot: the snapshot's archive, without Valid-Until (its Release has long expired)", () => {
