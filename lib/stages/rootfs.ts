@@ -134,8 +134,10 @@ export function keepPackageFiles(archives: string, cache: string): void {
         if (!f.endsWith(".deb")) continue;
         const kept = path.join(cache, f);
         if (!fs.existsSync(kept)) {
-            fs.copyFileSync(path.join(archives, f), `${kept}.partial`);
-            fs.renameSync(`${kept}.partial`, kept);
+            // One .partial per process: two builds keeping the same file must not write into one.
+            const partial = `${kept}.${process.pid}.partial`;
+            fs.copyFileSync(path.join(archives, f), partial);
+            fs.renameSync(partial, kept);
         }
         fs.rmSync(path.join(archives, f));
     }
