@@ -8,6 +8,7 @@ import * as http from "node:http";
 import * as path from "node:path";
 import { localStack, TEST_WORK_DIR, type LocalStack } from "../helpers/localStack";
 import { REPO_ROOT } from "../helpers/setup";
+import { OfflineImage } from "../../lib/validation/inspect";
 
 interface ImageOutput {
     version: string;
@@ -100,6 +101,21 @@ describe("Qcow2Image: a real image through pulumi up --stack local @slow", funct
         assert.deepEqual([...part.body], [0x51, 0x46, 0x49, 0xfb]); // "QFI\xfb": the qcow2 magic
         const sums = await httpGet(image.sha256Url);
         assert.equal(sums.body.toString(), `${image.sha256}  debian-12-minimal-${image.version}.qcow2\n`);
+    });
+
+    it("carries no resolver of its build host, and its initramfs is zstd's as initramfs.conf asks (not gzip's fallback)", async () => {
+        const img = await OfflineImage.open(image.storePath, { tmpDir: TEST_WORK_DIR });
+        try {
+            assert.equal(await img.readFile("/etc/resolv.conf"), "", "the build host's /etc/resolv.conf is in the image");
+            assert.match((await img.readFile("/etc/initramfs-tools/initramfs.conf")) ?? "", /^COMPRESS=zstd$/m);
+            const boot = await img.extract("/boot");
+            const initrds = fs.readdirSync(boot).filter((f) => f.startsWith("initrd.img-"));
+            assert.equal(initrds.length, 1, `initramfs files in /boot: ${fs.readdirSync(boot).join(", ")}`);
+            const magic = fs.readFileSync(path.join(boot, initrds[0])).subarray(0, 4);
+            assert.deepEqual([...magic], [0x28, 0xb5, 0x2f, 0xfd], `${initrds[0]} starts with ${magic.toString("hex")}, not zstd's magic (is zstd in BASE_PACKAGES?)`);
+        } finally {
+            img.close();
+        }
     });
 
     it("a second up with unchanged inputs builds nothing, hashes nothing and reports no changes", async () => {

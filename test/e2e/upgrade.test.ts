@@ -26,7 +26,8 @@ const UPGRADE_FROM = process.env.IMAGE_FACTORY_UPGRADE_FROM ?? "4ae5082206f22c37
  * under the URNs they had. (A builder change that keeps the bytes is an EQUIVALENT_REVISIONS entry instead.)
  */
 const REBUILT_SINCE_UPGRADE_FROM: Record<string, string> = {
-    "debian-12-minimal": "1897247: the rootfs builder's minbase tree is mmdebstrap's (debootstrap's before), other bytes",
+    "debian-12-minimal": "1897247: the rootfs builder's minbase tree is mmdebstrap's (debootstrap's before), other bytes; "
+        + "354c131: its /etc/resolv.conf is empty (the build host's before); zstd is a base package (its initramfs was gzip's)",
 };
 const REBUILT_IMAGES = process.env.IMAGE_FACTORY_UPGRADE_FROM ? [] : Object.keys(REBUILT_SINCE_UPGRADE_FROM);
 
