@@ -1,11 +1,11 @@
 // Dynamic provider: the offline validation gate. Publishing resources depend on it, and create fails with the
 // report when a check fails, so a failing image is never published and `pulumi up` stops with the reasons.
 import * as pulumi from "@pulumi/pulumi";
-import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { bootCheck, bootEvidenceFiles, bootFailure, bootSeedCheck, type BootReport } from "../lib/validation/bootCheck";
+import { bootCheck, bootEvidenceFiles, bootFailure, bootSeedCheck, smokeScript, type BootReport } from "../lib/validation/bootCheck";
 import { writeFileAtomic } from "../lib/atomic";
+import { sha256Hex } from "../lib/sha256";
 import { evidenceRunDir, type SigningOptions } from "../lib/evidence/packet";
 import { formatReport, type ValidateExpect } from "../lib/validation/offlineChecks";
 import { validateArtifact } from "../lib/validation/validateArtifact";
@@ -75,12 +75,22 @@ function runDirFor(i: ImageValidationInputs): string {
 }
 
 /**
+ * What a kept boot report stands for: the bytes, the user and hostname, the recipe's smoke script and, since the
+ * common checks are code that changes (the network check learned about the resolver), the common script itself
+ * (its disk-size bound, a function of the bytes already in the key, left out).
+ */
+export function bootReportKey(sha256: string, user: string, boot: Pick<BootSettings, "hostname" | "smokeSha256" | "seed">,
+    common = smokeScript({ user, hostname: boot.hostname, minRootBytes: 0 })): string {
+    return sha256Hex(JSON.stringify([sha256, user, boot.hostname, boot.smokeSha256 ?? null,
+        boot.seed ? [boot.seed.baseSha256, boot.seed.authorizedKeys] : null, common]));
+}
+
+/**
  * A boot is content-addressed like a build: the same bytes with the same smoke checks booted once are not booted
  * again (another stack, a re-run after refresh, a test). The report is kept beside the validation scratch.
  */
 async function bootOnce(i: ImageValidationInputs, boot: BootSettings, report: (l: string) => void): Promise<BootReport> {
-    const key = crypto.createHash("sha256").update(JSON.stringify([i.sha256, i.expect.bootstrapUser, boot.hostname, boot.smokeSha256 ?? null,
-        boot.seed ? [boot.seed.baseSha256, boot.seed.authorizedKeys] : null])).digest("hex");
+    const key = bootReportKey(i.sha256, i.expect.bootstrapUser, boot);
     const cache = path.join(i.scratchDir, "boots", `${i.expect.image}-${key.slice(0, 24)}.json`);
     if (fs.existsSync(cache)) {
         const r = JSON.parse(fs.readFileSync(cache, "utf8")) as BootReport;

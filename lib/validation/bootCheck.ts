@@ -73,7 +73,8 @@ export function smokeScript(o: { user: string; hostname: string; minRootBytes: n
         `ck hostname sh -c 'h=$(hostname); echo "$h"; [ "$h" = "${o.hostname}" ]'`,
         `ck bootstrap-user sh -c 'u=$(id -un); echo "$u"; [ "$u" = "${o.user}" ]'`,
         `ck rootfs-grown sh -c 's=$(df -B1 --output=size / | tail -n 1 | tr -d " "); echo "$s bytes"; [ "$s" -ge ${o.minRootBytes} ]'`,
-        "ck network sh -c 'ip -4 -o addr show scope global; ip -4 route show default | grep -q default'",
+        // The image ships an empty resolver file (rootfs cleanup): this boot's DHCP client must have filled it.
+        "ck network sh -c 'ip -4 -o addr show scope global; ip -4 route show default | grep -q default && grep \"^nameserver \" /etc/resolv.conf'",
         "",
     ].join("\n");
 }
