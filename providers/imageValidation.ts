@@ -5,7 +5,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { bootCheck, bootEvidenceFiles, bootFailure, bootSeedCheck, smokeScript, type BootReport } from "../lib/validation/bootCheck";
 import { writeFileAtomic } from "../lib/atomic";
-import { sha256Hex } from "../lib/sha256";
+import { canonicalJson, sha256Hex } from "../lib/sha256";
 import { evidenceRunDir, type SigningOptions } from "../lib/evidence/packet";
 import { formatReport, type ValidateExpect } from "../lib/validation/offlineChecks";
 import { validateArtifact } from "../lib/validation/validateArtifact";
@@ -81,7 +81,7 @@ function runDirFor(i: ImageValidationInputs): string {
  */
 export function bootReportKey(sha256: string, user: string, boot: Pick<BootSettings, "hostname" | "smokeSha256" | "seed">,
     common = smokeScript({ user, hostname: boot.hostname, minRootBytes: 0 })): string {
-    return sha256Hex(JSON.stringify([sha256, user, boot.hostname, boot.smokeSha256 ?? null,
+    return sha256Hex(canonicalJson([sha256, user, boot.hostname, boot.smokeSha256 ?? null,
         boot.seed ? [boot.seed.baseSha256, boot.seed.authorizedKeys] : null, common]));
 }
 
