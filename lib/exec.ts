@@ -65,6 +65,8 @@ export interface RunOptions {
     onOutput?: (chunk: string) => void;
     /** Start from an empty environment (plus opts.env) instead of this process's: keeps host secrets out of chroots. */
     cleanEnv?: boolean;
+    /** Stops the command when it fires (SIGTERM, SIGKILL 30 s later); the run then fails saying it was stopped. */
+    abort?: AbortSignal;
 }
 
 export interface RunResult {
@@ -95,7 +97,11 @@ export async function run(cmd: string, args: readonly string[], opts: RunOptions
             opts.onOutput?.(chunk.toString());
         });
     }
-    const r = await child;
+    const stop = () => child.kill("SIGTERM", { forceKillAfterTimeout: 30_000 });
+    opts.abort?.addEventListener("abort", stop, { once: true });
+    if (opts.abort?.aborted) stop();
+    const r = await child.finally(() => opts.abort?.removeEventListener("abort", stop));
+    if (opts.abort?.aborted) throw commandError(shown, r.exitCode, r.stderr || r.stdout, "stopped by the factory before it finished");
     // execa reports a command that could not start with no exit code and the spawn errno's code.
     if (r.failed && r.exitCode === undefined && (r as unknown as { code?: string }).code === "ENOENT") {
         throw toolMissingError(cmd, debianPackageOf(cmd));

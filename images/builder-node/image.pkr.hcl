@@ -77,7 +77,13 @@ variable "cpus" {
   default = 2
 }
 variable "serial_log" {
-  type = string
+  type        = string
+  description = "the VM's serial console, kept beside the build log; the factory watches it for a guest that hangs"
+}
+variable "qemu_machine_args" {
+  type        = list(list(string))
+  description = "the CPU model and entropy device every VM of the factory gets (lib/guestVm.ts says why), as qemuargs pairs"
+  default     = []
 }
 
 source "qemu" "image" {
@@ -96,7 +102,9 @@ source "qemu" "image" {
   headless         = true
   cd_files         = ["${var.seed_dir}/user-data", "${var.seed_dir}/meta-data"]
   cd_label         = "cidata"
-  qemuargs         = [["-serial", "file:${var.serial_log}"]]
+  # A "-device" here replaces the plugin's default -device list, which for a virtio disk holds only the NIC, and the
+  # plugin adds the NIC back (step_run.go, applyUserOverrides): the entropy device costs nothing else.
+  qemuargs = concat([["-serial", "file:${var.serial_log}"]], var.qemu_machine_args)
 
   communicator         = "ssh"
   ssh_username         = var.ssh_username

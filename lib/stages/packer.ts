@@ -11,6 +11,7 @@ import type { BuildLog } from "../buildlog";
 import { run } from "../exec";
 import { OfflineImage } from "../validation/inspect";
 import { nocloudMetaData, nocloudUserData } from "../isoFormat";
+import { consoleTail, GuestHangError, guestCpus, guestDeviceArgs, qemuProcessOf, shellLine, unlessGuestHangs, watchConsole } from "../guestVm";
 import { convertQcow2 } from "./disk";
 import { playRecaps } from "./rootfs";
 import type { Builder } from "./steps";
@@ -46,6 +47,8 @@ interface PackerContext {
     log: BuildLog;
     work: string;
     virt: { accel: "kvm" | "tcg"; reason: string };
+    /** The VM's serial console: beside the build log, so it outlives the work directory (a failed build keeps it). */
+    serialLog: string;
     /** The variables file the first step writes for `packer build`. */
     varFile: string;
     /** Where the template's output_directory and vm_name put the disk. */
@@ -75,7 +78,8 @@ export function packerEnv(projectDir: string): Record<string, string> {
 }
 
 /** The variables a qemu-path template receives: paths and names only, never a secret. */
-export function qemuVariables(spec: PackerQemuSpec, work: string, accel: string): Record<string, string | number> {
+export function qemuVariables(spec: PackerQemuSpec, work: string, accel: string, serialLog = path.join(work, "serial.log")): Record<string, string | number | string[][]> {
+    const machine = guestDeviceArgs(accel);
     return {
         image_name: spec.name,
         base_image_url: `file://${spec.base.path}`,
@@ -92,14 +96,16 @@ export function qemuVariables(spec: PackerQemuSpec, work: string, accel: string)
         accelerator: accel,
         disk_size: spec.diskSize,
         memory: spec.memoryMiB,
-        cpus: spec.cpus,
-        serial_log: path.join(work, "serial.log"),
+        cpus: guestCpus(accel, spec.cpus),
+        // The CPU model and entropy device every VM of ours gets (lib/guestVm.ts says why), as qemuargs pairs.
+        qemu_machine_args: machine.flatMap((a, i) => (i % 2 === 0 ? [[a, machine[i + 1]]] : [])),
+        serial_log: serialLog,
     };
 }
 
 /** Writes everything the template's variables point at: seed, throw-away key, build info, Ansible vars. */
-export async function prepareQemuInputs(spec: PackerQemuSpec, work: string, accel: string, log?: BuildLog): Promise<string> {
-    const vars = qemuVariables(spec, work, accel);
+export async function prepareQemuInputs(spec: PackerQemuSpec, work: string, accel: string, log?: BuildLog, serialLog?: string): Promise<string> {
+    const vars = qemuVariables(spec, work, accel, serialLog);
     fs.rmSync(String(vars.output_dir), { recursive: true, force: true }); // Packer refuses an existing output directory
     fs.mkdirSync(path.join(work, "ssh"), { recursive: true, mode: 0o700 });
     const key = String(vars.ssh_private_key_file);
@@ -161,33 +167,59 @@ export const packerBuilder: Builder<PackerQemuSpec, PackerContext> = {
         if (!spec.base.path || !spec.base.sha256) throw new Error(`${spec.name}: the base image ${spec.base.id} has no file yet`);
         return {
             spec, log, work: dirs.work, virt: virtualisation(spec.projectDir), varFile: path.join(dirs.work, VAR_FILE),
+            serialLog: path.join(path.dirname(log.file), "serial.log"),
             qcow2: path.join(dirs.work, "output", `${spec.name}.qcow2`), pkgManifest: path.join(dirs.work, "pkg-manifest.txt"),
         };
     },
     steps: [
         {
             name: "prepare seed CD, throw-away SSH key, variables; packer validate",
-            async run({ spec, log, work, virt }) {
+            async run({ spec, log, work, virt, serialLog }) {
                 if (virt.accel === "tcg") log.info(`→ ${spec.name}: WARNING: Packer's VM runs under TCG (${virt.reason}); expect a build several times slower than with KVM`);
-                const f = await prepareQemuInputs(spec, work, virt.accel, log);
+                fs.rmSync(serialLog, { force: true });
+                const f = await prepareQemuInputs(spec, work, virt.accel, log, serialLog);
                 await packerValidate(spec.template, f, spec.projectDir, log);
             },
         },
         {
             name: (c) => `packer build ${path.basename(c.spec.template)} (qemu, ${c.virt.accel})`,
-            async run({ spec, log, work, varFile, qcow2 }) {
+            async run({ spec, log, varFile, qcow2, virt, serialLog }) {
                 const onChunk = progressLines(log, spec.name);
                 let output = "";
-                await run("packer", ["build", "-color=false", "-on-error=cleanup", `-var-file=${varFile}`, path.basename(spec.template)], {
+                // The VM's console is watched while Packer waits for SSH and provisions: a guest kernel that locks up,
+                // stalls or panics ends the build at once, instead of after Packer's ssh_timeout (30 min).
+                const watch = watchConsole(serialLog);
+                const stop = new AbortController();
+                const started = Date.now();
+                const build = run("packer", ["build", "-color=false", "-on-error=cleanup", `-var-file=${varFile}`, path.basename(spec.template)], {
                     cwd: spec.imageDir,
                     env: { ...packerEnv(spec.projectDir), PACKER_LOG: "0" },
                     log,
+                    abort: stop.signal,
                     onOutput: (chunk) => {
                         output += chunk;
                         onChunk(chunk);
                     },
-                    hint: `packer build failed; the build log has Packer's output and ${path.join(work, "serial.log")} the VM's console`,
+                    hint: `packer build failed; the build log has Packer's output and ${serialLog} the VM's console`,
                 });
+                try {
+                    await unlessGuestHangs(build, watch, async (hang) => {
+                        const qemu = qemuProcessOf(serialLog);
+                        const err = new GuestHangError(`${spec.name}: packer build`, hang, virt.accel, qemu && shellLine(qemu.argv), serialLog, (Date.now() - started) / 1000);
+                        log.line(err.message);
+                        // The VM first (it is Packer's child's child, and would outlive a Packer killed too hard), then
+                        // Packer, whose interrupt handling removes its output directory (-on-error=cleanup).
+                        if (qemu) process.kill(qemu.pid, "SIGKILL");
+                        stop.abort();
+                        return err;
+                    });
+                } catch (err) {
+                    // Whatever ended the build, the VM's last words belong in the message.
+                    if (!(err instanceof GuestHangError)) (err as Error).message += `\nconsole (${serialLog}, kept), last lines:\n${consoleTail(serialLog, 15)}`;
+                    throw err;
+                } finally {
+                    watch.stop();
+                }
                 assertConverged(spec.name, output, log);
                 if (!fs.existsSync(qcow2)) throw new Error(`packer finished but left no ${qcow2}: check output_directory and vm_name in ${spec.template}`);
             },

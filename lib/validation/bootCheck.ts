@@ -11,8 +11,9 @@ import execa from "execa";
 import { nocloudMetaData, nocloudUserData } from "../isoFormat";
 import { run } from "../exec";
 import { sleep } from "../backoff";
+import { consoleTail, findGuestHang, guestMachineArgs, shellLine, watchConsole, type Accelerator, type ConsoleWatch, type GuestHang } from "../guestVm";
 
-export type Accelerator = "kvm" | "tcg";
+export { consoleTail, type Accelerator } from "../guestVm";
 
 /** What a boot runs on this machine (checked with the builders' commands before any work). */
 export const BOOT_GATE_COMMANDS = ["qemu-system-x86_64", "qemu-img", "ssh", "ssh-keygen", "xorriso"];
@@ -55,6 +56,8 @@ export interface BootReport {
     checks: SmokeCheck[];
     /** The guest's serial console, kept in workDir. */
     consoleLog: string;
+    /** How qemu was started (a failure message shows it). */
+    qemuCommand?: string;
 }
 
 /** The checks, as one POSIX sh script: `CHECK <id> ok|fail <detail>` per line. */
@@ -105,12 +108,20 @@ export async function freePort(): Promise<number> {
 }
 
 /**
- * The headless x86 machine every boot of ours uses: 1 GiB, 2 vCPUs, serial console to a file, user-mode network
- * (with SSH forwarded to 127.0.0.1:`sshPort` when given); `extra` adds drives and boot options.
+ * The headless x86 machine every boot of ours uses: 1 GiB, the CPU model, vCPUs and entropy device a guest needs
+ * under this accelerator (guestMachineArgs says why), serial console to a file, user-mode network (with SSH
+ * forwarded to 127.0.0.1:`sshPort` when given); `extra` adds drives and boot options.
  */
 export function qemuX86Args(o: { accel: string; consoleLog: string; sshPort?: number; extra: string[] }): string[] {
-    return ["-machine", "pc", "-m", "1024", "-smp", "2", "-display", "none", "-monitor", "none", "-serial", `file:${o.consoleLog}`, "-accel", o.accel,
-        ...o.extra, "-netdev", o.sshPort ? `user,id=n0,hostfwd=tcp:127.0.0.1:${o.sshPort}-:22` : "user,id=n0", "-device", "virtio-net-pci,netdev=n0"];
+    return ["-machine", "pc", "-m", "1024", ...guestMachineArgs(o.accel), "-display", "none", "-monitor", "none", "-serial", `file:${o.consoleLog}`,
+        "-accel", o.accel, ...o.extra, "-netdev", o.sshPort ? `user,id=n0,hostfwd=tcp:127.0.0.1:${o.sshPort}-:22` : "user,id=n0", "-device", "virtio-net-pci,netdev=n0"];
+}
+
+/** A boot that ended because the console showed the guest stuck: one failed check that names the sign. */
+function hungReport(accel: Accelerator, w: ConsoleWatch, elapsedS: number, consoleLog: string, qemuCommand: string): BootReport | undefined {
+    const hang = w.seen;
+    return hang && { passed: false, accelerator: accel, sshReadySeconds: -1, totalSeconds: elapsedS, consoleLog, qemuCommand,
+        checks: [{ id: "guest-kernel", passed: false, detail: `${hang.kind} on the console after ${elapsedS.toFixed(0)} s: ${hang.line}` }] };
 }
 
 /** ssh options for logging in to a guest booted here: throw-away host keys, no prompts, short connect timeout. */
@@ -168,9 +179,23 @@ export async function bootCheck(o: BootCheckOptions): Promise<BootReport> {
             const args = qemuX86Args({ accel, consoleLog, sshPort: port,
                 extra: ["-drive", `file=${overlay},if=virtio,format=qcow2`, "-drive", `file=${seed},if=virtio,format=raw,readonly=on`] });
             log(`→ ${o.name}: booting under ${accel.toUpperCase()} (overlay; the artifact is not written)`);
+            const qemuCommand = shellLine(["qemu-system-x86_64", ...args]);
             const qemu = execa("qemu-system-x86_64", args, { reject: false, all: true });
             const started = Date.now();
             const elapsed = () => (Date.now() - started) / 1000;
+            // A guest kernel that reports a lockup, an RCU stall or a panic will not recover: stop at once, not at the deadline.
+            const watch = watchConsole(consoleLog);
+            const hung = () => hungReport(accel, watch, elapsed(), consoleLog, qemuCommand);
+            // An ssh command that ends early when the guest hangs (its own timeout would keep the wait going).
+            const sshUnlessHung = async (sshArgs: string[], opts: execa.Options): Promise<execa.ExecaReturnValue | undefined> => {
+                const cmd = execa("ssh", sshArgs, { ...opts, reject: false });
+                const r = await Promise.race([cmd, watch.hung.then(() => undefined)]);
+                if (r === undefined) {
+                    cmd.kill("SIGKILL");
+                    await cmd.catch(() => undefined);
+                }
+                return r as execa.ExecaReturnValue | undefined;
+            };
             try {
                 if (accel === "kvm") {
                     // Under KVM the kernel banner shows within seconds; silence means this KVM cannot run guests.
@@ -188,39 +213,42 @@ export async function bootCheck(o: BootCheckOptions): Promise<BootReport> {
                 const deadline = started + (o.timeoutSeconds ?? (accel === "kvm" ? 240 : 600)) * 1000;
                 const ssh = guestSshArgs(key, port, o.user);
                 let ready = -1;
-                while (Date.now() < deadline && qemu.exitCode === null) {
-                    const r = await execa("ssh", [...ssh, "true"], { reject: false, timeout: 15_000 });
-                    if (r.exitCode === 0) {
+                while (Date.now() < deadline && qemu.exitCode === null && !watch.seen) {
+                    const r = await sshUnlessHung([...ssh, "true"], { timeout: 15_000 });
+                    if (r?.exitCode === 0) {
                         ready = elapsed();
                         break;
                     }
-                    await sleep(2000);
+                    await Promise.race([sleep(2000), watch.hung]);
                 }
                 if (ready < 0) {
-                    return { passed: false, accelerator: accel, sshReadySeconds: -1, totalSeconds: elapsed(), consoleLog,
+                    return hung() ?? { passed: false, accelerator: accel, sshReadySeconds: -1, totalSeconds: elapsed(), consoleLog, qemuCommand,
                         checks: [{ id: "ssh-login", passed: false, detail: qemu.exitCode !== null ? `qemu exited ${qemu.exitCode}: ${(qemu as unknown as { all?: string }).all ?? ""}` : `no SSH login as ${o.user} within ${Math.round(elapsed())} s` }] };
                 }
                 log(`→ ${o.name}: SSH answered after ${ready.toFixed(0)} s; running the smoke checks`);
                 // sshd may restart once while cloud-init finishes (host keys, ssh_pwauth): ssh's own failure (255) is retried.
                 let out = "";
-                for (let attempt = 0; attempt < 5; attempt++) {
+                for (let attempt = 0; attempt < 5 && !watch.seen; attempt++) {
                     const left = Math.max(30_000, deadline - Date.now());
-                    const r = await execa("ssh", [...ssh, "sh", "-s"], { input: script, reject: false, timeout: left, all: true });
-                    out = r.stdout;
-                    if (r.exitCode !== 255 || /^CHECK /m.test(out)) break;
+                    const r = await sshUnlessHung([...ssh, "sh", "-s"], { input: script, timeout: left, all: true });
+                    out = r?.stdout ?? "";
+                    if (!r || r.exitCode !== 255 || /^CHECK /m.test(out)) break;
                     await sleep(3000);
                 }
                 const checks = parseSmoke(out, COMMON_CHECKS);
                 checks.unshift({ id: "ssh-login", passed: true, detail: `${o.user} with the seed's key after ${ready.toFixed(0)} s` });
-                if (extra !== undefined) {
-                    const r = await execa("ssh", [...ssh, "sudo", "-n", "sh", "-eu", "-s"], { input: extra, reject: false, timeout: 300_000, all: true });
-                    checks.push({ id: "recipe-smoke", passed: r.exitCode === 0, detail: `exit ${r.exitCode}: ${(r.all ?? "").split("\n").slice(-8).join(" ").slice(0, 400)}` });
+                if (extra !== undefined && !watch.seen) {
+                    const r = await sshUnlessHung([...ssh, "sudo", "-n", "sh", "-eu", "-s"], { input: extra, timeout: 300_000, all: true });
+                    if (r) checks.push({ id: "recipe-smoke", passed: r.exitCode === 0, detail: `exit ${r.exitCode}: ${(r.all ?? "").split("\n").slice(-8).join(" ").slice(0, 400)}` });
                 }
+                const stuck = hung();
+                if (stuck) return { ...stuck, sshReadySeconds: ready, checks: [...checks.filter((c) => c.passed), ...stuck.checks] };
                 await execa("ssh", [...ssh, "sudo", "-n", "poweroff"], { reject: false, timeout: 15_000 });
-                return { passed: checks.every((c) => c.passed), accelerator: accel, sshReadySeconds: ready, totalSeconds: elapsed(), checks, consoleLog };
+                return { passed: checks.every((c) => c.passed), accelerator: accel, sshReadySeconds: ready, totalSeconds: elapsed(), checks, consoleLog, qemuCommand };
             } finally {
+                watch.stop();
                 if (qemu.exitCode === null) {
-                    await Promise.race([qemu, sleep(5000)]);
+                    await Promise.race([qemu, sleep(watch.seen ? 0 : 5000)]);
                     if (qemu.exitCode === null) qemu.kill("SIGKILL");
                 }
                 await qemu;
@@ -232,15 +260,11 @@ export async function bootCheck(o: BootCheckOptions): Promise<BootReport> {
     }
 }
 
-/** The console's last lines, for a failure message. */
-export function consoleTail(file: string, lines = 25): string {
-    return fs.existsSync(file) ? fs.readFileSync(file, "latin1").replace(/\r/g, "").trimEnd().split("\n").slice(-lines).join("\n") : "(no console output)";
-}
-
 /** A failing boot as the error `pulumi up` stops with: the image, the failed checks, the console's last lines. */
 export function bootFailure(name: string, version: string, r: BootReport): Error {
     const failed = r.checks.filter((c) => !c.passed).map((c) => `  FAIL ${c.id}: ${c.detail}`).join("\n");
     return new Error(`boot check of ${name} ${version} failed under ${r.accelerator.toUpperCase()} after ${r.totalSeconds.toFixed(0)} s:\n${failed}\n` +
+        (r.qemuCommand ? `qemu: ${r.qemuCommand}\n` : "") +
         `console (${r.consoleLog}), last lines:\n${consoleTail(r.consoleLog)}\nThe image is not published.`);
 }
 
@@ -288,6 +312,7 @@ export async function bootSeedCheck(o: SeedBootOptions): Promise<BootReport> {
         const args = qemuX86Args({ accel, consoleLog,
             extra: ["-drive", `file=${overlay},if=virtio,format=qcow2`, "-drive", `file=${path.resolve(o.seedIso)},if=virtio,format=raw,readonly=on`] });
         log(`→ ${o.name}: booting ${path.basename(o.baseImage)} with the seed attached under ${accel.toUpperCase()}`);
+        const qemuCommand = shellLine(["qemu-system-x86_64", ...args]);
         const qemu = execa("qemu-system-x86_64", args, { reject: false, all: true });
         const started = Date.now();
         const elapsed = () => (Date.now() - started) / 1000;
@@ -298,19 +323,22 @@ export async function bootSeedCheck(o: SeedBootOptions): Promise<BootReport> {
             ...o.authorizedKeys.map((k, i) => ({ id: `seed-key-${i + 1}`, re: new RegExp(ciFingerprint(k)), what: `the seed's key ${i + 1} (${k.trim().split(/\s+/)[2] ?? "no comment"}) is authorized` })),
         ];
         const seen = new Map<string, number>();
+        let hang: GuestHang | undefined;
         try {
             const deadline = started + (o.timeoutSeconds ?? 600) * 1000;
-            while (Date.now() < deadline && qemu.exitCode === null && seen.size < wanted.length) {
+            while (Date.now() < deadline && qemu.exitCode === null && seen.size < wanted.length && !hang) {
                 await sleep(1000);
                 const text = fs.existsSync(consoleLog) ? fs.readFileSync(consoleLog, "latin1").replace(/\r/g, "") : "";
                 for (const w of wanted) if (!seen.has(w.id) && w.re.test(text)) seen.set(w.id, elapsed());
+                hang = findGuestHang(text);
             }
         } finally {
             qemu.kill("SIGKILL");
             await qemu;
         }
         const checks = wanted.map((w) => ({ id: w.id, passed: seen.has(w.id), detail: seen.has(w.id) ? `${w.what} (after ${(seen.get(w.id) as number).toFixed(0)} s)` : `not on the console within ${elapsed().toFixed(0)} s: ${w.what}` }));
-        return { passed: checks.every((c) => c.passed), accelerator: accel, sshReadySeconds: 0, totalSeconds: elapsed(), checks, consoleLog };
+        if (hang) checks.push({ id: "guest-kernel", passed: false, detail: `${hang.kind} on the console after ${elapsed().toFixed(0)} s: ${hang.line}` });
+        return { passed: checks.every((c) => c.passed), accelerator: accel, sshReadySeconds: 0, totalSeconds: elapsed(), checks, consoleLog, qemuCommand };
     } finally {
         fs.rmSync(scratch, { recursive: true, force: true });
     }

@@ -8,6 +8,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { freePort, guestSshArgs, qemuX86Args } from "../../lib/validation/bootCheck";
+import { GuestHangError, shellLine, watchConsole } from "../../lib/guestVm";
 import { sha256Hex } from "../../lib/sha256";
 import { buildImage } from "../../lib/stages/pipeline";
 import { planBuild, withBase } from "../../lib/stages/plan";
@@ -24,14 +25,26 @@ const USER = "ansible";
 
 const sshArgs = (key: string, port: number) => guestSshArgs(key, port, USER);
 
-/** Waits until the bootstrap user logs in with the key; returns the seconds it took. */
+/**
+ * Waits until the bootstrap user logs in with the key; returns the seconds it took. The console is watched: a guest
+ * kernel that locks up, stalls or panics fails the wait at once (lib/guestVm.ts), with the console and qemu's command.
+ */
 async function waitForSsh(key: string, port: number, qemu: execa.ExecaChildProcess, console: string, limitS: number): Promise<number> {
     const started = Date.now();
-    while ((Date.now() - started) / 1000 < limitS) {
-        if (qemu.exitCode !== null) throw new Error(`qemu exited ${qemu.exitCode} before SSH answered; console tail:\n${tail(console)}`);
-        const r = await execa("ssh", [...sshArgs(key, port), "true"], { reject: false, timeout: 15_000 });
-        if (r.exitCode === 0) return (Date.now() - started) / 1000;
-        await sleep(3000);
+    const watch = watchConsole(console);
+    try {
+        while ((Date.now() - started) / 1000 < limitS) {
+            if (watch.seen) {
+                qemu.kill("SIGKILL");
+                throw new GuestHangError("boot proof", watch.seen, "tcg", shellLine(qemu.spawnargs), console, (Date.now() - started) / 1000);
+            }
+            if (qemu.exitCode !== null) throw new Error(`qemu exited ${qemu.exitCode} before SSH answered; console tail:\n${tail(console)}`);
+            const r = await execa("ssh", [...sshArgs(key, port), "true"], { reject: false, timeout: 15_000 });
+            if (r.exitCode === 0) return (Date.now() - started) / 1000;
+            await Promise.race([sleep(3000), watch.hung]);
+        }
+    } finally {
+        watch.stop();
     }
     throw new Error(`no SSH login as ${USER} within ${limitS} s; console tail:\n${tail(console)}`);
 }
@@ -119,21 +132,25 @@ describe("boot proofs (opt-in: IMAGE_FACTORY_BOOT_PROOFS=1)", function () {
         const accel = process.env.IMAGE_FACTORY_BOOT_PROOF_ACCEL ?? "tcg";
         const installConsole = path.join(work, "install-console.log");
         // -no-reboot: the installer's final reboot ends qemu, which is how we know the install finished.
+        const installSeconds = () => (Date.now() - t0) / 1000;
         const install = execa("qemu-system-x86_64", qemuX86Args({ accel, consoleLog: installConsole,
             extra: ["-no-reboot", "-cdrom", iso.path, "-boot", "once=d", "-drive", `file=${disk},if=virtio,format=qcow2`] }), { reject: false, all: true });
         // A question on the console ("[!!] <title>") means the preseed left a gap or the installer hit an error
         // it asks about: stop there and name it, rather than wait for the time limit.
         let question: string | undefined;
         const deadline = Date.now() + 150 * 60_000;
-        while (install.exitCode === null && Date.now() < deadline && question === undefined) {
-            await sleep(5000);
+        const watch = watchConsole(installConsole);
+        while (install.exitCode === null && Date.now() < deadline && question === undefined && !watch.seen) {
+            await Promise.race([sleep(5000), watch.hung]);
             question = screenText(installConsole).match(/\[!!?\] (.{0,240})/)?.[0];
         }
+        watch.stop();
         if (install.exitCode === null) install.kill("SIGKILL");
         const installed = await install;
+        if (watch.seen) throw new GuestHangError("unattended install", watch.seen, accel, shellLine(install.spawnargs), installConsole, installSeconds());
         if (question !== undefined) assert.fail(`the installer stopped at a question: ${question}`);
         if (Date.now() >= deadline) assert.fail(`the unattended install did not finish within 150 min; console tail:\n${tail(installConsole)}`);
-        const installS = (Date.now() - t0) / 1000;
+        const installS = installSeconds();
         assert.equal(installed.exitCode, 0, `qemu: ${installed.all}\n${tail(installConsole)}`);
 
         const port = await freePort();
@@ -187,7 +204,9 @@ describe("boot proofs (opt-in: IMAGE_FACTORY_BOOT_PROOFS=1)", function () {
         const bootConsole = path.join(work, "pi-console.log");
         const t1 = Date.now();
         // snapshot=on: the guest's writes go to a temporary overlay, the image stays as built.
+        // The Pi's own CPU model; an entropy device as every VM of ours gets (lib/guestVm.ts says why).
         const boot = execa("qemu-system-aarch64", ["-machine", "virt", "-cpu", "cortex-a72", "-accel", "tcg", "-m", "1024", "-smp", "2",
+            "-object", "rng-random,id=rng0,filename=/dev/urandom", "-device", "virtio-rng-pci,rng=rng0",
             "-display", "none", "-monitor", "none", "-serial", `file:${bootConsole}`,
             "-kernel", path.join(virt, "vmlinuz"), "-initrd", path.join(virt, "initrd.gz"), "-append", "console=ttyAMA0 rootwait",
             "-drive", `file=${raw},if=virtio,format=raw,snapshot=on`,

@@ -5,6 +5,7 @@ import execa from "execa";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { TCG_CPUS } from "../../lib/guestVm";
 import { bootFailure, COMMON_CHECKS, guestSshArgs, parseSmoke, qemuX86Args, smokeScript } from "../../lib/validation/bootCheck";
 
 describe("lib/bootCheck: smoke script and report", () => {
@@ -70,7 +71,8 @@ describe("lib/bootCheck: smoke script and report", () => {
 
     it("boots one headless x86 machine shape: serial console to a file, SSH forwarded only when asked", () => {
         assert.deepEqual(qemuX86Args({ accel: "tcg", consoleLog: "/w/c.log", sshPort: 2222, extra: ["-drive", "file=/w/o.qcow2,if=virtio,format=qcow2"] }), [
-            "-machine", "pc", "-m", "1024", "-smp", "2", "-display", "none", "-monitor", "none", "-serial", "file:/w/c.log", "-accel", "tcg",
+            "-machine", "pc", "-m", "1024", "-cpu", "max", "-object", "rng-random,id=rng0,filename=/dev/urandom", "-device", "virtio-rng-pci,rng=rng0",
+            "-smp", String(TCG_CPUS), "-display", "none", "-monitor", "none", "-serial", "file:/w/c.log", "-accel", "tcg",
             "-drive", "file=/w/o.qcow2,if=virtio,format=qcow2", "-netdev", "user,id=n0,hostfwd=tcp:127.0.0.1:2222-:22", "-device", "virtio-net-pci,netdev=n0"]);
         assert.deepEqual(qemuX86Args({ accel: "kvm", consoleLog: "/w/c.log", extra: [] }).slice(-4), ["-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0"]);
         assert.deepEqual(guestSshArgs("/k", 2222, "ansible"), ["-i", "/k", "-p", "2222", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
