@@ -76,7 +76,7 @@ export class Image extends pulumi.ComponentResource {
             const tpl = this.buildOnNode(args);
             this.template = tpl;
             this.record = tpl.record;
-            this.registerOutputs({ node: tpl.node, vmid: tpl.vmid, name: tpl.name, sha256: tpl.sha256, buildKey: tpl.buildKey });
+            this.registerOutputs({ node: tpl.node, vmid: tpl.vmid, name: tpl.name, derivedFrom: tpl.derivedFrom, buildKey: tpl.buildKey });
             return;
         }
         const built = this.buildAndValidate(args);
@@ -142,16 +142,19 @@ export class Image extends pulumi.ComponentResource {
         if (!p.packerSshKeyFile) throw new pulumi.RunError(`images/${recipe.name}: set factory:proxmox.packerSshKeyFile (the bootstrap user's private key Packer logs in with)`);
         // One id per base version (a new base version makes a new template beside the old one); never the id of the
         // template it clones.
-        const vmid = pulumi.all([stack.proxmox.previous, base.version, baseTemplate.vmid]).apply(([prev, version, cloneId]) => allocateVmid(recipe.name, version,
-            [...prev, { image: baseName, version: "clone-source", vmid: cloneId, name: "", sha256: "" }], { range: p.vmidRange, blocks: p.vmids, keepLast: p.keepLast }));
+        const vmid = pulumi.all([stack.proxmox.previous, base.version, baseTemplate.vmid, stack.proxmox.cluster]).apply(([prev, version, cloneId, cluster]) => allocateVmid(recipe.name, version,
+            [...prev, { image: baseName, version: "clone-source", vmid: cloneId, name: "", sha256: "" }], { range: p.vmidRange, blocks: p.vmids, keepLast: p.keepLast }, cluster));
         const tpl = packerProxmoxTemplate(recipe.name, {
             recipe, projectDir: stack.projectDir, workDir: stack.workDir, apiToken: stack.proxmox.apiToken, vmid, bootstrapUser: stack.config.bootstrapUser.name,
             proxmox: { endpoint: p.endpoint, insecure: p.insecure, node: p.node, bridge: p.bridge, diskStorage: p.diskStorage, namePattern: p.namePattern, sshKeyFile: p.packerSshKeyFile },
             base: { version: base.version, sha256: base.sha256, templateName: baseTemplate.name },
         }, this, args.labAfter);
+        // No sha256: the disk was changed on the node and its bytes never pass through the factory, so there is no digest
+        // it can vouch for; what it was made from is derivedFrom. Nor did the gate run: it needs the bytes.
         const record = pulumi.output({
-            pass, format: "proxmox-template", version: base.version, sha256: base.sha256, buildKey: tpl.buildKey, builtOn: p.node,
+            pass, format: "proxmox-template", version: base.version, sha256: null, derivedFrom: base.sha256, buildKey: tpl.buildKey, builtOn: p.node,
             proxmox: { node: tpl.node, vmid: tpl.vmid, name: tpl.name },
+            validation: { checksRan: [], note: `built on ${p.node} by Packer from ${baseName}'s template: not checked offline, not booted by the boot gate` },
         });
         return { ...tpl, record: record as pulumi.Output<unknown> };
     }

@@ -1,6 +1,7 @@
 // A Packer → Proxmox image (FR-2): a template built on the lab's Proxmox node by Packer (proxmox-clone + Ansible),
 // from the template ProxmoxTemplate made of its base image, as the body of its Image component. Its outputs match
-// ProxmoxTemplate's: node, vmid, name, sha256 (the digest of the image the cloned template was imported from).
+// ProxmoxTemplate's: node, vmid, name, and derivedFrom (the digest of the image the cloned template was imported from:
+// the disk itself Packer changed on the node, so it has no digest the factory can vouch for).
 import * as pulumi from "@pulumi/pulumi";
 import * as path from "node:path";
 import { planPackerProxmox } from "../lib/stages/plan";
@@ -26,7 +27,7 @@ export interface PackerProxmoxTemplateOutputs {
     node: pulumi.Output<string>;
     vmid: pulumi.Output<number>;
     name: pulumi.Output<string>;
-    sha256: pulumi.Output<string>;
+    derivedFrom: pulumi.Output<string>;
     buildKey: pulumi.Output<string>;
 }
 
@@ -54,5 +55,5 @@ export function packerProxmoxTemplate(name: string, args: PackerProxmoxTemplateA
             ansibleRolesPath: [path.join(args.projectDir, "ansible", "roles")], extraVars: b.vars,
         })),
     }, { parent, dependsOn: labAfter, customTimeouts: { create: "90m" } });
-    return { node: build.node, vmid: build.vmid, name: build.name, sha256: pulumi.output(args.base.sha256), buildKey };
+    return { node: build.node, vmid: build.vmid, name: build.name, derivedFrom: pulumi.output(args.base.sha256), buildKey };
 }

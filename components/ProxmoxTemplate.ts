@@ -7,7 +7,7 @@
 import * as proxmoxve from "@muhlba91/pulumi-proxmoxve";
 import * as pulumi from "@pulumi/pulumi";
 import type { RecordedBuildInfo } from "../lib/contract";
-import { allocateVmid, rotate, templateName, type TemplateRecord, type VmidPolicy } from "../lib/publish/vmids";
+import { allocateVmid, rotate, templateName, type ClusterVm, type TemplateRecord, type VmidPolicy } from "../lib/publish/vmids";
 import { dynamicType } from "../providers/dynamic";
 import { urnLabel } from "../providers/progress";
 import { imageTag, TemplateRetention } from "../providers/templateRetention";
@@ -26,12 +26,14 @@ export interface ProxmoxTemplateArgs {
     image: string;
     version: pulumi.Input<string>;
     sha256: pulumi.Input<string>;
-    /** Where the node downloads the qcow2 (a stable, non-redirecting URL). */
+    /** Where the node downloads the qcow2 (a stable URL; Proxmox follows redirects, so a release asset's 302 is fine). */
     url: pulumi.Input<string>;
     buildInfo: pulumi.Input<RecordedBuildInfo>;
     bootstrapUser: { name: string; keys: string[] };
     /** Templates this stack kept on earlier runs (its own previous outputs). */
     previous: pulumi.Input<TemplateRecord[]>;
+    /** The cluster's VMs: a new template's id is one none of them holds. */
+    cluster?: pulumi.Input<ClusterVm[]>;
     /** The node's access check (ProxmoxAccess): nothing is downloaded before it passed. */
     access?: pulumi.Resource;
 }
@@ -59,8 +61,8 @@ export class ProxmoxTemplate extends pulumi.ComponentResource {
 
     constructor(name: string, args: ProxmoxTemplateArgs, opts?: pulumi.ComponentResourceOptions) {
         super("image-factory:proxmox:ProxmoxTemplate", name, {}, opts);
-        const current = pulumi.all([args.version, args.sha256, args.previous]).apply(([version, sha256, previous]) => {
-            const vmid = allocateVmid(args.image, version, previous, args.vmids);
+        const current = pulumi.all([args.version, args.sha256, args.previous, args.cluster ?? []]).apply(([version, sha256, previous, cluster]) => {
+            const vmid = allocateVmid(args.image, version, previous, args.vmids, cluster);
             return { image: args.image, version, vmid, name: templateName(args.namePattern, args.image, version), sha256 } satisfies TemplateRecord;
         });
         const rotation = pulumi.all([current, args.previous]).apply(([c, previous]) => rotate(c, previous, args.keepLast));
@@ -101,6 +103,9 @@ export class ProxmoxTemplate extends pulumi.ComponentResource {
             scsiHardware: "virtio-scsi-single",
             disks: [{ interface: "scsi0", datastoreId: args.diskStorage, importFrom: file.id, iothread: true, discard: "on", ssd: true }],
             bootOrders: ["scsi0"],
+            // The provider's default cdrom block is the host's physical drive (ide3 = cdrom, media=cdrom): a passthrough
+            // nobody asked for, which PVE lets only tokens with Sys.Console on / create. An empty drive instead.
+            cdrom: { fileId: "none" },
             serialDevices: [{ device: "socket" }],
             vga: { type: "serial0" },
             networkDevices: [{ bridge: args.bridge, model: "virtio" }],

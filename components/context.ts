@@ -17,7 +17,7 @@ import { signingFromEnv } from "../lib/evidence/packet";
 import { gitRemoteUrl } from "../lib/git";
 import { orasBinary } from "../lib/publish/oci";
 import { loadRecipe, type ImageRecipe } from "../lib/recipe";
-import type { TemplateRecord } from "../lib/publish/vmids";
+import type { ClusterVm, TemplateRecord } from "../lib/publish/vmids";
 import { ProxmoxAccess } from "../providers/proxmoxAccess";
 import { ArtifactStore } from "./ArtifactStore";
 import { ManagedBaseImage } from "./ManagedBaseImage";
@@ -121,12 +121,21 @@ function proxmoxContext(config: FactoryConfig, apiToken: pulumi.Output<string> |
     const provider = new proxmoxve.Provider("proxmox", { endpoint: p.endpoint, apiToken, insecure: p.insecure });
     const access = new ProxmoxAccess("proxmox-access", {
         endpoint: p.endpoint, apiToken: apiToken ? pulumi.secret(apiToken) : undefined, insecure: p.insecure,
-        node: p.node, imageStorage: p.imageStorage, diskStorage: p.diskStorage,
+        node: p.node, imageStorage: p.imageStorage, diskStorage: p.diskStorage, bridge: p.bridge,
     });
     const self = new pulumi.StackReference("previous-run", { name: `${pulumi.getOrganization()}/${pulumi.getProject()}/${pulumi.getStack()}` });
     const previous = self.getOutput("proxmox").apply((out) => {
         const templates = (out as { templates?: Record<string, TemplateRecord[]> } | undefined)?.templates ?? {};
         return Object.values(templates).flat();
     });
-    return { provider, apiToken, previous, access };
+    // The cluster's VMs (through the provider, as every other read of the node): a new template's id is one no VM
+    // holds. A preview from a machine that cannot reach the node plans without them; `up` chooses with them.
+    const cluster = pulumi.output(proxmoxve.getVmsLegacy({}, { provider }).then(
+        (r): ClusterVm[] => (r.vms ?? []).map((v) => ({ vmid: v.vmId, name: v.name, node: v.nodeName, tags: (v.tags ?? []).join(";") })),
+        (err: Error): ClusterVm[] => {
+            if (!pulumi.runtime.isDryRun()) throw err;
+            pulumi.log.warn(`Proxmox ${p.node}: the cluster's VMs could not be read (${err.message.split("\n")[0]}); new template ids are planned without them`);
+            return [];
+        }));
+    return { provider, apiToken, previous, access, cluster };
 }

@@ -7,7 +7,7 @@ import * as proxmoxve from "@muhlba91/pulumi-proxmoxve";
 import * as pulumi from "@pulumi/pulumi";
 import type { FactoryConfig } from "../lib/config";
 import type { RecordedBuildInfo } from "../lib/contract";
-import type { TemplateRecord } from "../lib/publish/vmids";
+import type { ClusterVm, TemplateRecord } from "../lib/publish/vmids";
 import { ReleaseMetadata } from "../providers/releaseMetadata";
 import type { ArtifactStore } from "./ArtifactStore";
 import { GithubRelease } from "./GithubRelease";
@@ -24,7 +24,9 @@ export interface PublishContext {
     githubToken?: pulumi.Output<string>;
     ociCredentials?: { username?: string; password: pulumi.Output<string> };
     primaryImage?: string;
-    proxmox?: { provider: proxmoxve.Provider; apiToken?: pulumi.Output<string>; previous: pulumi.Output<TemplateRecord[]>; access: pulumi.Resource };
+    proxmox?: { provider: proxmoxve.Provider; apiToken?: pulumi.Output<string>; previous: pulumi.Output<TemplateRecord[]>; access: pulumi.Resource;
+        /** The cluster's VMs (ids a new template must not take). */
+        cluster: pulumi.Output<ClusterVm[]> };
     bootstrapUser: { name: string; keys: string[] };
 }
 
@@ -203,6 +205,7 @@ export function proxmoxTemplate(name: string, image: { version: pulumi.Input<str
         buildInfo: image.buildInfo,
         bootstrapUser: ctx.bootstrapUser,
         previous: ctx.proxmox.previous.apply((all) => all.filter((t) => t.image === name)),
+        cluster: ctx.proxmox.cluster,
         access: ctx.proxmox.access,
     }, opts);
 }

@@ -4,7 +4,7 @@
 // fails when the file is stale. Any change to the outputs' shape is a breaking change: bump OUTPUTS_SCHEMA_VERSION.
 import { z } from "zod";
 
-export const OUTPUTS_SCHEMA_VERSION = 1;
+export const OUTPUTS_SCHEMA_VERSION = 2;
 
 const name = z.string().regex(/^[a-z0-9][a-z0-9-]*$/).meta({ id: "name" });
 const version = z.string().regex(/^v\d{4}\.\d{2}\.\d{2}(\.\d+)?$/).meta({ id: "version" });
@@ -93,11 +93,17 @@ export const nodeBuiltImageRecordSchema = z.strictObject({
     pass,
     format: z.literal("proxmox-template"),
     version,
-    sha256,
+    sha256: z.null().describe("no digest: Packer and Ansible changed the disk on the node, and the factory never sees its bytes (schemaVersion 2; " +
+        "schemaVersion 1 gave the base image's sha256 here)"),
+    derivedFrom: sha256.describe("the sha256 of the image whose template Packer cloned: what the disk was made from"),
     buildKey: sha256,
     builtOn: z.string(),
     proxmox: proxmoxRef,
-}).meta({ title: "built on the Proxmox node by Packer (no file: sha256 is the digest of the image its cloned template came from)" });
+    validation: z.strictObject({
+        checksRan: z.array(z.never()).length(0).describe("none: the offline checks and the boot gate need the image's bytes"),
+        note: z.string(),
+    }),
+}).meta({ title: "built on the Proxmox node by Packer (no file, so no sha256: derivedFrom is the digest of the image its cloned template came from)" });
 
 export const imageRecordSchema = z.union([builtImageRecordSchema, reusedImageRecordSchema, nodeBuiltImageRecordSchema]).meta({ id: "image" });
 export type BuiltImageRecord = z.infer<typeof builtImageRecordSchema>;

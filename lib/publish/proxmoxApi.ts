@@ -13,13 +13,64 @@ export interface ProxmoxTarget {
     insecure: boolean;
 }
 
-/** What the factory does on a node and the privileges each needs (Proxmox VE API viewer, "Required permissions"). */
-export const REQUIRED_PRIVILEGES: Record<string, string[]> = {
-    "/": ["Sys.Audit", "Sys.Modify"], // download-url
-    "/storage/{imageStorage}": ["Datastore.AllocateTemplate", "Datastore.Audit"],
-    "/storage/{diskStorage}": ["Datastore.AllocateSpace"],
-    "/vms": ["VM.Allocate", "VM.Audit", "VM.Config.Disk", "VM.Config.CDROM", "VM.Config.CPU", "VM.Config.Memory", "VM.Config.Network", "VM.Config.Options", "VM.Config.Cloudinit"],
-};
+/** Where the factory works on a node: the paths its privileges are checked on. */
+export interface ProxmoxPlacement {
+    node: string;
+    imageStorage: string;
+    diskStorage: string;
+    bridge: string;
+}
+
+/** Privileges one ACL path must grant, why (the PVE code that checks them), and an alternative PVE accepts instead. */
+export interface RequiredAcl {
+    path: string;
+    privileges: string[];
+    why: string;
+    or?: { path: string; privileges: string[] };
+}
+
+/**
+ * What the calls the factory and the provider plugin make on a node need, path by path (read against PVE's source:
+ * qemu-server src/PVE/API2/Qemu.pm, pve-storage src/PVE/API2/Storage/Status.pm and src/PVE/Storage.pm, pve-manager
+ * PVE/API2/Nodes.pm). A token with privilege separation (PVE's default) needs them on its own ACL and its user's.
+ */
+export function requiredAcl(p: ProxmoxPlacement): RequiredAcl[] {
+    const storages = new Map<string, { privileges: string[]; why: string[] }>();
+    const add = (storage: string, privileges: string[], why: string) => {
+        const e = storages.get(storage) ?? { privileges: [], why: [] };
+        for (const priv of privileges) if (!e.privileges.includes(priv)) e.privileges.push(priv);
+        e.why.push(why);
+        storages.set(storage, e);
+    };
+    add(p.imageStorage, ["Datastore.AllocateTemplate", "Datastore.Audit", "Datastore.Allocate"],
+        "download-url writes the image (Status.pm download_url); import-from reads it (Storage.pm check_volume_access); a new version " +
+        "replaces the last one's download, and deleting a file no VM owns needs Datastore.Allocate (Storage/Content.pm delete)");
+    add(p.diskStorage, ["Datastore.AllocateSpace", "Datastore.Audit"], "the template's disk and cloud-init drive, and growing the disk (Qemu.pm " +
+        "check_storage_access, resize_vm); the provider reads the disk back (Storage/Content.pm info: check_volume_access)");
+    return [
+        {
+            path: `/nodes/${p.node}`, privileges: ["Sys.AccessNetwork"], or: { path: "/", privileges: ["Sys.Audit", "Sys.Modify"] },
+            why: "download-url and query-url-metadata fetch through the node's network (Status.pm download_url, Nodes.pm query_url_metadata)",
+        },
+        ...[...storages].map(([storage, e]) => ({ path: `/storage/${storage}`, privileges: e.privileges, why: e.why.join("; ") })),
+        {
+            path: "/vms",
+            privileges: ["VM.Allocate", "VM.Audit", "VM.Config.Disk", "VM.Config.CDROM", "VM.Config.Cloudinit", "VM.Config.CPU", "VM.Config.Memory",
+                "VM.Config.Network", "VM.Config.Options", "VM.Config.HWType"],
+            why: "create, template and delete templates (VM.Allocate), read them (VM.Audit), and every option the template sets " +
+                "(Qemu.pm check_vm_modify_config_perm: scsihw, vga and a socket serial port are VM.Config.HWType)",
+        },
+        {
+            path: `/sdn/zones/localnetwork/${p.bridge}`, privileges: ["SDN.Use"],
+            why: "the template's NIC on the bridge (QemuServer.pm check_bridge_access, PVE 8)",
+        },
+    ];
+}
+
+/** The grants of a token that holds exactly what requiredAcl asks (the narrower network alternative). */
+export function requiredGrants(p: ProxmoxPlacement): Array<[string, string[]]> {
+    return requiredAcl(p).map((a) => [a.path, a.privileges]);
+}
 
 /** A failure of the Proxmox API, with its HTTP status when there is one. */
 export function proxmoxApiError(message: string, status?: number): HttpStatusError {
@@ -67,19 +118,45 @@ function call<T>(t: ProxmoxTarget, method: string, p: string): Promise<T> {
     });
 }
 
-/** The privileges the token lacks for the factory's work on this node and its storages (empty: all there). */
-export async function missingPrivileges(t: ProxmoxTarget, storages: { imageStorage: string; diskStorage: string }): Promise<string[]> {
+/** The privileges the token lacks on the node for the factory's work (empty: all there), each with its path. */
+export async function missingPrivileges(t: ProxmoxTarget, placement: ProxmoxPlacement): Promise<string[]> {
+    // GET /access/permissions?path=P: the caller's effective privileges on P (a token's: its own intersected with
+    // its user's). PVE answers them under P with inherited ones merged in; some answer per granting ancestor, so
+    // every ancestor's entry counts.
+    const held = async (p: string) => {
+        const all = await call<Record<string, Record<string, number>>>(t, "GET", `/access/permissions?path=${encodeURIComponent(p)}`);
+        const have = new Set<string>();
+        for (const [at, privs] of Object.entries(all)) if (at === "/" || p === at || p.startsWith(`${at}/`)) for (const [k, v] of Object.entries(privs)) if (v) have.add(k);
+        return have;
+    };
     const missing: string[] = [];
-    for (const [template, privileges] of Object.entries(REQUIRED_PRIVILEGES)) {
-        const p = template.replace("{imageStorage}", storages.imageStorage).replace("{diskStorage}", storages.diskStorage);
-        // GET /access/permissions?path=P: the privileges on P. Proxmox answers them under P, with inherited ones
-        // merged in; some servers answer per granting ancestor instead, so every ancestor's entry counts.
-        const held = await call<Record<string, Record<string, number>>>(t, "GET", `/access/permissions?path=${encodeURIComponent(p)}`);
-        const have: Record<string, number> = {};
-        for (const [at, privs] of Object.entries(held)) if (at === "/" || p === at || p.startsWith(`${at}/`)) Object.assign(have, privs);
-        for (const priv of privileges) if (!have[priv]) missing.push(`${priv} on ${p}`);
+    for (const need of requiredAcl(placement)) {
+        const have = await held(need.path);
+        const lacks = need.privileges.filter((priv) => !have.has(priv));
+        if (lacks.length === 0) continue;
+        if (need.or) {
+            const alt = await held(need.or.path);
+            if (need.or.privileges.every((priv) => alt.has(priv))) continue;
+            missing.push(`${lacks.join(", ")} on ${need.path} (or ${need.or.privileges.join(" and ")} on ${need.or.path})`);
+        } else {
+            missing.push(`${lacks.join(", ")} on ${need.path}`);
+        }
     }
     return missing;
+}
+
+/** The node's Proxmox VE version (GET /version): "8.4.1", and whether it imports disk images (8.4 on). */
+export async function pveVersion(t: ProxmoxTarget): Promise<{ version: string; imports: boolean }> {
+    const v = await call<{ version: string; release?: string }>(t, "GET", "/version");
+    const [major, minor] = v.version.split(".").map(Number);
+    return { version: v.version, imports: major > 8 || (major === 8 && minor >= 4) };
+}
+
+/** The content types a storage of the node takes (GET /nodes/{node}/storage: the storages the token may see). */
+export async function storageContent(t: ProxmoxTarget, node: string, storage: string): Promise<string[] | undefined> {
+    const all = await call<Array<{ storage: string; content?: string }>>(t, "GET", `/nodes/${encodeURIComponent(node)}/storage`);
+    const s = all.find((x) => x.storage === storage);
+    return s ? (s.content ?? "").split(",").map((c) => c.trim()).filter(Boolean) : undefined;
 }
 
 export function listNodes(t: ProxmoxTarget): Promise<Array<{ node: string; status?: string }>> {

@@ -52,7 +52,7 @@ describe("engine: pinned Pulumi CLI and language host", function () {
             assert.deepEqual(marker, { schemaVersion: 1, layout: "images/<name>/<version>/<name>-<version>.qcow2" });
             const outputs = await project.outputs("local");
             assert.equal((outputs.artifactStore as { root: string }).root, path.join(project.dir, ".artifacts"));
-            assert.equal(outputs.schemaVersion, 1);
+            assert.equal(outputs.schemaVersion, 2);
 
             const state = await project.exportState("local");
             const types = (state.deployment.resources ?? []).map((r) => r.type);

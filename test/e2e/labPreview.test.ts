@@ -66,7 +66,7 @@ describe("lab stacks preview with the real proxmoxve plugin @slow", function () 
                 manifest: { time: "2026-11-25T12:00:00Z", magic: crypto.createHash("sha256").update("v3.259.0").digest("hex"), version: "v3.259.0" },
                 resources: [{
                     urn: "urn:pulumi:dvnt::image-factory::pulumi:pulumi:Stack::image-factory-dvnt", custom: false, type: "pulumi:pulumi:Stack",
-                    outputs: { schemaVersion: 1, images: { "debian-12-minimal": image("debian-12-minimal"), "debian-12-platform": image("debian-12-platform") } },
+                    outputs: { schemaVersion: 2, images: { "debian-12-minimal": image("debian-12-minimal"), "debian-12-platform": image("debian-12-platform") } },
                 }],
             },
         };

@@ -57,7 +57,7 @@ describe("outputs contract and its consumers on the real local stack @slow", fun
     it("pulumi stack output --json of the local stack validates against schemas/outputs.schema.json", () => {
         const check = checkOutputs(outputs);
         assert.deepEqual(check.problems, []);
-        assert.equal(outputs.schemaVersion, 1);
+        assert.equal(outputs.schemaVersion, 2);
         assert.deepEqual(outputs.passes, { "1": { images: [IMAGE] } });
         assert.deepEqual(Object.keys(outputs.images), [IMAGE], "a pass-2 image appeared with maxPass 1");
         assert.match(outputs.images[IMAGE].sha256, /^[0-9a-f]{64}$/);
@@ -103,10 +103,10 @@ describe("outputs contract and its consumers on the real local stack @slow", fun
 
         it("outputs of another schemaVersion are refused by the variable's validation", async () => {
             const other = path.join(dir, "other.tfvars.json");
-            fs.writeFileSync(other, JSON.stringify({ image_factory: { ...outputs, schemaVersion: 2 } }));
+            fs.writeFileSync(other, JSON.stringify({ image_factory: { ...outputs, schemaVersion: 1 } }));
             const r = await tofu(["plan", "-input=false", `-var-file=${other}`, `-state=${path.join(dir, "t.tfstate")}`], dir, false);
             assert.notEqual(r.exitCode, 0);
-            assert.match((r.all ?? "").replace(/\s+/g, " "), /This module reads outputs schemaVersion 1/);
+            assert.match((r.all ?? "").replace(/\s+/g, " "), /This module reads outputs schemaVersion 2/);
         });
 
         it("HashiCorp Terraform, where installed, validates and plans the same module", async function () {
@@ -147,10 +147,10 @@ describe("outputs contract and its consumers on the real local stack @slow", fun
         });
 
         it("stops with the fix when the outputs are of another schemaVersion", async () => {
-            const r = await execa("ansible-playbook", ["-i", "inventory.yml", "site.yml", "-e", JSON.stringify({ image_factory: { ...outputs, schemaVersion: 2 } })],
+            const r = await execa("ansible-playbook", ["-i", "inventory.yml", "site.yml", "-e", JSON.stringify({ image_factory: { ...outputs, schemaVersion: 1 } })],
                 { cwd: dir, all: true, reject: false, env: { ANSIBLE_NOCOLOR: "1" } });
             assert.equal(r.exitCode, 2);
-            assert.match(r.stdout, /has schemaVersion 2; run `make consumer-vars STACK=<stack>`/);
+            assert.match(r.stdout, /has schemaVersion 1; run `make consumer-vars STACK=<stack>`/);
         });
     });
 

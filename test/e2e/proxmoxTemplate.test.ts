@@ -23,7 +23,8 @@ describe("ProxmoxTemplate through pulumi up with the real proxmoxve plugin @slow
     });
 
     before(async () => {
-        pve = await startFakePve();
+        // Tasks run a while after their UPID came back, as PVE's workers do: the plugin must poll them.
+        pve = await startFakePve({ taskSeconds: 1 });
         env = await localStack({ config: [["factory:proxmox", proxmox(pve.url)]] });
         await env.project.setConfig("local", "factory:proxmoxApiToken", pve.token, { secret: true });
     });
@@ -64,6 +65,14 @@ describe("ProxmoxTemplate through pulumi up with the real proxmoxve plugin @slow
         assert.ok(tags.includes("if-debian-12-minimal"), String(cfg.tags));
         assert.ok(tags.includes(image.version.toLowerCase()), String(cfg.tags));
         assert.match(String(cfg.description), new RegExp(image.sha256));
+        assert.doesNotMatch(JSON.stringify(cfg), /"ide\d":"cdrom,/, "no physical cdrom passthrough");
+        // The independent proof that the template holds the image: its disk compared with the published qcow2.
+        const volid = String(cfg.scsi0).split(",")[0];
+        const vol = await pve.volume(volid);
+        assert.ok(vol.file, `${volid} has no bytes on the node`);
+        const compared = await execa("qemu-img", ["compare", "-f", "qcow2", "-F", vol.format, image.storePath, vol.file], { reject: false });
+        assert.equal(compared.exitCode, 0, `the template's disk differs from the image: ${compared.stdout}${compared.stderr}`);
+        assert.match(compared.stdout, /Images are identical/);
     });
 
     it("a second up has no changes", async () => {
@@ -174,5 +183,24 @@ describe("ProxmoxTemplate refuses bad input through pulumi up @slow", function (
         assert.notEqual(d.sha256, image);
         assert.deepEqual(await pve.api("GET", "/nodes/pve1/qemu"), []);
         assert.deepEqual(await pve.api("GET", "/nodes/pve1/storage/local/content"), []);
+    });
+    it("a task that fails after running (its UPID came back, then it stopped with an error) fails the up with the task's exit status; the next up converges", async () => {
+        const failing = await startFakePve({ taskSeconds: 1, failTasks: { qmcreate: "unable to create VM - zfs error: cannot create 'rpool/data/vm-disk-0': out of space" } });
+        try {
+            await env.project.setConfig("local", "factory:proxmoxApiToken", failing.token, { secret: true });
+            await configure({ endpoint: `${failing.url}/` });
+            // The store as the node should see it again (the test before served it through a tampering proxy).
+            await env.project.setConfig("local", "factory:artifactStore", JSON.stringify({ root: env.storeRoot, port: Number(new URL(env.baseUrl).port), publicBaseUrl: env.baseUrl }));
+            const up = await env.project.pulumi(["up", "--yes", "--stack", "local", "--skip-preview"], { reject: false });
+            assert.notEqual(up.exitCode, 0);
+            assert.match(up.all, /debian-12-minimal-proxmox-template[\s\S]*zfs error: cannot create 'rpool\/data\/vm-disk-0': out of space/);
+            const again = await env.project.pulumi(["up", "--yes", "--stack", "local", "--skip-preview"], { reject: false });
+            assert.equal(again.exitCode, 0, again.all.slice(-3000));
+            const vms = await failing.api<Array<{ vmid: number; template?: number }>>("GET", "/nodes/pve1/qemu");
+            assert.equal(vms.filter((v) => v.template).length, 1);
+        } finally {
+            await env.project.setConfig("local", "factory:proxmoxApiToken", pve.token, { secret: true });
+            await failing.close();
+        }
     });
 });

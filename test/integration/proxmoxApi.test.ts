@@ -6,7 +6,7 @@ import * as fs from "node:fs";
 import * as http from "node:http";
 import * as os from "node:os";
 import * as path from "node:path";
-import { deleteVm, listVms, missingPrivileges } from "../../lib/publish/proxmoxApi";
+import { deleteVm, listVms, missingPrivileges, requiredGrants } from "../../lib/publish/proxmoxApi";
 import { provider as accessProvider, type ProxmoxAccessInputs } from "../../providers/proxmoxAccess";
 import { provider as retentionProvider, type TemplateRetentionInputs } from "../../providers/templateRetention";
 import { startFakePve, type FakePve } from "../helpers/fakePve";
@@ -30,7 +30,7 @@ describe("Proxmox API client, access check and template retention against a loop
     }
 
     before(async () => {
-        pve = await startFakePve({ extraTokens: [{ token: limited, grants: [["/", ["Sys.Audit"]], ["/vms", ["VM.Audit"]]] }] });
+        pve = await startFakePve({ identities: [{ token: limited, grants: [["/", ["Sys.Audit"]], ["/vms", ["VM.Audit"]]] }] });
         dir = fs.mkdtempSync(path.join(os.tmpdir(), "if-pveapi-"));
         await execa("qemu-img", ["create", "-f", "qcow2", path.join(dir, "img.qcow2"), "1G"]);
         server = http.createServer((req, res) => fs.createReadStream(path.join(dir, "img.qcow2")).pipe(res));
@@ -43,19 +43,77 @@ describe("Proxmox API client, access check and template retention against a loop
         if (dir) fs.rmSync(dir, { recursive: true, force: true });
     });
 
-    it("the access check passes for a full token, and names the missing privileges and the config key for a limited one", async () => {
-        const inputs: ProxmoxAccessInputs = { endpoint: `${pve.url}/`, apiToken: pve.token, insecure: true, node: "pve1", imageStorage: "local", diskStorage: "local-lvm" };
+    it("the access check passes for the least-privilege factory@pve!ci token, names the missing privileges for a limited one", async () => {
+        const inputs: ProxmoxAccessInputs = { endpoint: `${pve.url}/`, apiToken: pve.token, insecure: true, node: "pve1", imageStorage: "local", diskStorage: "local-lvm", bridge: "vmbr0" };
         const ok = { outs: (await accessProvider.create!(inputs)).outs! };
-        assert.equal(ok.outs.tokenId, "root@pam!ci");
+        assert.equal(ok.outs.tokenId, "factory@pve!ci");
         assert.equal(JSON.stringify(ok.outs).includes(pve.token.split("=")[1]), false, "the secret must not be in the outputs");
         assert.deepEqual(await missingPrivileges(target(), inputs), []);
 
         await assert.rejects(accessProvider.create!({ ...inputs, apiToken: limited }),
-            /^UserError: the token ci@pve!limited of factory:proxmoxApiToken lacks Sys\.Modify on \/, Datastore\.AllocateTemplate on \/storage\/local, .*VM\.Allocate on \/vms/);
+            /^UserError: Proxmox pve1 at .* is not ready for templates:\n  - the token ci@pve!limited of factory:proxmoxApiToken lacks Sys\.AccessNetwork on \/nodes\/pve1 \(or Sys\.Audit and Sys\.Modify on \/\); Datastore\.AllocateTemplate, Datastore\.Audit on \/storage\/local; .*VM\.Allocate, .* on \/vms; SDN\.Use on \/sdn\/zones\/localnetwork\/vmbr0/);
+    });
+
+    it("each privilege of the README's table, taken away in turn, is named; a token holds only what its user holds too", async () => {
+        const placement = { node: "pve1", imageStorage: "local", diskStorage: "local-lvm", bridge: "vmbr0" };
+        const all = requiredGrants(placement);
+        const cases = all.flatMap(([p, privs]) => privs.map((priv) => ({ p, priv, token: `factory@pve!minus-${p.replace(/\W/g, "")}-${priv.replace(/\W/g, "")}=s3cret` })));
+        const narrow = await startFakePve({
+            identities: [
+                ...cases.map((c) => ({ token: c.token, grants: all.map(([p, privs]) => [p, p === c.p ? privs.filter((x) => x !== c.priv) : privs] as [string, string[]]) })),
+                // The token holds everything, its user lacks VM.Config.HWType: privilege separation intersects them.
+                { token: "lab@pve!separated=s3cret", grants: all, userGrants: all.map(([p, privs]) => [p, privs.filter((x) => x !== "VM.Config.HWType")] as [string, string[]]) },
+                // Without privilege separation the token has its user's rights, whatever its own ACL.
+                { token: "lab2@pve!shared=s3cret", grants: [], privsep: false, userGrants: all },
+            ],
+        });
+        try {
+            const inputs: ProxmoxAccessInputs = { endpoint: `${narrow.url}/`, apiToken: narrow.token, insecure: true, ...placement };
+            for (const c of cases) {
+                const err = await accessProvider.create!({ ...inputs, apiToken: c.token }).then(() => undefined, (e: Error) => e);
+                // The node's network right has an alternative; the others are named as they are.
+                const expected = c.p === "/nodes/pve1" ? `${c.priv} on ${c.p} (or Sys.Audit and Sys.Modify on /)` : `${c.priv} on ${c.p}`;
+                assert.ok(err && err.message.includes(`lacks ${expected}`), `${c.priv} on ${c.p}: ${err?.message ?? "accepted"}`);
+            }
+            await assert.rejects(accessProvider.create!({ ...inputs, apiToken: "lab@pve!separated=s3cret" }), /lacks VM\.Config\.HWType on \/vms/);
+            assert.equal((await accessProvider.create!({ ...inputs, apiToken: "lab2@pve!shared=s3cret" })).outs?.tokenId, "lab2@pve!shared");
+        } finally {
+            await narrow.close();
+        }
+    });
+
+    it("a root token works too; the broad Sys.Audit + Sys.Modify on / stands in for Sys.AccessNetwork", async () => {
+        const root = await startFakePve({ root: true });
+        const broad = await startFakePve({ grants: requiredGrants({ node: "pve1", imageStorage: "local", diskStorage: "local-lvm", bridge: "vmbr0" })
+            .map(([p, privs]) => (p === "/nodes/pve1" ? ["/", ["Sys.Audit", "Sys.Modify"]] : [p, privs]) as [string, string[]]) });
+        try {
+            for (const f of [root, broad]) {
+                const outs = (await accessProvider.create!({ endpoint: `${f.url}/`, apiToken: f.token, insecure: true, node: "pve1", imageStorage: "local", diskStorage: "local-lvm", bridge: "vmbr0" })).outs;
+                assert.equal(outs?.node, "pve1");
+            }
+        } finally {
+            await Promise.all([root.close(), broad.close()]);
+        }
+    });
+
+    it("a node before PVE 8.4 and an image storage without import content are named, each with its fix, at once", async () => {
+        const old = await startFakePve({ pveVersion: "8.3", importStorages: [] });
+        const plain = await startFakePve({ importStorages: [] });
+        try {
+            const args = (f: FakePve): ProxmoxAccessInputs => ({ endpoint: `${f.url}/`, apiToken: f.token, insecure: true, node: "pve1", imageStorage: "local", diskStorage: "local-lvm", bridge: "vmbr0" });
+            await assert.rejects(accessProvider.create!(args(old)), (e: Error) =>
+                /Proxmox VE 8\.3\.5 on pve1 cannot download disk images for import \(content type import came with PVE 8\.4\): upgrade the node/.test(e.message) &&
+                /storage local \(factory:proxmox\.imageStorage\) does not take content type import \(it has iso,vztmpl,backup\): pvesm set local --content iso,vztmpl,backup,import/.test(e.message));
+            await assert.rejects(accessProvider.create!(args(plain)), /pvesm set local --content iso,vztmpl,backup,import/);
+            // And the node itself refuses what the check warns of: download-url of an import on 8.3.
+            await assert.rejects(old.api("POST", "/nodes/pve1/storage/local/download-url", { url: imageUrl, filename: "x.qcow2", content: "import" }), /400.*enumeration/);
+        } finally {
+            await Promise.all([old.close(), plain.close()]);
+        }
     });
 
     it("a wrong token, a missing node, a malformed token and an unreachable endpoint each fail naming the fix", async () => {
-        const inputs: ProxmoxAccessInputs = { endpoint: `${pve.url}/`, apiToken: "root@pam!ci=wrong", insecure: true, node: "pve1", imageStorage: "local", diskStorage: "local-lvm" };
+        const inputs: ProxmoxAccessInputs = { endpoint: `${pve.url}/`, apiToken: "factory@pve!ci=wrong", insecure: true, node: "pve1", imageStorage: "local", diskStorage: "local-lvm", bridge: "vmbr0" };
         await assert.rejects(accessProvider.create!(inputs), /refused the token \(401\): set factory:proxmoxApiToken \(pulumi config set --secret\)/);
         await assert.rejects(accessProvider.create!({ ...inputs, apiToken: pve.token, node: "pve9" }), /Proxmox node pve9 \(factory:proxmox\.node\) is not in the cluster at .*; it has: pve1/);
         await assert.rejects(accessProvider.create!({ ...inputs, apiToken: "secret-only" }), /factory:proxmoxApiToken must be a Proxmox API token user@realm!tokenid=secret/);

@@ -27,7 +27,7 @@ function builtImage(): Record<string, unknown> {
 
 function outputs(): Record<string, unknown> {
     return {
-        schemaVersion: 1, lab: "dvntm", maxPass: 2,
+        schemaVersion: 2, lab: "dvntm", maxPass: 2,
         artifactStore: { root: "/srv/artifacts", baseUrl: "http://127.0.0.1:8089", layout: "images/<name>/<version>/<name>-<version>.qcow2" },
         passes: { "1": { images: ["debian-12-minimal"] }, "2": { images: ["debian-12-platform"] } },
         images: {
@@ -49,7 +49,7 @@ describe("outputs contract (schemas/outputs.schema.json)", () => {
     });
 
     const broken: Array<[string, (d: Doc) => void, RegExp]> = [
-        ["another schemaVersion", (d) => { d.schemaVersion = 2; }, /^\/schemaVersion must be equal to constant/],
+        ["another schemaVersion", (d) => { d.schemaVersion = 3; }, /^\/schemaVersion must be equal to constant/],
         ["an upper-case sha256", (d) => { d.images["debian-12-minimal"].sha256 = SHA.toUpperCase(); }, /^\/images\/debian-12-minimal/],
         ["a version outside vYYYY.MM.DD(.N)", (d) => { d.images["debian-12-minimal"].version = "2026-11-25"; }, /^\/images\/debian-12-minimal/],
         ["an unknown top-level output", (d) => { d.OUTPUTS_SCHEMA_VERSION = 1; }, /must NOT have additional properties .*OUTPUTS_SCHEMA_VERSION/],
@@ -95,7 +95,7 @@ describe("outputs contract (schemas/outputs.schema.json)", () => {
             assert.deepEqual(JSON.parse(tf), { image_factory: outputs() });
 
             const bad = outputs() as Doc;
-            bad.schemaVersion = 2;
+            bad.schemaVersion = 3;
             const other = consumerPaths(path.join(dir, "tf2"), path.join(dir, "ansible2"));
             await assert.rejects(writeConsumerFiles(bad, other), /do not match schemas\/outputs.schema.json:\n {2}\/schemaVersion .*bump schemaVersion/s);
             assert.equal(fs.existsSync(other.terraform) || fs.existsSync(other.ansible), false);

@@ -40,13 +40,16 @@ describe("Packer → Proxmox templates (FR-2)", function () {
         assert.equal(token.value, "factory@pve!packer=11111111-2222-3333-4444-555555555555");
     });
 
-    it("its outputs match ProxmoxTemplate's (node, vmid, name, sha256) and pass the outputs contract", () => {
+    it("its outputs say what it is: no sha256 it cannot vouch for, derivedFrom the base's, not gated; and pass the outputs contract", () => {
         const images = dvnt.outputs.images as Record<string, Record<string, unknown>>;
         const pve = images["debian-12-minimal-pve"];
         assert.equal(pve.format, "proxmox-template");
         assert.equal(pve.builtOn, "pve1");
         assert.deepEqual(Object.keys(pve.proxmox as object).sort(), ["name", "node", "vmid"]);
-        assert.equal(pve.sha256, images["debian-12-minimal"].sha256);
+        assert.equal(pve.sha256, null, "Packer changed the disk on the node: the factory has no digest of it");
+        assert.equal(pve.derivedFrom, images["debian-12-minimal"].sha256);
+        assert.deepEqual((pve.validation as { checksRan: unknown[] }).checksRan, []);
+        assert.match((pve.validation as { note: string }).note, /not booted by the boot gate/);
         const check = checkOutputs(dvnt.outputs);
         assert.ok(check.valid, check.problems.join("\n"));
     });

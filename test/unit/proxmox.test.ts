@@ -2,6 +2,10 @@
 // here): the exact inputs handed to download.File and VmLegacy, the checksum plumbing from the build, VM id
 // allocation across runs, dvntm reusing dvnt's artifacts, and no plugin-needing resource in the local stack.
 import { strict as assert } from "node:assert";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { requiredAcl } from "../../lib/publish/proxmoxApi";
+import { REPO_ROOT } from "../helpers/setup";
 import { allocateVmid, rotate, templateName } from "../../lib/publish/vmids";
 import { fakeSha, runProgram, stackConfig, type MockRun } from "../helpers/mockProgram";
 
@@ -149,5 +153,40 @@ describe("ProxmoxTemplate and the lab stacks (mocks)", function () {
             { image: "img", version: "v2", vmid: 2, name: "", sha256: "" }, { image: "img", version: "v1", vmid: 3, name: "", sha256: "" }], 2);
         assert.deepEqual([r.kept.map((k) => k.version), r.retired.map((k) => k.version)], [["v3", "v2"], ["v1"]]);
         assert.equal(templateName("tpl-{image}-{version}", "Img", "v2026.01.02.1"), "tpl-img-v2026-01-02-1");
+    });
+
+    it("VM ids never collide with the cluster's VMs; images outside a block never take a block's ids; a foreign VM in an image's block is named", () => {
+        const policy = { range: [9000, 9009] as [number, number], blocks: { minimal: 9000 }, keepLast: 2 }; // minimal: 9000-9003
+        // Every id of the range but one is held by some VM of the cluster or by minimal's block: that one is taken.
+        const cluster = [9004, 9005, 9006, 9007, 9009].map((vmid) => ({ vmid, name: `vm${vmid}`, node: "pve1", tags: "" }));
+        assert.equal(allocateVmid("platform", "v1", [], policy, cluster), 9008);
+        assert.throws(() => allocateVmid("platform", "v1", [], policy, [...cluster, { vmid: 9008 }]), /no free VM id for platform v1 in 9000-9009 \(taken by kept templates or other VMs of the cluster\)/);
+        // 9000 is the id most guides give their own template: inside minimal's block it fails, naming the VM.
+        assert.throws(() => allocateVmid("minimal", "v1", [], policy, [{ vmid: 9000, name: "ubuntu-template", node: "pve1", tags: "" }]),
+            /factory:proxmox\.vmids\.minimal reserves 9000-9003 for minimal's templates, but VM 9000 \(ubuntu-template on pve1\) is not one of them: move that VM, or give minimal another block/);
+        // minimal's own templates in its block are fine, and its earlier versions' ids are skipped.
+        const ours = [{ vmid: 9000, tags: "if-minimal;v2026.01.01" }, { vmid: 9001, tags: "if-minimal;v2026.01.02" }];
+        assert.ok([9002, 9003].includes(allocateVmid("minimal", "v2026.01.03", [], policy, ours)));
+        // A template of this very version the records lost keeps its id (the create is then refused, not doubled).
+        assert.equal(allocateVmid("minimal", "v2026.01.02", [], policy, ours), 9001);
+        assert.throws(() => allocateVmid("minimal", "v1", [], { ...policy, blocks: { minimal: 9000, platform: 9002 } }),
+            /factory:proxmox\.vmids: blocks overlap \(minimal 9000-9003 and platform 9002-9005\)/);
+    });
+});
+
+describe("README's Proxmox privilege table", () => {
+    it("is requiredAcl's, row by row (paths, privileges, the network alternative)", () => {
+        const readme = fs.readFileSync(path.join(REPO_ROOT, "README.md"), "utf8");
+        const lines = readme.slice(readme.indexOf("| path | privileges | why |")).split("\n").slice(2);
+        const rows = lines.slice(0, lines.findIndex((l) => !l.startsWith("|"))).map((l) => l.split("|").map((c) => c.trim()));
+        const need = requiredAcl({ node: "<node>", imageStorage: "<imageStorage>", diskStorage: "<diskStorage>", bridge: "<bridge>" });
+        assert.deepEqual(rows.map((r) => r[1]), need.map((n) => `\`${n.path}\``));
+        for (const [i, n] of need.entries()) {
+            const privs = [...rows[i][2].matchAll(/`([A-Za-z.]+)`/g)].map((m) => m[1]);
+            assert.deepEqual(privs, [...n.privileges, ...(n.or ? [...n.or.privileges] : [])], n.path);
+        }
+        // The role line of the pveum recipe grants every privilege of the table.
+        const role = /pveum role add ImageFactory --privs "([^"]+)"/.exec(readme)?.[1].split(" ") ?? [];
+        assert.deepEqual([...role].sort(), [...new Set(need.flatMap((n) => n.privileges))].sort());
     });
 });

@@ -16,7 +16,8 @@ locals {
     template_vmid = try(i.proxmox.vmid, null)
     template_node = try(i.proxmox.node, null)
     url           = coalesce(i.qcow2Url, i.releaseAssetUrl, "none")
-    checksum      = "sha256:${i.sha256}"
+    # A template built on the node has no file and no sha256 (schemaVersion 2): its template is the source.
+    checksum = i.sha256 == null ? null : "sha256:${i.sha256}"
   } }
 }
 

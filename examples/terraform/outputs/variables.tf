@@ -3,7 +3,7 @@
 # The type is the part of schemas/outputs.schema.json this module relies on; attributes it does not name
 # are dropped on conversion, so additions to the contract do not break it.
 variable "image_factory" {
-  description = "image-factory stack outputs (schemaVersion 1)"
+  description = "image-factory stack outputs (schemaVersion 2)"
   type = object({
     schemaVersion = number
     lab           = string
@@ -12,7 +12,8 @@ variable "image_factory" {
     images = map(object({
       pass            = number
       version         = string
-      sha256          = string
+      sha256          = optional(string) # null for a template built on the node (derivedFrom names its source)
+      derivedFrom     = optional(string)
       size            = number
       qcow2Url        = optional(string)
       ociRef          = optional(string)
@@ -28,12 +29,12 @@ variable "image_factory" {
   })
 
   validation {
-    condition     = var.image_factory.schemaVersion == 1
-    error_message = "This module reads outputs schemaVersion 1; the stack exported another. See schemas/outputs.schema.json for what changed."
+    condition     = var.image_factory.schemaVersion == 2
+    error_message = "This module reads outputs schemaVersion 2; the stack exported another. See schemas/outputs.schema.json for what changed."
   }
   validation {
-    condition     = alltrue([for i in values(var.image_factory.images) : can(regex("^[0-9a-f]{64}$", i.sha256))])
-    error_message = "Every image needs a 64-hex sha256: the tfvars file is not image-factory output."
+    condition     = alltrue([for i in values(var.image_factory.images) : can(regex("^[0-9a-f]{64}$", coalesce(i.sha256, i.derivedFrom, "none")))])
+    error_message = "Every image needs a 64-hex sha256 (or, built on the node, derivedFrom): the tfvars file is not image-factory output."
   }
 }
 

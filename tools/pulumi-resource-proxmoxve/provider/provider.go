@@ -1,8 +1,8 @@
 // Package provider bridges bpg's Terraform provider for Proxmox VE (SDKv2 and plugin-framework halves, muxed)
 // to Pulumi under the tokens of the npm SDK @muhlba91/pulumi-proxmoxve 8.6.0, so that SDK's resources run
 // against this plugin. The upstream plugin module is not served by the module proxy we may use, so we bridge
-// the Terraform provider ourselves. Only the resources the program and the policy pack use are mapped; every
-// other resource and data source is listed as knowingly unmapped, which keeps the schema small and makes a
+// the Terraform provider ourselves. Only the resources and data sources the program and the policy pack use are
+// mapped; every other one is listed as knowingly unmapped, which keeps the schema small and makes a
 // token the program starts using without a mapping fail at `tools/build.sh` time (tfgen), not in a lab.
 package provider
 
@@ -32,6 +32,12 @@ var Resources = map[string]string{
 	"proxmox_virtual_environment_vm": "proxmoxve:index/vmLegacy:VmLegacy",
 }
 
+// DataSources maps the Terraform data sources the program reads, likewise: `proxmox_virtual_environment_<name>` ->
+// `proxmoxve:index/get<Name>Legacy:get<Name>Legacy` (the cluster's VMs, so a new template's id is one none holds).
+var DataSources = map[string]string{
+	"proxmox_virtual_environment_vms": "proxmoxve:index/getVmsLegacy:getVmsLegacy",
+}
+
 // Info is the bridge's description of the provider. metadata is the bridge-metadata.json that tfgen wrote
 // (embedded in the plugin); tfgen itself starts from none.
 func Info(metadata []byte) tfbridge.ProviderInfo {
@@ -53,8 +59,14 @@ func Info(metadata []byte) tfbridge.ProviderInfo {
 		}
 		return true
 	})
+	dataSources := map[string]*tfbridge.DataSourceInfo{}
+	for tf, tok := range DataSources {
+		dataSources[tf] = &tfbridge.DataSourceInfo{Tok: tfbridge.MakeDataSource("proxmoxve", moduleOf(tok), nameOf(tok))}
+	}
 	p.DataSourcesMap().Range(func(key string, _ shim.Resource) bool {
-		ignored = append(ignored, key)
+		if _, ok := DataSources[key]; !ok {
+			ignored = append(ignored, key)
+		}
 		return true
 	})
 	sort.Strings(ignored)
@@ -70,7 +82,7 @@ func Info(metadata []byte) tfbridge.ProviderInfo {
 		TFProviderVersion: UpstreamVersion,
 		Config:            map[string]*tfbridge.SchemaInfo{},
 		Resources:         resources,
-		DataSources:       map[string]*tfbridge.DataSourceInfo{},
+		DataSources:       dataSources,
 		IgnoreMappings:    ignored,
 		JavaScript:        &tfbridge.JavaScriptInfo{PackageName: "@muhlba91/pulumi-proxmoxve", RespectSchemaVersion: true},
 		MetadataInfo:      tfbridge.NewProviderMetadata(metadata),
