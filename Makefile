@@ -11,7 +11,7 @@ TARGET ?= all
 
 .PHONY: vm builder-node pi iso packer-validate ansible-collections list help deps preview up refresh destroy outputs validate verify-evidence \
         consumer-vars services-start services-stop services-status test test-unit rehearse lint-workflows bench typecheck \
-        image.tools.check image.local.full image.local.validate image.local.evidence
+        image.tools.check image.local.full image.local.validate image.local.evidence lab.check serve
 
 list help: ## List every target and every image with its type
 	@echo "targets:"
@@ -78,6 +78,12 @@ destroy: ## pulumi destroy of STACK (published OCI tags and release assets stay 
 outputs: ## Stack outputs as JSON (the contract Terraform and Ansible read; shape: schemas/outputs.schema.json)
 	@$(ENV); pulumi stack output --stack $(STACK) --json --show-secrets=false
 
+lab.check: ## Before a lab run (read-only, seconds): secrets per target, backend, bootstrap key, the store's public URL, the runner: make lab.check STACK=dvnt
+	@$(ENV); node -r ./scripts/require-ts-cached.js bin/lab-check.ts --stack $(STACK)
+
+serve: ## Serve STACK's artifact store at its configured host and port in the foreground (for a host that is not the builder node: deploy/image-factory-artifacts.service)
+	@$(ENV); node -r ./scripts/require-ts-cached.js bin/artifact-server.ts --stack $(STACK)
+
 consumer-vars: ## Write STACK's outputs as Terraform tfvars and Ansible group vars for examples/ (checked against the schema first)
 	@$(ENV); node -r ts-node/register/transpile-only bin/consumer-vars.ts --stack $(STACK)
 
@@ -93,9 +99,10 @@ services-status: ## Show the loopback services
 test: ## Run the test suite (needs setup; `npm test` does setup and then this)
 	@$(ENV); bash scripts/deps.sh engine >/dev/null || { echo "run npm test (it sets up first)"; exit 1; }; mocha 'test/**/*.test.ts'
 
-rehearse: ## Lab rehearsal: dvnt then dvntm for real, every endpoint on loopback (CI subset; FULL=1: every dvnt image this machine can build)
+rehearse: ## Lab rehearsal: the CI jobs' scripts for dvnt then dvntm in fresh clones, state in S3, every endpoint on loopback (CI subset; FULL=1: every dvnt image this machine can build)
 	@$(ENV); bash scripts/deps.sh engine qcow2 iso >/dev/null || { bash scripts/deps.sh engine qcow2 iso; exit 1; }; \
 	 [ -x .tools/fakepve/bin/python ] || { echo "rehearse: the Proxmox VE test API is missing: run bash scripts/setup.sh"; exit 1; }; \
+	 [ -x .tools/bin/versitygw ] || { echo "rehearse: the S3 state backend (versitygw) is missing: run bash scripts/setup.sh"; exit 1; }; \
 	 IMAGE_FACTORY_REHEARSAL=$(if $(FULL),full,ci) mocha --exit test/e2e/rehearsal.test.ts
 
 test-unit: ## Fast tests only (no image build, no VM)

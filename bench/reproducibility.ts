@@ -47,7 +47,7 @@ async function main(): Promise<void> {
         }
         const plan = planBuild({
             recipe, projectDir, workDir: path.join(tmp, run), domain: config.domain, debian: resolveDebianSource(config.debian, true),
-            bootstrapUser: { name: config.bootstrapUser.name, authorizedKeys: resolveAuthorizedKeys(config.bootstrapUser, projectDir) },
+            bootstrapUser: { name: config.bootstrapUser.name, authorizedKeys: resolveAuthorizedKeys(config.bootstrapUser, projectDir, config.lab) },
         });
         // Share the package cache, and record the same build time, so only the build itself can differ.
         plan.request.cacheDir = path.join(projectDir, ".cache", "cache");

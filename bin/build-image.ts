@@ -8,12 +8,12 @@
 //     (the runbook's `make image.local.full`: a pinned version, the boot gate, build and validation evidence)
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { parse as parseYaml } from "yaml";
 import { ensureImage, lookup, specHash } from "../lib/baseImages/cache";
 import { buildImage, type BuildResult } from "../lib/stages/pipeline";
 import { planBuild, withBase } from "../lib/stages/plan";
 import { resolveDebianSource } from "../lib/aptSources";
-import { parseConfig, resolveAuthorizedKeys, type FactoryConfig } from "../lib/config";
+import { resolveAuthorizedKeys, type FactoryConfig } from "../lib/config";
+import { stackConfig as readStackConfig } from "../lib/stackFile";
 import { gitInfo } from "../lib/git";
 import { buildsOnNode, listImageNames, loadRecipe, type ImageRecipe } from "../lib/recipe";
 import { formatReport } from "../lib/validation/offlineChecks";
@@ -28,20 +28,9 @@ import { parseCli } from "../lib/cli";
 
 const projectDir = path.resolve(__dirname, "..");
 
-/** Project defaults (Pulumi.yaml `value`s) overlaid with the stack file; secure values are skipped. */
+/** The stack's config from its files (lib/stackFile.ts). */
 export function stackConfig(stack: string, dir = projectDir): FactoryConfig {
-    const project = parseYaml(fs.readFileSync(path.join(dir, "Pulumi.yaml"), "utf8")) as { config?: Record<string, { value?: unknown } | unknown> };
-    const file = path.join(dir, `Pulumi.${stack}.yaml`);
-    if (!fs.existsSync(file)) throw new Error(`no stack file ${path.relative(process.cwd(), file)}: STACK must name one of ${fs.readdirSync(dir).filter((f) => /^Pulumi\..+\.yaml$/.test(f)).map((f) => f.slice(7, -5)).join(", ")}`);
-    const stackFile = parseYaml(fs.readFileSync(file, "utf8")) as { config?: Record<string, unknown> };
-    const raw: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(project.config ?? {})) {
-        if (k.startsWith("factory:") && v && typeof v === "object" && "value" in v) raw[k.slice(8)] = (v as { value: unknown }).value;
-    }
-    for (const [k, v] of Object.entries(stackFile.config ?? {})) {
-        if (k.startsWith("factory:") && !(v && typeof v === "object" && "secure" in v)) raw[k.slice(8)] = v;
-    }
-    return parseConfig(raw);
+    return readStackConfig(stack, dir);
 }
 
 /** Packer → Proxmox images are built on the lab's node by `pulumi up`, never on this machine. */
@@ -81,7 +70,7 @@ async function main(): Promise<number> {
         console.error(`no images ${kind ? `of type ${kind}` : ""} (see make list)`);
         return 2;
     }
-    const keys = resolveAuthorizedKeys(config.bootstrapUser, projectDir);
+    const keys = resolveAuthorizedKeys(config.bootstrapUser, projectDir, config.lab);
     const debian = resolveDebianSource(config.debian, true);
     const workDir = path.resolve(projectDir, config.workDir);
     const done: Record<string, BuildResult> = {};

@@ -55,7 +55,7 @@ export function stackContext(projectDir: string): StackContext {
     const reused = new Set(config.reuse?.images ?? []);
     const recipes = attempt(() => config.images.map((name) => loadRecipe(name, path.join(projectDir, "images"))));
     const built = recipes.filter((r) => !reused.has(r.name));
-    const authorizedKeys = recipes.length > 0 ? attempt(() => resolveAuthorizedKeys(config.bootstrapUser, projectDir)) : [];
+    const authorizedKeys = recipes.length > 0 ? attempt(() => resolveAuthorizedKeys(config.bootstrapUser, projectDir, config.lab)) : [];
     const debian = attempt(() => resolveDebianSource(config.debian, built.length > 0));
     const secrets = new pulumi.Config("factory");
     const envSecret = (name: string) => (process.env[name] ? pulumi.secret(process.env[name] as string) : undefined);

@@ -145,7 +145,8 @@ export function finishPublishing(published: Record<string, PublishedImage>, ctx:
         // releases/<version>.json, the changelog and tools.json describe the qcow2 a consumer boots.
         const metadata = config.release && image.format === "qcow2" && (urls || oci || stored)
             ? new ReleaseMetadata(`${name}-release-metadata`, {
-                dir: ctx.resolve(config.release.metadataDir ?? "."),
+                // As configured: the provider resolves it in the checkout it runs in (a runner's is new every run).
+                dir: config.release.metadataDir ?? ".",
                 source: config.release.manifestSource,
                 primary: name === ctx.primaryImage,
                 pkgManifestPath: image.pkgManifestPath,

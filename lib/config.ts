@@ -1,11 +1,14 @@
 // Stack configuration: one schema, validated once at the top of the program, so a bad value fails the preview
 // before any resource is touched, with a message naming the key, the value and what is allowed.
+import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { z } from "zod";
 import { UserError } from "./errors";
 
 export const CONFIG_NAMESPACE = "factory";
+/** GitHub's container registry: where images go unless factory:oci.registry or OCI_REGISTRY names another. */
+export const DEFAULT_OCI_REGISTRY = "ghcr.io";
 
 const hostPort = z
     .string()
@@ -203,23 +206,22 @@ function keyName(path: PropertyKey[]): string {
  * Validates raw config values (as read from the stack, objects already parsed from JSON) and applies
  * defaults. Throws ConfigError listing every problem as `key = value: what is allowed`.
  */
-export function parseConfig(raw: Record<string, unknown>, env: Record<string, string | undefined> = process.env): FactoryConfig {
+export function parseConfig(raw: Record<string, unknown>, env: Record<string, string | undefined> = process.env,
+    opts: { placeholderKeys?: "refuse" | "allow" } = {}): FactoryConfig {
     for (const k of SECRET_KEYS) {
         if (k in raw) delete raw[k];
     }
-    // The OCI registry's host may come from the environment (OCI_REGISTRY, the repository variable CI passes), so
-    // a stack file can name its target (dvnt: GHCR) by owner and repository without pinning a host.
+    // The OCI registry's host: the stack's factory:oci.registry, else OCI_REGISTRY (the repository variable CI passes),
+    // else GitHub's container registry, the seeds' target. A stack file names its target by owner and repository.
     const oci = raw.oci as Record<string, unknown> | undefined;
     if (oci && typeof oci === "object" && oci.enabled === false && oci.registry === undefined) raw.oci = undefined; // off: nothing to resolve
-    else if (oci && typeof oci === "object" && oci.registry === undefined) {
-        if (!env.OCI_REGISTRY) {
-            throw new ConfigError(["factory:oci.registry: not set: set it (pulumi config set --path factory:oci.registry <host[:port]>) " +
-                "or export OCI_REGISTRY (for dvnt: GitHub's container registry; in CI the repository variable OCI_REGISTRY)"]);
-        }
-        raw.oci = { ...oci, registry: env.OCI_REGISTRY };
-    }
+    else if (oci && typeof oci === "object" && oci.registry === undefined) raw.oci = { ...oci, registry: env.OCI_REGISTRY || DEFAULT_OCI_REGISTRY };
     const result = configSchema.safeParse(raw);
-    if (result.success) return result.data;
+    if (result.success) {
+        const placeholders = placeholderProblems(result.data.lab, inlineKeys(result.data));
+        if (placeholders.length && opts.placeholderKeys !== "allow") throw new ConfigError(placeholders);
+        return result.data;
+    }
     const problems = result.error.issues.map((issue) => {
         if (issue.code === "unrecognized_keys") {
             return `${keyName(issue.path)}: unknown key(s) ${issue.keys.join(", ")}; see the config reference in README.md`;
@@ -232,8 +234,34 @@ export function parseConfig(raw: Record<string, unknown>, env: Record<string, st
     throw new ConfigError(problems);
 }
 
-/** The keys the program reads from the stack (everything in the schema). */
-export const CONFIG_KEYS = Object.keys(configSchema.shape);
+/**
+ * Public keys that must never go into a lab's images: the placeholder this repository ships in the lab stack files
+ * (nobody holds its private half). By OpenSSH fingerprint, so a changed comment does not get it through.
+ */
+export const PLACEHOLDER_KEYS: Record<string, string> = {
+    "SHA256:kEN4mdJycd0rO6mph9ZtY7UXfmMjzajSgsiRsVK+7A4": "the placeholder key shipped in Pulumi.dvnt.yaml and Pulumi.dvntm.yaml",
+};
+
+/** An OpenSSH public key line's fingerprint as `ssh-keygen -l` prints it (SHA256:<base64 of the blob's sha256>). */
+export function sshFingerprint(line: string): string {
+    const blob = Buffer.from(line.trim().split(/\s+/)[1] ?? "", "base64");
+    return `SHA256:${crypto.createHash("sha256").update(blob).digest("base64").replace(/=+$/, "")}`;
+}
+
+/** The inline bootstrap keys with the config key each stands at. */
+export function inlineKeys(config: FactoryConfig): Array<{ key: string; line: string }> {
+    return config.bootstrapUser.sshAuthorizedKeys.map((line, i) => ({ key: `${CONFIG_NAMESPACE}:bootstrapUser.sshAuthorizedKeys[${i}]`, line }));
+}
+
+/** In a lab stack, a placeholder key is refused, naming the config key it came from and what to put there. */
+export function placeholderProblems(lab: string, keys: Array<{ key: string; line: string }>): string[] {
+    if (lab === "local") return [];
+    return keys.flatMap(({ key, line }) => {
+        const fp = sshFingerprint(line);
+        return PLACEHOLDER_KEYS[fp] ? [`${key} = ${JSON.stringify(line.length > 60 ? `${line.slice(0, 57)}...` : line)}: is ${PLACEHOLDER_KEYS[fp]} (${fp}); ` +
+            "nobody in the lab holds its private half: put the lab's bootstrap public key there (ssh-keygen -y -f <the lab's key>)"] : [];
+    });
+}
 
 /**
  * Picks this namespace's keys out of the stack's full config map ("factory:maxPass" -> "3") and decodes
@@ -263,7 +291,7 @@ function decodeValue(value: string): unknown {
 }
 
 /** The bootstrap user's public keys: inline ones plus the content of key files (relative to the project). */
-export function resolveAuthorizedKeys(user: FactoryConfig["bootstrapUser"], projectDir: string): string[] {
+export function resolveAuthorizedKeys(user: FactoryConfig["bootstrapUser"], projectDir: string, lab: FactoryConfig["lab"]): string[] {
     const keys = [...user.sshAuthorizedKeys];
     user.sshAuthorizedKeyFiles.forEach((f, i) => {
         const file = path.resolve(projectDir, f);
@@ -273,6 +301,8 @@ export function resolveAuthorizedKeys(user: FactoryConfig["bootstrapUser"], proj
         }
         for (const line of fs.readFileSync(file, "utf8").split("\n").map((l) => l.trim()).filter((l) => l && !l.startsWith("#"))) {
             if (!sshKey.safeParse(line).success) throw new ConfigError([`${key} = ${JSON.stringify(f)}: holds a line that is not an OpenSSH public key`]);
+            const placeholder = placeholderProblems(lab, [{ key: `${key} (${f})`, line }]);
+            if (placeholder.length) throw new ConfigError(placeholder);
             keys.push(line);
         }
     });

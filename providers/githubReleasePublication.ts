@@ -8,6 +8,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { deleteRelease, githubClient, listAssets, publishRelease, releasesForTag, updateRelease, type Asset, type GithubClient, type Release, type RepoRef } from "../lib/publish/github";
 import {dynamicResource, keyedDiff } from "./dynamic";
 import { engineReporter } from "./progress";
+import { statusOf } from "../lib/errors";
 
 /** One image's part of a release: its file and .sha256 (as uploaded) and its section of the notes. */
 export interface ReleaseEntry {
@@ -93,7 +94,17 @@ async function publishTag(gh: GithubClient, repo: RepoRef, tag: string, entries:
     const body = renderNotes(tag, sections);
     let published = release;
     if (release.draft) {
-        published = await publishRelease(gh, repo, release, { name: tag, body });
+        try {
+            published = await publishRelease(gh, repo, release, { name: tag, body });
+        } catch (err) {
+            // 422 already_exists on tag_name: another writer published a release of this tag after our uploads chose
+            // the draft. Its assets are not ours to judge: say which two releases, and how to converge.
+            const holder = statusOf(err) === 422 ? (await releasesForTag(gh, repo, tag)).find((c) => !c.draft && c.id !== release.id) : undefined;
+            if (!holder) throw err;
+            throw new Error(`release ${tag}: the draft ${release.id} that holds this run's assets cannot be published: release ${holder.id} (${holder.html_url}) ` +
+                `already holds the tag (GitHub: 422 already_exists on tag_name). Delete draft ${release.id} on GitHub, then run pulumi refresh and pulumi up: ` +
+                `the assets go into release ${holder.id}`);
+        }
         report(`→ ${repo.owner}/${repo.repo} ${tag}: published with ${[...sections.keys()].join(", ")}`);
     } else if ((release.body ?? "") !== body) {
         published = await updateRelease(gh, repo, release, { body });

@@ -108,7 +108,9 @@ export const provider: pulumi.dynamic.ResourceProvider<OciPushInputs, OciPushOut
     async diff(_id, olds, news) {
         // After a refresh: what the registry holds under the version tag is not this image any more.
         const replaced = olds.layerDigest !== `sha256:${news.sha256}` ? ["sha256"] : [];
-        return keyedDiff(olds, news, { replace: REPLACE_KEYS, update: ["tags", "plainHttp", "deleteOnDestroy", "username"] }, { replaces: replaced });
+        // Not the user name: who pushes (the actor of a run, absent from a pull request's preview, which gets no
+        // publishing token) changes nothing about the artifact.
+        return keyedDiff(olds, news, { replace: REPLACE_KEYS, update: ["tags", "plainHttp", "deleteOnDestroy"] }, { replaces: replaced });
     },
     async update(_id, _olds, news) {
         return { outs: await publish(news) };

@@ -7,14 +7,16 @@
 #                          engine, the language host, the dynamic-provider shim and oras. The test command and
 #                          the other targets run the full setup, which adds the rest (Packer and its plugins,
 #                          OpenTofu, actionlint, the Proxmox plugin, the policy pack, fakepve) when first needed.
+#        setup.sh --lab    what a lab runner's jobs need (scripts/ci/*.sh): everything but the test-only services.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 scope=all
 case "${1:-}" in
   --main) scope=main ;;
+  --lab) scope=lab ;;
   "") ;;
-  *) echo "usage: $0 [--main]" >&2; exit 2 ;;
+  *) echo "usage: $0 [--main|--lab]" >&2; exit 2 ;;
 esac
 
 say() { printf 'setup: %s\n' "$*"; }
@@ -68,7 +70,7 @@ if [[ ! -f node_modules/.image-factory-lock || "$(cat node_modules/.image-factor
   npm ci --no-audit --no-fund --cache "$cache_root/npm" --prefer-offline
   echo "$lock_sum" > node_modules/.image-factory-lock
 fi
-if [[ $scope == all && -f policy/package-lock.json ]]; then
+if [[ $scope != main && -f policy/package-lock.json ]]; then
   plock=$(sha256sum policy/package-lock.json | cut -d' ' -f1)
   if [[ ! -f policy/node_modules/.image-factory-lock || "$(cat policy/node_modules/.image-factory-lock)" != "$plock" ]]; then
     say "npm ci (policy pack)"
@@ -111,7 +113,7 @@ if [[ $scope == all ]] && [[ ! -x .tools/fakepve/bin/python || "$(cat .tools/fak
 fi
 
 # --- bootstrap key for the local stack --------------------------------------------------------------------
-if [[ ! -f .cache/local-ssh/id_ed25519 ]]; then
+if [[ $scope != lab && ! -f .cache/local-ssh/id_ed25519 ]]; then
   mkdir -p .cache/local-ssh
   ssh-keygen -q -t ed25519 -N "" -C "image-factory-local" -f .cache/local-ssh/id_ed25519
   say "made the local stack's bootstrap key .cache/local-ssh/id_ed25519"

@@ -5,7 +5,7 @@
 # Usage: tools/build.sh [tool...]   (default: all; tools: pulumi pulumi-language-nodejs
 #                                     pulumi-resource-pulumi-nodejs oras actionlint tofu packer
 #                                     packer-plugin-qemu packer-plugin-ansible packer-plugin-proxmox
-#                                     pulumi-resource-proxmoxve)
+#                                     pulumi-resource-proxmoxve versitygw)
 set -euo pipefail
 
 tools_dir=$(cd "$(dirname "$0")" && pwd)
@@ -87,6 +87,11 @@ if [[ -d "$tools_dir/actionlint" ]] && want_tool actionlint; then
 fi
 if [[ -d "$tools_dir/tofu" ]] && want_tool tofu; then
   build tofu "$tools_dir/tofu" github.com/opentofu/opentofu/cmd/tofu "-s -w -X github.com/opentofu/opentofu/version.dev=no"
+fi
+# versitygw (Apache-2.0): an S3-compatible gateway over a local directory, for the rehearsal's state backend (the labs
+# keep their state in a self-managed S3 backend). Test-only: never shipped in an image.
+if [[ -d "$tools_dir/versitygw" ]] && want_tool versitygw; then
+  build versitygw "$tools_dir/versitygw" github.com/versity/versitygw/cmd/versitygw "-s -w"
 fi
 if [[ -d "$tools_dir/packer" ]] && want_tool packer; then
   # VersionPrerelease is cleared so `packer version` prints the release, not "1.9.4-dev".

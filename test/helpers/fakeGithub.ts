@@ -1,10 +1,11 @@
 // A loopback stand-in for the GitHub REST endpoints the release publisher uses, following GitHub's documented
 // behaviour (docs.github.com/en/rest/releases/releases and /releases/assets; each behaviour cites its section):
 // token auth (401 "Bad credentials"), releases by tag (published only) and by list (drafts too), 422
-// "already_exists" for a published tag or a taken asset name, several drafts per tag, uploads on a separate "uploads
-// host" path that require Content-Length and report the asset's sha256 `digest`, a cut upload leaving a `starter`
-// asset, browser downloads of published assets through a redirect. Uploaded bytes go to disk, hashed while they
-// arrive. Faults (e.g. secondary rate limits: 403/429 with Retry-After) can be injected per route.
+// "already_exists" for a published tag (on create, and on publishing a draft whose tag another published release
+// holds) or a taken asset name, several drafts per tag, uploads on a separate "uploads host" path that require
+// Content-Length and report the asset's sha256 `digest`, a cut upload leaving a `starter` asset, browser downloads
+// of published assets through a redirect. Uploaded bytes go to disk, hashed while they arrive. Faults (e.g.
+// secondary rate limits: 403/429 with Retry-After; a 5xx) can be injected per route, downloads and uploads included.
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as http from "node:http";
@@ -110,6 +111,14 @@ export async function startFakeGithub(opts: { token: string; repos: Array<[strin
         const notFound = () => send(404, { message: "Not Found", documentation_url: "https://docs.github.com/rest" });
         const validation = (resource: string, field: string) => send(422, { message: "Validation Failed", errors: [{ resource, code: "already_exists", field }] });
 
+        // Faults on any route, the browser downloads and the uploads host included (a CDN's 5xx, a rate limit).
+        const fault = faults.find((f) => f.method === method && f.path.test(p) && f.times > 0);
+        if (fault) {
+            fault.times--;
+            req.resume();
+            req.on("end", () => send(fault.status, { message: fault.message ?? (fault.status >= 500 ? "Server Error" : "injected") }, fault.headers));
+            return;
+        }
         // Browser downloads ("Get a release asset": browser_download_url): public, published releases only, answered
         // with a 302 to the asset's storage location, as github.com does; clients must follow it.
         const dl = /^\/([^/]+)\/([^/]+)\/releases\/download\/([^/]+)\/([^/]+)$/.exec(p);
@@ -133,13 +142,6 @@ export async function startFakeGithub(opts: { token: string; repos: Array<[strin
             return;
         }
 
-        const fault = faults.find((f) => f.method === method && f.path.test(p) && f.times > 0);
-        if (fault) {
-            fault.times--;
-            req.resume();
-            req.on("end", () => send(fault.status, { message: fault.message ?? (fault.status >= 500 ? "Server Error" : "injected") }, fault.headers));
-            return;
-        }
         const auth = req.headers.authorization ?? "";
         if (auth !== `token ${opts.token}` && auth !== `Bearer ${opts.token}`) {
             req.resume();
@@ -163,7 +165,9 @@ export async function startFakeGithub(opts: { token: string; repos: Array<[strin
                 req.resume();
                 return validation("ReleaseAsset", "name");
             }
-            const file = path.join(dir, `asset-${nextId}`);
+            // Its id now: uploads run side by side, and each needs a file of its own from its first byte.
+            const id = nextId++;
+            const file = path.join(dir, `asset-${id}`);
             const hash = crypto.createHash("sha256");
             const out = fs.createWriteStream(file);
             const corrupt = corruptNext;
@@ -177,14 +181,14 @@ export async function startFakeGithub(opts: { token: string; repos: Array<[strin
             // "Upload a release asset": an upload cut off before Content-Length bytes leaves an asset in state
             // `starter`, which holds the name (a new upload gets 422 already_exists) until it is deleted.
             req.on("aborted", () => {
-                r.assets.push({ id: nextId++, name, label: null, content_type: String(req.headers["content-type"] ?? "application/octet-stream"),
+                r.assets.push({ id, name, label: null, content_type: String(req.headers["content-type"] ?? "application/octet-stream"),
                     size: 0, digest: null, state: "starter", file, created_at: new Date().toISOString() });
                 requests.push({ method, path: p, status: 0, bytes: bytesIn });
             });
             req.pipe(out);
             out.on("finish", () => {
                 if (bytesIn !== expected) return;
-                const a: FakeAsset = { id: nextId++, name, label: url.searchParams.get("label"), content_type: String(req.headers["content-type"] ?? "application/octet-stream"),
+                const a: FakeAsset = { id, name, label: url.searchParams.get("label"), content_type: String(req.headers["content-type"] ?? "application/octet-stream"),
                     size: bytesIn, digest: `sha256:${hash.digest("hex")}`, state: "uploaded", file, created_at: new Date().toISOString() };
                 r.assets.push(a);
                 send(201, assetJson(upload[1], upload[2], r, a));
@@ -259,6 +263,10 @@ export async function startFakeGithub(opts: { token: string; repos: Array<[strin
                 if (!r) return notFound();
                 if (method === "GET") return send(200, releaseJson(owner, repo, r));
                 if (method === "PATCH") {
+                    // "Update a release" (docs.github.com/en/rest/releases/releases#update-a-release): publishing a draft
+                    // gives it its tag, so a tag another published release already holds is refused as "Create a
+                    // release" refuses it: 422 Validation Failed, code already_exists on tag_name.
+                    if (r.draft && body.draft === false && list.some((x) => x !== r && x.tag_name === r.tag_name && !x.draft)) return validation("Release", "tag_name");
                     if (typeof body.name === "string") r.name = body.name;
                     if (typeof body.body === "string") r.body = body.body;
                     if (typeof body.draft === "boolean") {

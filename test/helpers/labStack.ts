@@ -20,6 +20,8 @@ export interface LabEndpoints {
     evidenceDir: string;
     /** Private key Packer → Proxmox logs in with (dvnt's debian-12-minimal-pve). */
     packerSshKeyFile?: string;
+    /** The lab's bootstrap public key (default REHEARSAL_BOOTSTRAP_KEY). */
+    bootstrapKey?: string;
     /** The CI rehearsal's subset of dvnt's images (in the lab file's order); every image when absent. */
     images?: string[];
 }
@@ -36,7 +38,12 @@ export const SUBSTITUTED = [
     "factory:artifactStore.root", "factory:artifactStore.host", "factory:artifactStore.port", "factory:artifactStore.publicBaseUrl",
     "factory:oci.registry", "factory:release.apiUrl",
     "factory:proxmox.endpoint", "factory:proxmox.packerSshKeyFile",
+    // The placeholder key the lab files ship is refused in lab stacks: the lab operator puts the lab's key there.
+    "factory:bootstrapUser.sshAuthorizedKeys",
 ] as const;
+
+/** The rehearsal's stand-in for the lab's bootstrap key (the lab files ship a placeholder the program refuses). */
+export const REHEARSAL_BOOTSTRAP_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl rehearsal-lab-key";
 
 type Json = Record<string, unknown>;
 
@@ -54,6 +61,7 @@ export function rehearsalConfig(stack: "dvnt" | "dvntm", e: LabEndpoints): Json 
         (c[key] as Json)[field] = value;
     };
     set("factory:workDir", undefined, e.workDir);
+    set("factory:bootstrapUser", "sshAuthorizedKeys", [e.bootstrapKey ?? REHEARSAL_BOOTSTRAP_KEY]);
     set("factory:evidence", "dir", e.evidenceDir);
     const port = Number(new URL(e.storeUrl).port);
     set("factory:artifactStore", "root", e.storeRoot);

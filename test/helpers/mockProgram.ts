@@ -27,9 +27,17 @@ export function fakeSha(seed: string): string {
     return crypto.createHash("sha256").update(seed).digest("hex");
 }
 
-/** Stack config from a committed Pulumi.<stack>.yaml, as the engine hands it to the program (strings). */
+/** A stand-in for the lab's bootstrap key: the lab files ship a placeholder, which the program refuses. */
+export const LAB_STAND_IN_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl lab-stand-in";
+
+/**
+ * Stack config from a committed Pulumi.<stack>.yaml, as the engine hands it to the program (strings); a lab
+ * stack's placeholder bootstrap key is replaced by LAB_STAND_IN_KEY, as the lab operator replaces it.
+ */
 export function stackConfig(stack: string): Record<string, unknown> {
     const doc = parse(fs.readFileSync(path.join(REPO_ROOT, `Pulumi.${stack}.yaml`), "utf8")) as { config: Record<string, unknown> };
+    const user = doc.config["factory:bootstrapUser"] as { sshAuthorizedKeys?: string[] } | undefined;
+    if (stack !== "local" && user?.sshAuthorizedKeys) user.sshAuthorizedKeys = [LAB_STAND_IN_KEY];
     return doc.config;
 }
 

@@ -7,6 +7,7 @@ import * as http from "node:http";
 import * as os from "node:os";
 import * as path from "node:path";
 import { ensureRelease, githubClient, listAssets, publishRelease, uploadAsset, findRelease, MAX_ASSET_BYTES } from "../../lib/publish/github";
+import { download } from "../../lib/baseImages/download";
 import { startFakeGithub, type FakeGithub } from "../helpers/fakeGithub";
 import { REPO_ROOT } from "../helpers/setup";
 import execa from "execa";
@@ -48,6 +49,19 @@ describe("lib/github against a loopback GitHub", function () {
         const pub = await publishRelease(c, repo, release);
         assert.equal(pub.draft, false);
         assert.equal(gh.releases("deevnet", "images")[0].draft, false);
+    });
+
+    it("a published asset's browser download survives a 503 of the download route (a fault injected there): the consumer's download retries and verifies", async () => {
+        const release = (await findRelease(client(), repo, "v2026.01.01"))!;
+        const url = (await listAssets(client(), repo, release.id)).find((a) => a.name === "img-v2026.01.01.qcow2")!.browser_download_url;
+        gh.inject({ method: "GET", path: /^\/deevnet\/images\/releases\/download\//, status: 503, times: 1 });
+        const lines: string[] = [];
+        const r = await download({ url, dest: path.join(dir, "downloaded.qcow2"), expectedSha256: sha, retries: 2, retryDelayMs: 5, log: (l) => lines.push(l) });
+        assert.equal(r.sha256, sha);
+        assert.equal(r.attempts, 2);
+        assert.ok(lines.some((l) => /HTTP 503; retrying/.test(l)), lines.join("\n"));
+        const tries = gh.requests.filter((x) => x.path.startsWith("/deevnet/images/releases/download/"));
+        assert.deepEqual(tries.slice(-2).map((x) => x.status), [503, 302]);
     });
 
     it("skips an asset GitHub already holds with the same digest: no upload request", async () => {

@@ -146,6 +146,26 @@ describe("one GitHub release per version tag (GithubReleaseUpload + GithubReleas
         assert.deepEqual(left.map((r) => [r.id, r.draft]), [[up.releaseId, false]], "the orphan draft is gone, the release is published");
     });
 
+    it("a draft whose tag another writer published meanwhile is refused as GitHub refuses it (422 already_exists), and the error names both releases and the way back", async () => {
+        const tag3 = "v2026.05.07";
+        write("debian-12-minimal", crypto.randomBytes(1000));
+        const up = (await uploadProvider.create!({ ...uploadInputs("debian-12-minimal"), tag: tag3, fileName: `debian-12-minimal-${tag3}.qcow2` })).outs as GithubReleaseOutputs;
+        // Another writer (a second lab run, a person on github.com) publishes a release of the same tag.
+        const other = await fetch(`${gh.url}/repos/deevnet/images/releases`, { method: "POST", headers: { authorization: `token ${token}` }, body: JSON.stringify({ tag_name: tag3, draft: false }) });
+        assert.equal(other.status, 201);
+        const otherId = (await other.json() as { id: number }).id;
+        // The fake answers publishing the draft as GitHub does ("Update a release" → 422 already_exists on tag_name).
+        const raw = await fetch(`${gh.url}/repos/deevnet/images/releases/${up.releaseId}`, { method: "PATCH", headers: { authorization: `token ${token}` }, body: JSON.stringify({ draft: false }) });
+        assert.equal(raw.status, 422);
+        assert.deepEqual((await raw.json() as { errors: unknown[] }).errors, [{ resource: "Release", code: "already_exists", field: "tag_name" }]);
+        const e: ReleaseEntry = { image: "debian-12-minimal", tag: tag3, releaseId: up.releaseId, fileName: up.fileName, sha256: up.sha256, size: up.size,
+            sumName: up.sha256AssetName, sumSha256: up.sha256AssetSha256, notes: "n" };
+        await assert.rejects(publicationProvider.create!({ apiUrl: gh.url, owner: "deevnet", repo: "images", token, entries: [e] }),
+            new RegExp(`release ${tag3}: the draft ${up.releaseId} that holds this run's assets cannot be published: release ${otherId} \\(.*\\) already holds the tag ` +
+                `\\(GitHub: 422 already_exists on tag_name\\)\\. Delete draft ${up.releaseId} on GitHub, then run pulumi refresh and pulumi up`));
+        assert.equal(gh.releases("deevnet", "images").find((r) => r.id === up.releaseId)?.draft, true, "the draft stays a draft");
+    });
+
     it("renderNotes and parseNotes round-trip every image's section", () => {
         const sections = new Map([["b", "## b\n\ntext | with | pipes"], ["a", "## a"]]);
         assert.deepEqual([...parseNotes(renderNotes("v1", sections))].sort(), [...sections].sort());

@@ -1,5 +1,10 @@
 import { strict as assert } from "node:assert";
-import { ConfigError, isHostPort, parseConfig, readNamespace } from "../../lib/config";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { parse } from "yaml";
+import { ConfigError, isHostPort, parseConfig, readNamespace, resolveAuthorizedKeys, sshFingerprint } from "../../lib/config";
+import { REPO_ROOT } from "../helpers/setup";
 
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl test@example";
 
@@ -52,12 +57,37 @@ describe("lib/config", () => {
         for (const bad of ["", "not a url!", "https://registry.example.com", "registry.example.com/owner", "host:port", "user@host"]) assert.ok(!isHostPort(bad), bad);
     });
 
-    it("takes the OCI registry's host from OCI_REGISTRY when the stack names only the repository, and says how to set it otherwise", () => {
+    it("takes the OCI registry's host from the stack, else OCI_REGISTRY, else GitHub's container registry", () => {
         const raw = () => ({ lab: "dvnt", bootstrapUser: { sshAuthorizedKeys: [KEY] }, oci: { repository: "deevnet/images" } });
         assert.equal(parseConfig(raw(), { OCI_REGISTRY: "oci.example.test" }).oci?.registry, "oci.example.test");
         assert.equal(parseConfig({ ...raw(), oci: { registry: "pinned.example.test", repository: "a/b" } }, { OCI_REGISTRY: "oci.example.test" }).oci?.registry, "pinned.example.test");
-        assert.throws(() => parseConfig(raw(), {}), (err: Error) => err instanceof ConfigError &&
-            /factory:oci\.registry: not set: set it \(pulumi config set --path factory:oci\.registry <host\[:port\]>\) or export OCI_REGISTRY/.test(err.message));
+        assert.equal(parseConfig(raw(), {}).oci?.registry, "ghcr.io");
+        assert.equal(parseConfig(raw(), { OCI_REGISTRY: "" }).oci?.registry, "ghcr.io", "an unset repository variable arrives as an empty string");
         assert.equal(parseConfig({ ...raw(), oci: { enabled: false, repository: "a/b" } }, {}).oci, undefined);
+    });
+
+    it("refuses the shipped placeholder bootstrap key in a lab stack by fingerprint, naming the key and the fix; local may use any key", () => {
+        const lab = parse(fs.readFileSync(path.join(REPO_ROOT, "Pulumi.dvnt.yaml"), "utf8")) as { config: Record<string, unknown> };
+        const shipped = (lab.config["factory:bootstrapUser"] as { sshAuthorizedKeys: string[] }).sshAuthorizedKeys[0];
+        assert.equal(sshFingerprint(shipped), "SHA256:kEN4mdJycd0rO6mph9ZtY7UXfmMjzajSgsiRsVK+7A4", "the fingerprint ssh-keygen -l prints");
+        for (const line of [shipped, shipped.replace(/ deevnet-bootstrap.*$/, " renamed")]) {
+            const p = problems({ lab: "dvnt", bootstrapUser: { sshAuthorizedKeys: [KEY, line] } });
+            assert.equal(p.length, 1);
+            assert.match(p[0], /^factory:bootstrapUser\.sshAuthorizedKeys\[1\] = ".*": is the placeholder key shipped in Pulumi\.dvnt\.yaml and Pulumi\.dvntm\.yaml \(SHA256:kEN4mdJ.*\); nobody in the lab holds its private half: put the lab's bootstrap public key there/);
+        }
+        assert.equal(parseConfig({ lab: "local", bootstrapUser: { sshAuthorizedKeys: [shipped] } }).bootstrapUser.sshAuthorizedKeys[0], shipped);
+        assert.equal(parseConfig({ lab: "dvntm", bootstrapUser: { sshAuthorizedKeys: [KEY] } }).lab, "dvntm");
+    });
+
+    it("refuses the placeholder from a key file too, in a lab stack", () => {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "if-keys-"));
+        try {
+            fs.writeFileSync(path.join(dir, "k.pub"), "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMjjA0f48zDtYA4yRMh+7IpcwV32F6VmHb3ZlP0fzwjm copied\n");
+            const user = { name: "ansible", sshAuthorizedKeys: [], sshAuthorizedKeyFiles: ["k.pub"] };
+            assert.throws(() => resolveAuthorizedKeys(user, dir, "dvnt"), /factory:bootstrapUser\.sshAuthorizedKeyFiles\[0\] \(k\.pub\) = .*is the placeholder key/);
+            assert.equal(resolveAuthorizedKeys(user, dir, "local").length, 1);
+        } finally {
+            fs.rmSync(dir, { recursive: true, force: true });
+        }
     });
 });

@@ -8,6 +8,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { compareDebVersions } from "../../lib/debVersion";
 import { diffPackages, parsePkgManifest, readReleaseFiles, renderPackageDiff, writeReleaseMetadata, type ReleaseImageRecord } from "../../lib/publish/releaseMetadata";
+import { provider as metadataProvider, type ReleaseMetadataOutputs } from "../../providers/releaseMetadata";
 import { REPO_ROOT } from "../helpers/setup";
 
 const FIX = path.join(REPO_ROOT, "test", "fixtures", "manifests");
@@ -33,6 +34,34 @@ describe("lib/releaseMetadata", () => {
         dir = fs.mkdtempSync(path.join(os.tmpdir(), "if-rel-"));
     });
     afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+    it("the ReleaseMetadata resource is the same record in every checkout: no change where the checkout holds it (a runner's fresh clone), a rewrite where it does not", async () => {
+        const manifest = path.join(dir, "pkg-manifest.txt");
+        fs.copyFileSync(path.join(FIX, "a.txt"), manifest);
+        const inputs = { dir: ".", record: record("v2026.12.06"), pkgManifestPath: manifest, source: "asset" as const, primary: true };
+        const [first, second] = [path.join(dir, "clone-1"), path.join(dir, "clone-2")];
+        fs.mkdirSync(first);
+        fs.mkdirSync(second);
+        const cwd = process.cwd();
+        try {
+            process.chdir(first);
+            const created = await metadataProvider.create!(inputs);
+            const made = { id: created.id, outs: created.outs as ReleaseMetadataOutputs };
+            assert.ok(fs.existsSync(path.join(first, "releases", "v2026.12.06.json")));
+            assert.equal(made.outs.toolsJsonPath, "manifests/debian-12-minimal.tools.json");
+            // Another run, another clone that lacks the files (the metadata commit was lost): a rewrite.
+            process.chdir(second);
+            assert.equal((await metadataProvider.diff!(made.id, made.outs, inputs)).changes, true);
+            // The same clone after git brought the files: nothing to do.
+            fs.cpSync(path.join(first, "releases"), path.join(second, "releases"), { recursive: true });
+            assert.equal((await metadataProvider.diff!(made.id, made.outs, inputs)).changes, false);
+            // Another version is another record.
+            const next = { ...inputs, record: record("v2026.12.07") };
+            assert.deepEqual((await metadataProvider.diff!(made.id, made.outs, next)).replaces, ["record"]);
+        } finally {
+            process.chdir(cwd);
+        }
+    });
 
     it("orders Debian versions exactly like dpkg --compare-versions", async () => {
         const versions = ["1.0", "1.0-1", "1:0.9", "1.0~rc1", "1.0+b1", "2.36-9+deb12u4", "2.36-9+deb12u10", "0.9.8", "0.10", "1.2a", "1.2", "3.0.15-1~deb12u1", "3.0.17-1~deb12u2", "1:9.2p1-2+deb12u5", "2:9.0.1378-2", "1.0~~"];
