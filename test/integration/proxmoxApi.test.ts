@@ -51,7 +51,7 @@ describe("Proxmox API client, access check and template retention against a loop
         assert.deepEqual(await missingPrivileges(target(), inputs), []);
 
         await assert.rejects(accessProvider.create!({ ...inputs, apiToken: limited }),
-            /^UserError: Proxmox pve1 at .* is not ready for templates:\n  - the token ci@pve!limited of factory:proxmoxApiToken lacks Sys\.AccessNetwork on \/nodes\/pve1 \(or Sys\.Audit and Sys\.Modify on \/\); Datastore\.AllocateTemplate, Datastore\.Audit on \/storage\/local; .*VM\.Allocate, .* on \/vms; SDN\.Use on \/sdn\/zones\/localnetwork\/vmbr0/);
+            /^UserError: Proxmox pve1 at .* is not ready for templates:\n  - the token ci@pve!limited of factory:proxmoxApiToken lacks Sys\.AccessNetwork on \/nodes\/pve1 \(or Sys\.Audit and Sys\.Modify on \/\); Datastore\.AllocateTemplate, Datastore\.Audit, Datastore\.Allocate on \/storage\/local; Datastore\.AllocateSpace, Datastore\.Audit on \/storage\/local-lvm; VM\.Allocate, .* on \/vms; SDN\.Use on \/sdn\/zones\/localnetwork\/vmbr0/);
     });
 
     it("each privilege of the README's table, taken away in turn, is named; a token holds only what its user holds too", async () => {
