@@ -6,6 +6,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import execa from "execa";
 import { ConfigError, inlineKeys, placeholderProblems, type FactoryConfig } from "./config";
+import { isApiToken } from "./publish/proxmoxApi";
 
 export interface Finding {
     status: "ok" | "fail" | "note";
@@ -28,11 +29,11 @@ const isLoopback = (host: string) => /^(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\
 /** A token for each enabled target: from the environment CI passes, or a secret in the stack file. */
 export function checkSecrets(config: FactoryConfig, env: NodeJS.ProcessEnv, secure: Set<string>): Finding[] {
     const out: Finding[] = [];
-    const need = (what: string, envName: string, key: string, fix: string, shape?: RegExp) => {
+    const need = (what: string, envName: string, key: string, fix: string, shape?: { valid: (v: string) => boolean; looksLike: string }) => {
         const v = env[envName];
         if (secure.has(`factory:${key}`)) out.push(ok(what, `factory:${key} (a secret of the stack)`));
         else if (!v) out.push(fail(what, `neither ${envName} nor the secret factory:${key} is set: ${fix}`));
-        else if (shape && !shape.test(v)) out.push(fail(what, `${envName} does not look like ${shape.source === PVE_TOKEN.source ? "user@realm!tokenid=secret" : "a token"}: ${fix}`));
+        else if (shape && !shape.valid(v)) out.push(fail(what, `${envName} does not look like ${shape.looksLike}: ${fix}`));
         else out.push(ok(what, `${envName} (${v.length} characters)`));
     };
     if (!env.PULUMI_CONFIG_PASSPHRASE) out.push(fail("secrets passphrase", "PULUMI_CONFIG_PASSPHRASE is empty: the repository secret PULUMI_CONFIG_PASSPHRASE (the stacks' secrets provider)"));
@@ -41,10 +42,10 @@ export function checkSecrets(config: FactoryConfig, env: NodeJS.ProcessEnv, secu
         need(`OCI push to ${config.oci.registry}`, "GHCR_TOKEN", "ghcrToken", "the secret GHCR_TOKEN (write:packages) or the workflow's GITHUB_TOKEN with packages: write");
     }
     if (config.release?.enabled) need(`GitHub release ${config.release.owner}/${config.release.repo}`, "GITHUB_TOKEN", "githubToken", "the secret RELEASE_TOKEN (contents: write) or the workflow's GITHUB_TOKEN");
-    if (config.proxmox?.enabled) need(`Proxmox ${config.proxmox.node}`, "PROXMOX_VE_API_TOKEN", "proxmoxApiToken", `the secret PROXMOX_API_TOKEN_${config.lab} (user@realm!tokenid=secret)`, PVE_TOKEN);
+    if (config.proxmox?.enabled) need(`Proxmox ${config.proxmox.node}`, "PROXMOX_VE_API_TOKEN", "proxmoxApiToken", `the secret PROXMOX_API_TOKEN_${config.lab} (user@realm!tokenid=secret)`,
+        { valid: isApiToken, looksLike: "user@realm!tokenid=secret" });
     return out;
 }
-const PVE_TOKEN = /^[^@\s]+@[^!\s]+![^=\s]+=\S+$/;
 
 /** The state backend: set, outside the checkout, and answering (pulumi stack ls lists this project's stacks). */
 export async function checkBackend(stack: string, projectDir: string, env: NodeJS.ProcessEnv): Promise<Finding> {

@@ -78,8 +78,13 @@ export function proxmoxApiError(message: string, status?: number): HttpStatusErr
 }
 
 /** "user@realm!tokenid=secret" -> the token's id (not secret) and its secret. */
+const API_TOKEN = /^([^=\s]+@[^=\s!]+![^=\s]+)=(\S+)$/;
+
+/** Whether a value has the shape of a Proxmox API token (user@realm!tokenid=secret), as splitApiToken reads it. */
+export const isApiToken = (value: string): boolean => API_TOKEN.test(value);
+
 export function splitApiToken(apiToken: string): { tokenId: string; secret: string } {
-    const m = /^([^=\s]+@[^=\s!]+![^=\s]+)=(\S+)$/.exec(apiToken);
+    const m = API_TOKEN.exec(apiToken);
     if (!m) {
         throw new Error("factory:proxmoxApiToken must be a Proxmox API token user@realm!tokenid=secret: " +
             "pulumi config set --secret factory:proxmoxApiToken … (or PROXMOX_VE_API_TOKEN)");

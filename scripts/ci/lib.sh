@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # What the CI jobs share (scripts/ci/*.sh source this). A workflow job checks out, maps variables and secrets to
-# environment variables, and calls one script; everything else happens here, so the rehearsal (test/e2e/labCi.test.ts)
+# environment variables, and calls one script; everything else happens here, so the rehearsal (test/e2e/rehearsal.test.ts)
 # runs the very code a runner runs. Environment read (each named in README "Running the labs from CI"):
 #   STACK                     dvnt or dvntm
 #   PULUMI_BACKEND_URL        the labs' shared state backend (s3://…, or file:// on a persistent disk)

@@ -8,7 +8,6 @@ import * as path from "node:path";
 import { requiredGrants, type ProxmoxPlacement } from "../../lib/publish/proxmoxApi";
 import { REPO_ROOT } from "./setup";
 
-
 export interface FakePveDownload { url: string; storage: string; content: string; filename: string; bytes: number; sha256: string | null; result: string }
 
 export interface FakePve {

@@ -6,6 +6,7 @@ import execa from "execa";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { parse } from "yaml";
+import { RELEASE_METADATA_PATHS } from "../../lib/git";
 import { REPO_ROOT } from "../helpers/setup";
 
 const WORKFLOWS = path.join(REPO_ROOT, ".github", "workflows");
@@ -162,7 +163,9 @@ describe(".github/workflows", () => {
         const lib = script("lib.sh");
         assert.doesNotMatch(run, /pulumi up [^\n]*--config /, "pulumi up --config would save into the tracked stack file");
         assert.match(run, /pulumi up --stack "\$STACK" --config-file "\$ci_config"/);
-        assert.match(lib, /ci_metadata_paths=\(releases manifests docs\/releases\.md\)/);
+        // The paths the script commits are the ones lib/git.ts leaves out of a dirty tree: one list, in two languages.
+        assert.ok(lib.includes(`ci_metadata_paths=(${RELEASE_METADATA_PATHS.join(" ")})`), "ci_metadata_paths must equal RELEASE_METADATA_PATHS");
+        assert.deepEqual([...RELEASE_METADATA_PATHS], ["releases", "manifests", "docs/releases.md"]);
         assert.match(lib, /git commit-tree "\$tree" -p "\$ci_metadata_base"/);
         assert.match(lib, /if \[\[ "\$tree" == "\$\(git rev-parse "\$ci_metadata_base\^\{tree\}"\)" \]\]/, "no empty commits");
         assert.doesNotMatch(run + lib, /--force|push -f /, "never a forced push");
