@@ -67,6 +67,16 @@ export interface RunOptions {
     cleanEnv?: boolean;
     /** Stops the command when it fires (SIGTERM, SIGKILL 30 s later); the run then fails saying it was stopped. */
     abort?: AbortSignal;
+    /**
+     * Runs once the command has started, before it may go on: the child gets a pipe as fd 3 and reads "go" from it
+     * once this resolves (lib/stages/namespace.ts writes a user namespace's id maps here). If it throws, the child
+     * is killed and the run fails with that error.
+     */
+    gate?: (pid: number) => Promise<void>;
+    /** How the command is shown in the build log and in errors, when not as it is run (a wrapper's script adds nothing). */
+    shownAs?: string;
+    /** What a stop sends first (SIGTERM unless said; SIGKILL follows 30 s later). */
+    stopSignal?: NodeJS.Signals;
 }
 
 export interface RunResult {
@@ -74,9 +84,13 @@ export interface RunResult {
     stderr: string;
 }
 
+export function showCommand(argv: readonly string[]): string {
+    return argv.map((a) => (/[\s"']/.test(a) ? JSON.stringify(a) : a)).join(" ");
+}
+
 /** Runs a command to completion; output goes to the build log when one is given. */
 export async function run(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
-    const shown = [cmd, ...args].map((a) => (/[\s"']/.test(a) ? JSON.stringify(a) : a)).join(" ");
+    const shown = opts.shownAs ?? showCommand([cmd, ...args]);
     opts.log?.line(`$ ${shown}`);
     // Resolved the way which() (and the pre-flight checks) find it: a PATH without the sbin directories still runs
     // /usr/sbin tools, instead of passing the check and then failing to start.
@@ -90,14 +104,27 @@ export async function run(cmd: string, args: readonly string[], opts: RunOptions
         timeout: opts.timeoutMs,
         extendEnv: !opts.cleanEnv,
         stripFinalNewline: false,
+        ...(opts.gate ? { stdio: ["pipe", "pipe", "pipe", "pipe"] as const } : {}),
     });
+    if (opts.gate && child.pid !== undefined) { // no pid: it did not start, and the result below says why
+        const go = child.stdio[3] as NodeJS.WritableStream;
+        go.on("error", () => undefined); // a child that died first: its own exit status says why
+        try {
+            await opts.gate(child.pid);
+            go.end("go\n");
+        } catch (e) {
+            child.kill("SIGKILL");
+            await child.catch(() => undefined);
+            throw e;
+        }
+    }
     if (opts.log || opts.onOutput) {
         child.all?.on("data", (chunk: Buffer) => {
             opts.log?.write(chunk.toString());
             opts.onOutput?.(chunk.toString());
         });
     }
-    const stop = () => child.kill("SIGTERM", { forceKillAfterTimeout: 30_000 });
+    const stop = () => child.kill(opts.stopSignal ?? "SIGTERM", { forceKillAfterTimeout: 30_000 });
     opts.abort?.addEventListener("abort", stop, { once: true });
     if (opts.abort?.aborted) stop();
     const r = await child.finally(() => opts.abort?.removeEventListener("abort", stop));

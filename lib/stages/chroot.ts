@@ -1,9 +1,11 @@
-// A build root with the kernel file systems mounted, so package scripts and Ansible behave as on a booted
-// system. Every mount is undone in unmountAll(), also after failures and after a crash of an earlier run.
+// A build root whose commands see the kernel file systems mounted, so package scripts and Ansible behave as on a
+// booted system. Since issue 35 those mounts live in each command's own namespace (namespace.ts) and end with it;
+// the host-mount helpers below remain for the Raspberry Pi builder's loop mounts and for what older builds left.
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { BuildLog } from "../buildlog";
 import { run, type RunResult } from "../exec";
+import { nsRun, type NsMounts } from "./namespace";
 
 export const CHROOT_ENV = {
     DEBIAN_FRONTEND: "noninteractive",
@@ -43,13 +45,36 @@ export async function removeTree(dir: string, log?: BuildLog): Promise<void> {
     if (!fs.existsSync(dir)) return;
     await unmountUnder(dir, log);
     if (mountsUnder(dir).length) throw new Error(`refusing to delete ${dir}: file systems are still mounted below it`);
-    await run("rm", ["-rf", "--one-file-system", dir], { log });
+    // An image root made without root holds files of the subordinate ids, which only the build namespace may remove.
+    try {
+        await run("rm", ["-rf", "--one-file-system", dir], { log });
+    } catch (e) {
+        if (process.getuid?.() === 0) throw e;
+        await nsRun(["rm", "-rf", "--one-file-system", dir], { log });
+    }
 }
 
+/**
+ * An image root and the commands run in it. Each command runs in a build namespace of its own (namespace.ts) with
+ * proc, sys, a small /dev and the bind mounts asked for mounted inside it for as long as it runs, so nothing is
+ * ever mounted on the host. `namespace: false` (the Raspberry Pi builder's loop-mounted root, whose files belong to
+ * host ids) runs chroot as the calling user with host mounts, as before issue 35.
+ */
 export class Chroot {
-    constructor(readonly root: string, private readonly log: BuildLog) {}
+    private readonly binds = new Map<string, string>();
+    private systemMounted = false;
+
+    constructor(readonly root: string, private readonly log: BuildLog, private readonly opts: { namespace?: boolean } = {}) {}
+
+    private get inNamespace(): boolean {
+        return this.opts.namespace !== false;
+    }
 
     async mountSystem(): Promise<void> {
+        if (this.inNamespace) {
+            this.systemMounted = true;
+            return;
+        }
         await this.mount(["-t", "proc", "proc"], "proc");
         await this.mount(["-t", "sysfs", "sysfs"], "sys");
         await this.mount(["--bind", "/dev"], "dev");
@@ -58,6 +83,10 @@ export class Chroot {
 
     async bind(source: string, target: string): Promise<void> {
         fs.mkdirSync(source, { recursive: true });
+        if (this.inNamespace) {
+            this.binds.set(target, source);
+            return;
+        }
         await this.mount(["--bind", source], target);
     }
 
@@ -69,15 +98,34 @@ export class Chroot {
 
     /** Undoes one bind mount (e.g. a shared cache) before the root is cleaned, so the cleaning cannot reach it. */
     async unbind(target: string): Promise<void> {
+        if (this.inNamespace) {
+            this.binds.delete(target);
+            return;
+        }
         await run("umount", [path.join(this.root, target)], { log: this.log });
     }
 
     async unmountAll(): Promise<void> {
-        await unmountUnder(this.root, this.log);
+        this.binds.clear();
+        this.systemMounted = false;
+        await unmountUnder(this.root, this.log); // a loop-mounted root's, or what a build before issue 35 left
     }
 
+    private mounts(): NsMounts | undefined {
+        return this.systemMounted ? { root: this.root, binds: [...this.binds].map(([target, source]) => ({ source, target })) } : undefined;
+    }
+
+    /** A command inside the image root (chroot), as its root. */
     exec(args: string[], opts: { env?: Record<string, string>; input?: string; hint?: string } = {}): Promise<RunResult> {
-        return run("chroot", [this.root, ...args], { env: { ...CHROOT_ENV, ...opts.env }, cleanEnv: true, input: opts.input, log: this.log, hint: opts.hint });
+        return this.host(["chroot", this.root, ...args], { ...opts, env: { ...CHROOT_ENV, ...opts.env }, cleanEnv: true });
+    }
+
+    /** A host program (Ansible, mkfs, tar) acting on the image root as its root, with the root's mounts in place. */
+    host(argv: string[], opts: { env?: Record<string, string>; input?: string; hint?: string; cleanEnv?: boolean; quiet?: boolean } = {}): Promise<RunResult> {
+        // quiet: output that is data for the caller (a listing of the tree), not for the build log
+        const o = { env: opts.env, cleanEnv: opts.cleanEnv, input: opts.input, log: opts.quiet ? undefined : this.log, hint: opts.hint };
+        if (!this.inNamespace) return run(argv[0], argv.slice(1), o);
+        return nsRun(argv, { ...o, mounts: this.mounts() });
     }
 
     path(rel: string): string {
@@ -87,7 +135,14 @@ export class Chroot {
     write(rel: string, content: string, mode = 0o644): void {
         const p = this.path(rel);
         fs.mkdirSync(path.dirname(p), { recursive: true });
-        fs.writeFileSync(p, content, { mode });
+        try {
+            fs.writeFileSync(p, content, { mode });
+        } catch (e) {
+            // A read-only file of the tree's root (e.g. 0444): without root we own it (namespace.ts), but may not write it as it is.
+            if ((e as NodeJS.ErrnoException).code !== "EACCES") throw e;
+            fs.chmodSync(p, 0o600);
+            fs.writeFileSync(p, content);
+        }
         fs.chmodSync(p, mode);
     }
 }

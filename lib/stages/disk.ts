@@ -53,9 +53,21 @@ export function grubConfig(fsUuid: string, kernel: string, cmdline: string): str
     ].join("\n");
 }
 
-async function apparentSize(dir: string, log: BuildLog): Promise<number> {
-    const { stdout } = await run("du", ["-s", "-x", "--apparent-size", "-B1", dir], { log });
+// Read as the tree's root (namespace.ts): a build without root cannot list the directories its daemons' users own.
+async function apparentSize(chroot: Chroot): Promise<number> {
+    const { stdout } = await chroot.host(["du", "-s", "-x", "--apparent-size", "-B1", chroot.root]);
     return Number(stdout.trim().split(/\s+/)[0]);
+}
+
+/** Every path below the root (relative, "/"-led), parents before children, siblings by name. */
+export async function treePaths(chroot: Chroot): Promise<string[]> {
+    const { stdout } = await chroot.host(["find", chroot.root, "-mindepth", "1", "-printf", "%P\\0"], { quiet: true });
+    const paths = stdout.split("\0").filter(Boolean).map((p) => p.split("/"));
+    paths.sort((a, b) => {
+        for (let i = 0; i < Math.min(a.length, b.length); i++) if (a[i] !== b[i]) return a[i] < b[i] ? -1 : 1;
+        return a.length - b.length;
+    });
+    return paths.map((p) => `/${p.join("/")}`);
 }
 
 /**
@@ -63,20 +75,15 @@ async function apparentSize(dir: string, log: BuildLog): Promise<number> {
  * boot loader files are written after the tree's cleanup); set all three to SOURCE_DATE_EPOCH in every inode (one debugfs run, well under a second) so that two builds of the same
  * inputs give the same file system bytes.
  */
-async function clampInodeTimes(root: string, disk: string, offset: number, epoch: number, log: BuildLog): Promise<void> {
+async function clampInodeTimes(chroot: Chroot, disk: string, offset: number, epoch: number, log: BuildLog): Promise<void> {
     const lines: string[] = [];
     const clamp = (p: string) => lines.push(`sif "${p}" ctime @${epoch}`, `sif "${p}" atime @${epoch}`, `sif "${p}" mtime @${epoch}`);
     clamp("/");
     clamp("/lost+found");
-    const walk = (rel: string) => {
-        for (const e of fs.readdirSync(path.join(root, rel), { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
-            const r = `${rel}/${e.name}`;
-            if (/["\n]/.test(r)) throw new Error(`cannot clamp the timestamp of ${JSON.stringify(r)}: unusual characters in a path`);
-            clamp(r);
-            if (e.isDirectory()) walk(r);
-        }
-    };
-    walk("");
+    for (const r of await treePaths(chroot)) {
+        if (/["\n]/.test(r)) throw new Error(`cannot clamp the timestamp of ${JSON.stringify(r)}: unusual characters in a path`);
+        clamp(r);
+    }
     const cmds = `${disk}.debugfs`;
     fs.writeFileSync(cmds, `${lines.join("\n")}\n`);
     try {
@@ -113,7 +120,7 @@ export async function assembleBiosDisk(spec: DiskSpec): Promise<void> {
 
     // File system: sized to the partition; refuse early when the content cannot fit.
     const partBytes = spec.diskSizeMiB * MIB - PARTITION_START_SECTOR * 512;
-    const content = await apparentSize(root, log);
+    const content = await apparentSize(chroot);
     if (content * 1.15 + 64 * MIB > partBytes) {
         throw new Error(`the image root holds ${Math.ceil(content / MIB)} MiB, too much for a ${spec.diskSizeMiB} MiB disk: ` +
             `raise builder.diskSizeMiB in the recipe to at least ${Math.ceil((content * 1.15 + 64 * MIB) / MIB) + 1}`);
@@ -130,10 +137,11 @@ export async function assembleBiosDisk(spec: DiskSpec): Promise<void> {
     // The file system made in place, at the partition's offset: not in a file of its own and then copied in, which
     // took 10 s of a 33 s build (dd of 2 GiB) for the same bytes (issue 20: both disks compared equal).
     const offset = PARTITION_START_SECTOR * 512;
-    await run("mkfs.ext4", ["-q", "-F", "-L", spec.fsLabel, "-U", spec.fsUuid, "-E", `offset=${offset},hash_seed=${spec.fsUuid},root_owner=0:0`,
-        "-d", root, spec.out, `${partBytes / 1024}k`], { log, env: { E2FSPROGS_FAKE_TIME: String(spec.sourceDateEpoch) } });
+    // Inside the build namespace, where the tree's owners read as the image's own ids (namespace.ts).
+    await chroot.host(["mkfs.ext4", "-q", "-F", "-L", spec.fsLabel, "-U", spec.fsUuid, "-E", `offset=${offset},hash_seed=${spec.fsUuid},root_owner=0:0`,
+        "-d", root, spec.out, `${partBytes / 1024}k`], { env: { E2FSPROGS_FAKE_TIME: String(spec.sourceDateEpoch) } });
 
-    await clampInodeTimes(root, spec.out, offset, spec.sourceDateEpoch, log);
+    await clampInodeTimes(chroot, spec.out, offset, spec.sourceDateEpoch, log);
 
     const fd = fs.openSync(spec.out, "r+");
     try {

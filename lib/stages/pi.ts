@@ -189,7 +189,7 @@ export const piBuilder: Builder<PiSpec, PiContext> = {
         assertForeignExec();
         const root = path.join(dirs.work, "root");
         await removeTree(root, log);
-        return { spec, log, work: dirs.work, image: path.join(dirs.work, `${spec.name}.img`), root, chroot: new Chroot(root, log), loops: [], pkgManifest: path.join(dirs.work, "pkg-manifest.txt") };
+        return { spec, log, work: dirs.work, image: path.join(dirs.work, `${spec.name}.img`), root, chroot: new Chroot(root, log, { namespace: false }), loops: [], pkgManifest: path.join(dirs.work, "pkg-manifest.txt") };
     },
     steps: [
         {
@@ -232,9 +232,9 @@ export const piBuilder: Builder<PiSpec, PiContext> = {
         { name: "configure: bootstrap user, sudo, sshd, first boot", run: (c) => configurePi(c.chroot, c.spec) },
         {
             name: (c) => c.spec.playbook ? `ansible-playbook ${path.basename(c.spec.playbook)} (chroot connection, arm64 via qemu-user)` : "ansible (no playbook)",
-            async run({ spec, root, work, log }) {
+            async run({ spec, chroot, work, log }) {
                 if (spec.playbook) {
-                    await runPlaybook({ ...spec, playbook: spec.playbook }, root, work, log, { verifyIdempotent: true });
+                    await runPlaybook({ ...spec, playbook: spec.playbook }, chroot, work, log, { verifyIdempotent: true });
                 }
             },
         },

@@ -12,6 +12,8 @@ import { hashFile } from "../sha256";
 import { removeTree } from "./chroot";
 import { qemuImgInfo } from "./disk";
 import { checkCommands, requiredCommands } from "./requiredCommands";
+import { checkUserNamespaces } from "./namespace";
+import { UserError } from "../errors";
 import type { ArtifactFormat } from "../recipe";
 import { isoBuilder, type IsoSpec } from "./iso";
 import { packerBuilder, type PackerQemuSpec } from "./packer";
@@ -125,6 +127,13 @@ export async function buildImage(req: BuildRequest, progress: Progress = () => u
         playbook: !!playbookOf(req),
         installerIso: req.builder === "iso" && req.iso.flavour === "debian-installer",
     }));
+    // The rootfs builder works as root of a user namespace (namespace.ts), whoever runs it; the Pi builder still
+    // loop-mounts the base image's partitions on the host, which only root may.
+    if (req.builder === "rootfs") await checkUserNamespaces();
+    if (req.builder === "pi" && process.getuid?.() !== 0) {
+        throw new UserError(`${req.name}: the pi builder still loop-mounts the base image's partitions (losetup, mount), which needs root: ` +
+            "run this build as root (the rootfs, Packer and ISO builders need no root)");
+    }
     const dir = buildDirOf(req.buildsDir, req.name, req.buildKey);
     fs.mkdirSync(dir, { recursive: true });
     // One build per image and key at a time, across processes: two stacks sharing a workDir (or a re-run beside an
@@ -160,9 +169,6 @@ export async function buildImage(req: BuildRequest, progress: Progress = () => u
     const work = path.join(dir, "work");
     try {
         ensureFreeSpace(dir, minFreeBytes(req), `a build of ${req.name}`);
-        if (process.getuid?.() !== 0 && req.builder !== "iso") {
-            throw new Error(`the ${req.builder} builder needs root (mmdebstrap, chroot, mount, loop devices): run pulumi up as root`);
-        }
         log.line(`build ${req.buildKey} of ${req.name} ${req.version}`);
         const buildInfo = { ...req.buildInfo, version: req.version, buildKey: req.buildKey };
         const artifact = path.join(dir, `${req.name}.${req.format}`);

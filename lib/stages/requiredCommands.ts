@@ -5,7 +5,7 @@ import { debianPackageOf, ToolMissingError, which } from "../exec";
 export type BuilderKind = "rootfs" | "packer" | "pi" | "iso";
 
 const BY_BUILDER: Record<BuilderKind, string[]> = {
-    rootfs: ["mmdebstrap", "chroot", "mount", "umount", "mkfs.ext4", "debugfs", "sfdisk", "grub-mkimage", "qemu-img"],
+    rootfs: ["mmdebstrap", "unshare", "chroot", "mount", "mkfs.ext4", "debugfs", "sfdisk", "grub-mkimage", "qemu-img"],
     packer: ["packer", "qemu-system-x86_64", "qemu-img", "ssh-keygen"],
     pi: ["losetup", "mount", "umount", "e2fsck", "resize2fs", "sfdisk", "mcopy", "mmd", "qemu-aarch64-static", "xz", "chroot"],
     iso: ["xorriso"],

@@ -5,6 +5,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { BuildLog } from "../buildlog";
 import { run } from "../exec";
+import { nsRun } from "./namespace";
 import { withFileLock } from "../fileLock";
 import { Chroot, removeTree } from "./chroot";
 import { assembleBiosDisk, convertQcow2, kernelVersions } from "./disk";
@@ -216,9 +217,11 @@ export const rootfsBuilder: Builder<RootfsSpec, RootfsContext> = {
                 if (await restoreTree(c.treeCache, c.trees.packages, c.rootDir, c.log)) c.restored = "packages";
                 else if (await restoreTree(c.treeCache, c.trees.minbase, c.rootDir, c.log)) c.restored = "minbase";
                 else {
-                    await run("mmdebstrap", mmdebstrapArgs(c.spec, c.rootDir), {
+                    // --mode=root as root of the build namespace (namespace.ts): mmdebstrap finds it may not mknod and
+                    // bind-mounts the device nodes instead, the same for a root and an unprivileged build.
+                    await nsRun(["mmdebstrap", ...mmdebstrapArgs(c.spec, c.rootDir)], {
                         log: c.log, env: { ...c.env, IMAGE_FACTORY_MINBASE_DEBS: c.minbaseCache },
-                        hint: `check that ${c.archives.main} is reachable (factory:debian.mirror) and that this runs as root`,
+                        hint: `check that ${c.archives.main} is reachable (factory:debian.mirror)`,
                     });
                     keepPackageFiles(c.chroot.path("/var/cache/apt/archives"), c.minbaseCache);
                     fs.rmSync(c.chroot.path(MMDEBSTRAP_DPKG_CONF));
@@ -265,7 +268,7 @@ export const rootfsBuilder: Builder<RootfsSpec, RootfsContext> = {
         {
             name: (c) => c.spec.playbook ? `ansible-playbook ${path.basename(c.spec.playbook)} (chroot connection)` : "ansible (no playbook in recipe)",
             async run(c) {
-                if (c.spec.playbook) await runPlaybook({ ...c.spec, playbook: c.spec.playbook }, c.rootDir, c.work, c.log, { verifyIdempotent: true });
+                if (c.spec.playbook) await runPlaybook({ ...c.spec, playbook: c.spec.playbook }, c.chroot, c.work, c.log, { verifyIdempotent: true });
             },
         },
         {
@@ -369,10 +372,13 @@ export async function configureBootstrapUser(chroot: Chroot, u: { name: string; 
         await chroot.exec(["useradd", "--create-home", "--shell", "/bin/bash", "--user-group", "--groups", "sudo", "--comment", "Bootstrap user (image-factory)", u.name], { env });
     }
     await chroot.exec(["passwd", "--lock", u.name]);
-    const home = `/home/${u.name}`;
-    chroot.write(`${home}/.ssh/authorized_keys`, `${u.authorizedKeys.join("\n")}\n`, 0o600);
-    await chroot.exec(["chown", "-R", `${u.name}:${u.name}`, `${home}/.ssh`]);
-    fs.chmodSync(chroot.path(`${home}/.ssh`), 0o700);
+    // Written from inside: the home belongs to the user's id, which a build without root cannot write to from outside.
+    const ssh = `/home/${u.name}/.ssh`;
+    await chroot.exec(["install", "-d", "-m", "700", ssh]);
+    await chroot.exec(["sh", "-c", 'umask 077 && cat > "$1"', "sh", `${ssh}/authorized_keys`], { input: `${u.authorizedKeys.join("\n")}\n` });
+    await chroot.exec(["chown", "-R", `${u.name}:${u.name}`, ssh]);
+    await chroot.exec(["chmod", "700", ssh]);
+    await chroot.exec(["chmod", "600", `${ssh}/authorized_keys`]);
     const sudoers = `/etc/sudoers.d/90-image-factory-${u.name}`;
     chroot.write(sudoers, `# image-factory bootstrap user: Ansible needs non-interactive privilege escalation\n${u.name} ALL=(ALL:ALL) NOPASSWD: ALL\n`, 0o440);
     await chroot.exec(["visudo", "--check", "--strict", "--file", sudoers], { hint: "the generated sudoers drop-in is invalid (or sudo is missing from the image)" });
@@ -422,13 +428,13 @@ export function playRecaps(output: string): Array<NonNullable<ReturnType<typeof 
  * Runs the recipe's playbook against an image root over Ansible's chroot connection. With `verifyIdempotent`
  * it runs a second time and fails unless that run changes nothing (NFR-2: provisioning converges).
  */
-export async function runPlaybook(spec: PlaybookRun, rootDir: string, work: string, log: BuildLog, opts: { verifyIdempotent?: boolean } = {}): Promise<{ first: ReturnType<typeof playRecap>; second?: ReturnType<typeof playRecap> }> {
+export async function runPlaybook(spec: PlaybookRun, chroot: Chroot, work: string, log: BuildLog, opts: { verifyIdempotent?: boolean } = {}): Promise<{ first: ReturnType<typeof playRecap>; second?: ReturnType<typeof playRecap> }> {
     const tmp = path.join(work, "ansible-tmp");
     fs.mkdirSync(tmp, { recursive: true });
     const vars = path.join(work, "ansible-extra-vars.json");
     fs.writeFileSync(vars, JSON.stringify({ image_name: spec.name, bootstrap_user: spec.user.name, ...spec.extraVars }));
-    const once = () => run("ansible-playbook", ["-i", `${rootDir},`, "-c", "community.general.chroot", "-e", `@${vars}`, spec.playbook], {
-        log,
+    // Ansible runs as root of the image root's namespace, with its mounts: the chroot connection needs uid 0.
+    const once = () => chroot.host(["ansible-playbook", "-i", `${chroot.root},`, "-c", "community.general.chroot", "-e", `@${vars}`, spec.playbook], {
         env: {
             ANSIBLE_HOST_KEY_CHECKING: "False",
             ANSIBLE_RETRY_FILES_ENABLED: "False",
@@ -456,41 +462,25 @@ export async function runPlaybook(spec: PlaybookRun, rootDir: string, work: stri
 
 /** What makes two builds of the same inputs differ, and what every clone must regenerate, goes away here. */
 export async function cleanup(rootDir: string, sourceDateEpoch: number, log: BuildLog): Promise<void> {
-    const rm = (rel: string) => fs.rmSync(path.join(rootDir, rel), { recursive: true, force: true });
-    const emptyDir = (rel: string) => {
-        const d = path.join(rootDir, rel);
-        if (!fs.existsSync(d)) return;
-        for (const f of fs.readdirSync(d)) fs.rmSync(path.join(d, f), { recursive: true, force: true });
-    };
-    rm("usr/sbin/policy-rc.d");
-    emptyDir("var/lib/apt/lists");
-    fs.mkdirSync(path.join(rootDir, "var/lib/apt/lists/partial"), { recursive: true });
-    emptyDir("var/cache/apt/archives");
-    emptyDir("tmp");
-    emptyDir("var/tmp");
-    emptyDir("run");
-    for (const f of fs.readdirSync(path.join(rootDir, "etc/ssh"))) if (f.startsWith("ssh_host_")) rm(`etc/ssh/${f}`);
-    fs.writeFileSync(path.join(rootDir, "etc/machine-id"), "");
-    // mmdebstrap (like debootstrap) copies the build host's resolver configuration in for apt: the image must not carry
-    // the builder's DNS setup. The booted system's DHCP client writes its own.
-    rm("etc/resolv.conf");
-    fs.writeFileSync(path.join(rootDir, "etc/resolv.conf"), "", { mode: 0o644 });
-    rm("var/lib/dbus/machine-id");
-    rm("var/lib/systemd/random-seed");
-    rm("var/cache/ldconfig/aux-cache");
-    rm("root/.bash_history");
-    for (const f of ["var/cache/debconf/config.dat-old", "var/cache/debconf/templates.dat-old", "var/lib/dpkg/status-old",
-        "var/lib/dpkg/diversions-old", "etc/passwd-", "etc/group-", "etc/shadow-", "etc/gshadow-", "etc/subuid-", "etc/subgid-"]) rm(f);
-    // Logs are per machine; keep the directories, drop the content.
-    const logs = path.join(rootDir, "var/log");
-    const truncateLogs = (dir: string) => {
-        for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-            const p = path.join(dir, e.name);
-            if (e.isDirectory()) truncateLogs(p);
-            else if (e.isFile()) fs.truncateSync(p, 0);
-        }
-    };
-    truncateLogs(logs);
+    const hostKeys = fs.readdirSync(path.join(rootDir, "etc/ssh")).filter((f) => f.startsWith("ssh_host_")).map((f) => `etc/ssh/${f}`);
+    const removed = ["usr/sbin/policy-rc.d", ...hostKeys,
+        // mmdebstrap (like debootstrap) copies the build host's resolver configuration in for apt: the image must not carry
+        // the builder's DNS setup. The booted system's DHCP client writes its own.
+        "etc/resolv.conf",
+        "var/lib/dbus/machine-id", "var/lib/systemd/random-seed", "var/cache/ldconfig/aux-cache", "root/.bash_history",
+        "var/cache/debconf/config.dat-old", "var/cache/debconf/templates.dat-old", "var/lib/dpkg/status-old",
+        "var/lib/dpkg/diversions-old", "etc/passwd-", "etc/group-", "etc/shadow-", "etc/gshadow-", "etc/subuid-", "etc/subgid-"];
+    // In the build namespace: the tree's files belong to its own users (apt's _apt, daemons), which only its root may
+    // remove or truncate when the build runs without root. Caches and temporary directories are emptied (kept), and
+    // logs, which are per machine, keep their files with no content.
+    // An empty machine-id (systemd makes one at first boot; the file is read-only) and resolv.conf.
+    await nsRun(["sh", "-c", `umask 022 && cd "$1" && shift && rm -rf -- "$@" &&
+        for d in var/lib/apt/lists var/cache/apt/archives tmp var/tmp run; do
+            if [ -d "$d" ]; then find "$d" -mindepth 1 -maxdepth 1 -exec rm -rf -- {} +; fi
+        done &&
+        mkdir -p var/lib/apt/lists/partial &&
+        find var/log -type f -exec truncate -s 0 {} + &&
+        : > etc/machine-id && : > etc/resolv.conf`, "sh", rootDir, ...removed], { log });
     // Reproducible timestamps: nothing in the image is newer than SOURCE_DATE_EPOCH.
-    await run("find", [rootDir, "-xdev", "-newermt", `@${sourceDateEpoch}`, "-exec", "touch", "--no-dereference", "--date", `@${sourceDateEpoch}`, "{}", "+"], { log });
+    await nsRun(["find", rootDir, "-xdev", "-newermt", `@${sourceDateEpoch}`, "-exec", "touch", "--no-dereference", "--date", `@${sourceDateEpoch}`, "{}", "+"], { log });
 }

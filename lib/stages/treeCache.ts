@@ -8,13 +8,14 @@
 // A tree just made goes on as it is, and its copy in the cache is what a later build unpacks: the two differ only in
 // the order their directories list their entries in (tar lists by name), and mkfs.ext4 -d reads each directory
 // sorted by name (e2fsprogs 1.47.0's populate_fs uses scandir with alphasort, seen in a test of two directories
-// made in opposite orders giving the same image). bench/reproducibility.ts builds once without kept trees and once
+// made in opposite orders giving the same image). tar runs as the trees' root (namespace.ts), so the numeric owners it
+// keeps and restores are the image's own ids whether or not the build runs as root. bench/reproducibility.ts builds once without kept trees and once
 // from them, and compares the two images byte for byte.
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { BuildLog } from "../buildlog";
 import { cacheRoot } from "../cacheRoot";
-import { run } from "../exec";
+import { nsRun } from "./namespace";
 import { processAlive } from "../fileLock";
 import { canonicalJson, sha256Hex } from "../sha256";
 import { removeTree } from "./chroot";
@@ -64,7 +65,7 @@ export async function restoreTree(dir: string | undefined, key: string | undefin
     const file = treeFile(dir, key);
     if (!fs.existsSync(file)) return false;
     try {
-        await run("tar", ["--extract", "--file", file, "--directory", rootDir, ...TAR_FLAGS, "--same-permissions", "--same-owner"], { log });
+        await nsRun(["tar", "--extract", "--file", file, "--directory", rootDir, ...TAR_FLAGS, "--same-permissions", "--same-owner"], { log });
     } catch (e) {
         // A damaged tree is made again, never half used.
         log.line(`tree ${key.slice(0, 12)} could not be unpacked (${(e as Error).message.split("\n")[0]}); removing it and building the tree again`);
@@ -85,7 +86,7 @@ export async function keepTree(dir: string | undefined, key: string | undefined,
     fs.mkdirSync(dir, { recursive: true });
     const partial = `${file}.${process.pid}.partial`;
     try {
-        await run("tar", ["--create", "--file", partial, "--directory", rootDir, ...TAR_FLAGS, "--sort=name", "."], { log });
+        await nsRun(["tar", "--create", "--file", partial, "--directory", rootDir, ...TAR_FLAGS, "--sort=name", "."], { log });
         fs.renameSync(partial, file);
     } finally {
         fs.rmSync(partial, { force: true });
