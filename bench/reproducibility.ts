@@ -5,27 +5,27 @@
 // build does when the package list or a Debian update changed: apt runs); the third unpacks the tree after apt. So
 // the comparison is also that of a cache miss with each kind of hit, and the three times are a build from
 // mmdebstrap on, one from apt on, and one from the kept trees.
-//   npm run bench:repro            (about 4 minutes; needs root, like every rootfs build)
+// Run as root with IMAGE_FACTORY_BUILD_USER naming an ordinary user (with /etc/subuid and /etc/subgid ranges), it
+// builds a fourth time as that user, from mmdebstrap on like the first (the same package files, copied to the
+// user), and compares that image with the root build's, byte for byte, and the two times (issue 35).
+//   npm run bench:repro                                  (about 4 minutes; any user with a subordinate id range)
+//   IMAGE_FACTORY_BUILD_USER=ifbuild npm run bench:repro (as root: also root against that user, about 6 minutes)
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
-import { buildImage, type BuildResult } from "../lib/stages/pipeline";
-import { planBuild } from "../lib/stages/plan";
-import { resolveDebianSource } from "../lib/aptSources";
-import { parseConfig, readNamespace, resolveAuthorizedKeys } from "../lib/config";
+import type { BuildResult } from "../lib/stages/pipeline";
+import { buildOnce, localConfig, projectDir, userBuild } from "./buildAs";
 import { OfflineImage } from "../lib/validation/inspect";
 import { loadRecipe } from "../lib/recipe";
 import { diffTrees, scanTree } from "../lib/treeDiff";
 import { benchRow } from "./row";
 
-const projectDir = path.resolve(__dirname, "..");
 
-function localConfig() {
-    const text = fs.readFileSync(path.join(projectDir, "Pulumi.local.yaml"), "utf8");
-    // Minimal YAML reading of our own file: the keys we need are plain.
-    const images = /factory:images:\n((?:\s+- .+\n)+)/.exec(text)?.[1].split("\n").map((l) => l.replace(/^\s*- /, "").trim()).filter(Boolean) ?? [];
-    return parseConfig(readNamespace({ "factory:lab": "local", "factory:images": JSON.stringify(images),
-        "factory:bootstrapUser": JSON.stringify({ sshAuthorizedKeyFiles: [".cache/local-ssh/id_ed25519.pub"] }) }));
+/** The same build as another user (root only), from mmdebstrap on, with a copy of the package files. */
+async function buildAsUser(user: string, tmp: string, rootCache: string): Promise<{ result: BuildResult; seconds: number }> {
+    const u = userBuild(user, tmp, rootCache);
+    const t0 = Date.now();
+    const { stdout } = await u.start((l) => console.log(l));
+    return { result: JSON.parse(stdout) as BuildResult, seconds: (Date.now() - t0) / 1000 };
 }
 
 async function main(): Promise<void> {
@@ -45,15 +45,8 @@ async function main(): Promise<void> {
             if (tars.length !== 2) throw new Error(`the first build kept ${tars.length} trees in ${trees}, not 2 (minbase and packages)`);
             fs.rmSync(tars.sort((x, y) => fs.statSync(y).size - fs.statSync(x).size)[0]);
         }
-        const plan = planBuild({
-            recipe, projectDir, workDir: path.join(tmp, run), domain: config.domain, debian: resolveDebianSource(config.debian, true),
-            bootstrapUser: { name: config.bootstrapUser.name, authorizedKeys: resolveAuthorizedKeys(config.bootstrapUser, projectDir, config.lab) },
-        });
-        // Share the package cache, and record the same build time, so only the build itself can differ.
-        plan.request.cacheDir = path.join(projectDir, ".cache", "cache");
         const t0 = Date.now();
-        results.push(await buildImage({ ...plan.request, version: "v2000.01.01", buildInfo: { ...plan.request.buildInfo, buildTime: "fixed" } },
-            (m) => console.log(`[${run}] ${m}`)));
+        results.push(await buildOnce(path.join(tmp, run), path.join(projectDir, ".cache", "cache"), run));
         console.log(`[${run}] ${Math.round((Date.now() - t0) / 1000)}s`);
         seconds.push((Date.now() - t0) / 1000);
     }
@@ -79,6 +72,16 @@ async function main(): Promise<void> {
     benchRow(`build ${recipe.name}: minbase tree kept, apt runs (a changed package list or Debian update)`, `${seconds[1].toFixed(0)} s`, "—", "—", "≤ 50 s");
     benchRow(`build ${recipe.name}: image roots kept from an earlier build`, `${seconds[2].toFixed(0)} s`, "—", "—", "≤ 50 s");
     benchRow("three builds bit-for-bit equal", String(a.sha256 === b.sha256 && a.sha256 === m.sha256), "—", "—", "true");
+    const user = process.env.IMAGE_FACTORY_BUILD_USER;
+    if (user && process.getuid?.() === 0) {
+        const u = await buildAsUser(user, tmp, path.join(projectDir, ".cache", "cache"));
+        console.log(`\nroot and ${user} (no root), from mmdebstrap on, the same package files:`);
+        console.log(`  qcow2 sha256 equal:        ${u.result.sha256 === a.sha256} (${a.sha256.slice(0, 16)} / ${u.result.sha256.slice(0, 16)})`);
+        benchRow(`build ${recipe.name} as ${user} (user namespace) vs as root`, `${u.seconds.toFixed(0)} s`, `${seconds[0].toFixed(0)} s`, `${(u.seconds / seconds[0]).toFixed(3)}×`, "≤ 1.05×");
+        benchRow("root and unprivileged builds bit-for-bit equal", String(u.result.sha256 === a.sha256), "—", "—", "true");
+    } else if (process.getuid?.() === 0) {
+        console.log("\n(IMAGE_FACTORY_BUILD_USER unset: no comparison with a build without root)");
+    }
     if (process.env.REPRO_KEEP) console.log(`kept ${a.path}, ${m.path} and ${b.path}`);
     else fs.rmSync(tmp, { recursive: true, force: true });
 }

@@ -110,8 +110,13 @@ const atLeast = (v: [number, number] | undefined, want: [number, number]) => !!v
 export async function checkRunner(projectDir: string, env: NodeJS.ProcessEnv): Promise<Finding[]> {
     const out: Finding[] = [];
     const uid = process.getuid?.();
-    out.push(uid === 0 ? note("runner user", "root: the builds need it today (rootfs chroots, loop devices); the rest of the program does not")
+    out.push(uid === 0 ? note("runner user", "root: nothing but the Raspberry Pi images needs it (loop devices); the rootfs builds run in a user namespace either way")
         : ok("runner user", `uid ${uid}`));
+    // The rootfs builder's namespace, made once the way a build makes it (bin/userns-check.ts; lib/stages stays a leaf).
+    const ns = await execa(process.execPath, ["-r", "ts-node/register/transpile-only", path.join(projectDir, "bin", "userns-check.ts")],
+        { reject: false, env, cwd: projectDir });
+    const said = ns.stdout.replace(/^\s*(ok|MISSING)\s+user namespaces\s+(\(required\)\s*)?/, "").trim() || ns.stderr.trim();
+    out.push(ns.exitCode === 0 ? ok("build namespace", `rootfs builds run without root here: ${said}`) : fail("build namespace", said));
     const node = versionOf(process.version);
     out.push(atLeast(node, [20, 19]) ? ok("Node.js", process.version) : fail("Node.js", `${process.version}: the program needs ≥ 20.19 (package.json engines)`));
     const goWant = versionOf(/^go (\S+)$/m.exec(fs.readFileSync(path.join(projectDir, "tools", "go.mod"), "utf8"))?.[1] ?? "1.26") as [number, number];

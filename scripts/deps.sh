@@ -10,7 +10,7 @@ export PATH="$root/.tools/bin:$root/node_modules/.bin:$PATH:/usr/sbin:/sbin"
 # target: required tools | optional tools. Files some targets need are checked below (FILES).
 declare -A REQUIRED=(
   [engine]="node npm pulumi pulumi-language-nodejs pulumi-resource-pulumi-nodejs"
-  [qcow2]="qemu-img mmdebstrap mkfs.ext4 grub-mkimage sfdisk ansible-playbook"
+  [qcow2]="qemu-img mmdebstrap unshare mkfs.ext4 grub-mkimage sfdisk ansible-playbook"
   [validate]="qemu-img debugfs"
   [oci]="oras"
   [release]="node"
@@ -24,7 +24,7 @@ declare -A REQUIRED=(
   [bench]="sha256sum curl"
   [workflows]="actionlint"
   [consumers]="node ansible-playbook"
-  [vm]="qemu-img mmdebstrap mkfs.ext4 grub-mkimage sfdisk ansible-playbook debugfs"
+  [vm]="qemu-img mmdebstrap unshare mkfs.ext4 grub-mkimage sfdisk ansible-playbook debugfs"
   [builder-node]="packer qemu-system-x86_64 qemu-img ansible-playbook xorriso ssh-keygen debugfs"
 )
 declare -A OPTIONAL=(
@@ -104,7 +104,7 @@ for target in "${targets[@]}"; do
     if [[ -e "$f" ]]; then
       printf '  ok       %-30s\n' "$f"
     else
-      printf '  MISSING  %-30s (required: %s)\n' "$f" "$(case $f in */binfmt_misc/*) echo "binfmt registration of qemu-user-static; bash scripts/setup.sh does it as root";; *) echo "a Debian package; bash scripts/setup.sh installs it";; esac)"
+      printf '  MISSING  %-30s (required: %s)\n' "$f" "$(case $f in */binfmt_misc/*) echo "binfmt registration of qemu-user-static, once per host: with Debian's qemu-user-static and binfmt-support installed, as root update-binfmts --enable qemu-aarch64 (bash scripts/setup.sh does both)";; *) echo "a Debian package; bash scripts/setup.sh installs it";; esac)"
       missing+=("$f")
     fi
   done
@@ -116,6 +116,16 @@ for target in "${targets[@]}"; do
     fi
   done
 done
+
+if [[ " ${targets[*]} " =~ \ (qcow2|vm)\  ]]; then
+  # Issue 35: the rootfs builder runs as root of a user namespace, whoever runs it; one real namespace decides.
+  echo "build without root:"
+  if [[ -x "$root/node_modules/.bin/ts-node" ]]; then
+    (cd "$root" && node -r ts-node/register/transpile-only bin/userns-check.ts) || missing+=("user-namespaces")
+  else
+    printf '  unknown  %-30s (run bash scripts/setup.sh first: the check is the builder'"'"'s own TypeScript)\n' "user namespaces"
+  fi
+fi
 
 if [[ " ${targets[*]} " =~ \ (qcow2|packer|boot-test|vm|builder-node)\  ]]; then
   # FR-11: say how VMs will run (KVM, or TCG with a warning and an estimate), never fail silently.

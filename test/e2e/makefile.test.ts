@@ -70,6 +70,22 @@ describe("Makefile (FR-12)", () => {
         }
     });
 
+    it("make deps TARGET=qcow2 proves a build namespace can be made here (issue 35), and names the fix when not", async () => {
+        const ok = await execa("make", ["-s", "deps", "TARGET=qcow2"], { cwd: REPO_ROOT, reject: false });
+        assert.equal(ok.exitCode, 0, ok.all);
+        assert.match(ok.stdout, /^build without root:\n {2}ok {7}user namespaces +builds run as root of a namespace: uid 0 → \S+ \(\d+\), 1-65536 → \d+-\d+/m);
+        const bin = pathWithout("unshare");
+        try {
+            const r = await execa("make", ["-s", "deps", "TARGET=qcow2"], { cwd: REPO_ROOT, reject: false, env: { PATH: bin }, extendEnv: false });
+            assert.notEqual(r.exitCode, 0);
+            assert.match(r.stdout, /MISSING\s+unshare\s+\(required\)/);
+            assert.match(r.stdout, /MISSING {2}user namespaces +\(required\) builds run in a user namespace \(no root needed, none used\), and none can be made here: .*unshare is missing: install util-linux/);
+            assert.match(r.stderr, /missing required tools: unshare user-namespaces/);
+        } finally {
+            fs.rmSync(bin, { recursive: true, force: true });
+        }
+    });
+
     it("make list names every image under images/ with its type, builder and artifact, generated from the recipes", async () => {
         const { stdout } = await execa("make", ["-s", "list"], { cwd: REPO_ROOT });
         const rows = imageRows();
