@@ -256,6 +256,9 @@ export const rootfsBuilder: Builder<RootfsSpec, RootfsContext> = {
                 await makeInitramfs(chroot, rootDir, env);
                 // Unbound first: `apt-get clean` on the mounted shared cache emptied it after every build.
                 await chroot.unbind("var/cache/apt/archives");
+                // apt gave the cache's partial/ to its _apt user, a subordinate id outside: back to the cache's owner, so
+                // the per-user cache stays the user's to clear (apt takes it again next time).
+                await nsRun(["chown", "0:0", path.join(aptCache, "partial")], { log });
                 await chroot.unmountAll();
                 await keepTree(treeCache, trees.packages, rootDir, log);
                 await chroot.mountSystem();

@@ -3,6 +3,7 @@
 // gives the same bytes; a user build killed halfway leaves no process and no mount behind, and the next one
 // converges. Run as root (it drops to the user with setpriv); skipped, and saying so, when no build user is named.
 import { strict as assert } from "node:assert";
+import execa from "execa";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -80,5 +81,8 @@ describe("rootfs builds without root (issue 35)", function () {
         assert.match(log, /^\S+ \$ \[build namespace, mounts in \S+\/work\/root\] chroot \S+ apt-get /m);
         assert.equal(fs.existsSync(path.join(path.dirname(mine.path), "work")), false, "the work tree was removed");
         assert.deepEqual(processesOf(u.uid, sub), []);
+        // Nothing of the user's is left owned by another id: a plain rm -rf as the user clears it all.
+        const foreign = (await execa("find", [u.home, "!", "-uid", String(u.uid), "-printf", "%u %p\n"])).stdout.trim();
+        assert.equal(foreign, "", "files in the user's directories owned by other ids");
     });
 });
