@@ -70,8 +70,11 @@ export function explainFsError(err: unknown, file: string, need?: number): Error
             return new Error(`no space left on the device holding ${file}${figures ? ` (${figures})` : ""}: ${FREE_SPACE_ADVICE}; nothing was published`);
         }
         case "EACCES":
-        case "EPERM":
-            return new Error(`permission denied writing ${file}: make the directory writable by this user`);
+        case "EPERM": {
+            // The errno's own path first: a build fails on a file deep inside `file`, and the fix is for that one.
+            const where = e.path && e.path !== file ? `${e.path} (in ${file})` : file;
+            return new Error(`permission denied${e.syscall ? ` (${e.syscall})` : ""} on ${where}: make it writable by this user (uid ${process.getuid?.()})`);
+        }
         case "EROFS":
             return new Error(`${file} is on a read-only file system: choose a writable directory`);
         default:
