@@ -250,7 +250,7 @@ export const piBuilder: Builder<PiSpec, PiContext> = {
                 await bootPart?.writeBack(spec.sourceDateEpoch);
                 // cleanup() works on the root only; the boot partition is FAT (2 s timestamps, nothing per machine).
                 await run("mount", [loops[0], root], { log });
-                await cleanup(root, spec.sourceDateEpoch, log);
+                await cleanup(chroot, spec.sourceDateEpoch);
                 await run("umount", [root], { log });
             },
         },

@@ -283,7 +283,7 @@ export const rootfsBuilder: Builder<RootfsSpec, RootfsContext> = {
             async run(c) {
                 await c.chroot.exec(["apt-get", "clean"]);
                 await c.chroot.unmountAll();
-                await cleanup(c.rootDir, c.spec.sourceDateEpoch, c.log);
+                await cleanup(c.chroot, c.spec.sourceDateEpoch);
             },
         },
         {
@@ -464,7 +464,8 @@ export async function runPlaybook(spec: PlaybookRun, chroot: Chroot, work: strin
 }
 
 /** What makes two builds of the same inputs differ, and what every clone must regenerate, goes away here. */
-export async function cleanup(rootDir: string, sourceDateEpoch: number, log: BuildLog): Promise<void> {
+export async function cleanup(chroot: Chroot, sourceDateEpoch: number): Promise<void> {
+    const rootDir = chroot.root;
     const hostKeys = fs.readdirSync(path.join(rootDir, "etc/ssh")).filter((f) => f.startsWith("ssh_host_")).map((f) => `etc/ssh/${f}`);
     const removed = ["usr/sbin/policy-rc.d", ...hostKeys,
         // mmdebstrap (like debootstrap) copies the build host's resolver configuration in for apt: the image must not carry
@@ -473,17 +474,17 @@ export async function cleanup(rootDir: string, sourceDateEpoch: number, log: Bui
         "var/lib/dbus/machine-id", "var/lib/systemd/random-seed", "var/cache/ldconfig/aux-cache", "root/.bash_history",
         "var/cache/debconf/config.dat-old", "var/cache/debconf/templates.dat-old", "var/lib/dpkg/status-old",
         "var/lib/dpkg/diversions-old", "etc/passwd-", "etc/group-", "etc/shadow-", "etc/gshadow-", "etc/subuid-", "etc/subgid-"];
-    // In the build namespace: the tree's files belong to its own users (apt's _apt, daemons), which only its root may
-    // remove or truncate when the build runs without root. Caches and temporary directories are emptied (kept), and
-    // logs, which are per machine, keep their files with no content.
-    // An empty machine-id (systemd makes one at first boot; the file is read-only) and resolv.conf.
-    await nsRun(["sh", "-c", `umask 022 && cd "$1" && shift && rm -rf -- "$@" &&
+    // As the tree's root (its build namespace, unless a Pi image's loop-mounted root): the tree's files belong to its own
+    // users (apt's _apt, daemons), which only its root may remove or truncate when the build runs without root. Caches
+    // and temporary directories are emptied (kept), logs, which are per machine, keep their files with no content, and
+    // machine-id (read-only; systemd makes one at first boot) and resolv.conf are left empty.
+    await chroot.host(["sh", "-c", `umask 022 && cd "$1" && shift && rm -rf -- "$@" &&
         for d in var/lib/apt/lists var/cache/apt/archives tmp var/tmp run; do
             if [ -d "$d" ]; then find "$d" -mindepth 1 -maxdepth 1 -exec rm -rf -- {} +; fi
         done &&
         mkdir -p var/lib/apt/lists/partial &&
         find var/log -type f -exec truncate -s 0 {} + &&
-        : > etc/machine-id && : > etc/resolv.conf`, "sh", rootDir, ...removed], { log });
+        : > etc/machine-id && : > etc/resolv.conf`, "sh", rootDir, ...removed]);
     // Reproducible timestamps: nothing in the image is newer than SOURCE_DATE_EPOCH.
-    await nsRun(["find", rootDir, "-xdev", "-newermt", `@${sourceDateEpoch}`, "-exec", "touch", "--no-dereference", "--date", `@${sourceDateEpoch}`, "{}", "+"], { log });
+    await chroot.host(["find", rootDir, "-xdev", "-newermt", `@${sourceDateEpoch}`, "-exec", "touch", "--no-dereference", "--date", `@${sourceDateEpoch}`, "{}", "+"]);
 }

@@ -4,6 +4,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { BuildLog } from "../../lib/buildlog";
+import { Chroot } from "../../lib/stages/chroot";
 import { cleanup } from "../../lib/stages/rootfs";
 
 describe("rootfs cleanup", () => {
@@ -23,7 +24,7 @@ describe("rootfs cleanup", () => {
             put("var/lib/apt/lists/deb_dists_bookworm_InRelease", "x");
             for (const d of ["var/cache/apt/archives", "tmp", "var/tmp", "run"]) fs.mkdirSync(path.join(root, d), { recursive: true });
             const epoch = 1_700_000_000;
-            await cleanup(root, epoch, new BuildLog(path.join(tmp, "build.log"), "test"));
+            await cleanup(new Chroot(root, new BuildLog(path.join(tmp, "build.log"), "test")), epoch);
 
             const resolv = fs.statSync(path.join(root, "etc/resolv.conf"));
             assert.equal(fs.readFileSync(path.join(root, "etc/resolv.conf"), "utf8"), "", "the host's resolver configuration stayed");
