@@ -375,13 +375,10 @@ export async function configureBootstrapUser(chroot: Chroot, u: { name: string; 
         await chroot.exec(["useradd", "--create-home", "--shell", "/bin/bash", "--user-group", "--groups", "sudo", "--comment", "Bootstrap user (image-factory)", u.name], { env });
     }
     await chroot.exec(["passwd", "--lock", u.name]);
-    // Written from inside: the home belongs to the user's id, which a build without root cannot write to from outside.
-    const ssh = `/home/${u.name}/.ssh`;
-    await chroot.exec(["install", "-d", "-m", "700", ssh]);
-    await chroot.exec(["sh", "-c", 'umask 077 && cat > "$1"', "sh", `${ssh}/authorized_keys`], { input: `${u.authorizedKeys.join("\n")}\n` });
-    await chroot.exec(["chown", "-R", `${u.name}:${u.name}`, ssh]);
-    await chroot.exec(["chmod", "700", ssh]);
-    await chroot.exec(["chmod", "600", `${ssh}/authorized_keys`]);
+    // Written from inside, in one command: the home belongs to the user's id, which a build without root cannot write
+    // to from outside.
+    await chroot.exec(["sh", "-c", 'install -d -m 700 "$1" && (umask 077 && cat > "$1/authorized_keys") && chown -R "$2:$2" "$1" && ' +
+        'chmod 700 "$1" && chmod 600 "$1/authorized_keys"', "sh", `/home/${u.name}/.ssh`, u.name], { input: `${u.authorizedKeys.join("\n")}\n` });
     const sudoers = `/etc/sudoers.d/90-image-factory-${u.name}`;
     chroot.write(sudoers, `# image-factory bootstrap user: Ansible needs non-interactive privilege escalation\n${u.name} ALL=(ALL:ALL) NOPASSWD: ALL\n`, 0o440);
     await chroot.exec(["visudo", "--check", "--strict", "--file", sudoers], { hint: "the generated sudoers drop-in is invalid (or sudo is missing from the image)" });
