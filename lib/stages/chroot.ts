@@ -55,6 +55,29 @@ export async function removeTree(dir: string, log?: BuildLog): Promise<void> {
 }
 
 /**
+ * Gives dir and everything in it back to the caller (uid and gid 0 of its build namespace). apt hands its cache's
+ * partial/ to `_apt`: a subordinate id in a namespace, host uid 42 when an earlier version of this program (or any
+ * root chroot) ran apt. The caller then cannot clear its own cache, and a namespace whose map lacks that id cannot
+ * chown it (EPERM, seen in CI after a cache was shared with a root build). Root may chown anything, so it does this
+ * outside; anyone else inside, where their subordinate ids are theirs.
+ */
+export async function reclaim(dir: string, log?: BuildLog): Promise<void> {
+    if (!fs.existsSync(dir)) return;
+    const uid = process.getuid?.() ?? 0;
+    const gid = process.getgid?.() ?? 0;
+    if (uid === 0) {
+        await run("chown", ["-R", "--no-dereference", "0:0", dir], { log });
+        return;
+    }
+    try {
+        await nsRun(["chown", "-R", "--no-dereference", "0:0", dir], { log });
+    } catch (e) {
+        throw new Error(`${dir} belongs to an id outside this user's namespace (${uid}:${gid} and its /etc/subuid range), `
+            + `left by a build run by another user: remove it (\`sudo rm -rf ${dir}\`) or point IMAGE_FACTORY_CACHE at a cache of your own. ${(e as Error).message}`);
+    }
+}
+
+/**
  * An image root and the commands run in it. Each command runs in a build namespace of its own (namespace.ts) with
  * proc, sys, a small /dev and the bind mounts asked for mounted inside it for as long as it runs, so nothing is
  * ever mounted on the host. `namespace: false` (the Raspberry Pi builder's loop-mounted root, whose files belong to

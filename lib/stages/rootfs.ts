@@ -7,7 +7,7 @@ import type { BuildLog } from "../buildlog";
 import { run } from "../exec";
 import { nsRun } from "./namespace";
 import { withFileLock } from "../fileLock";
-import { Chroot, removeTree } from "./chroot";
+import { Chroot, reclaim, removeTree } from "./chroot";
 import { assembleBiosDisk, convertQcow2, kernelVersions } from "./disk";
 import { uuidFromKey } from "./buildKey";
 import { sha256Hex } from "../sha256";
@@ -248,17 +248,22 @@ export const rootfsBuilder: Builder<RootfsSpec, RootfsContext> = {
                 // The archive cache is shared by every build on the machine: builds take turns on it (apt would refuse a
                 // second one with "Could not get lock /var/cache/apt/archives/lock").
                 await withFileLock(path.join(aptCache, ".image-factory.lock"), async () => {
-                    await chroot.exec(["apt-get", ...UNSAFE_IO, "dist-upgrade", "-y", "-q"], { env });
-                    // The kernel's postinst would make an initramfs that the initramfs-tools trigger at the end of the same run
-                    // makes again (9 s each): INITRD=No skips the first, and the one made afterwards is the same file.
-                    await chroot.exec(["apt-get", ...UNSAFE_IO, "install", "-y", "-q", ...BASE_PACKAGES, ...spec.packages], { env: { ...env, INITRD: "No" } });
+                    // apt hands partial/ to its _apt user; another build's, or an older program's, is reclaimed first (and
+                    // only under the lock: a build downloading into it would lose its files).
+                    await reclaim(path.join(aptCache, "partial"), log);
+                    try {
+                        await chroot.exec(["apt-get", ...UNSAFE_IO, "dist-upgrade", "-y", "-q"], { env });
+                        // The kernel's postinst would make an initramfs that the initramfs-tools trigger at the end of the same
+                        // run makes again (9 s each): INITRD=No skips the first, and the one made afterwards is the same file.
+                        await chroot.exec(["apt-get", ...UNSAFE_IO, "install", "-y", "-q", ...BASE_PACKAGES, ...spec.packages], { env: { ...env, INITRD: "No" } });
+                    } finally {
+                        // And back to the cache's owner, failed or not, so the per-user cache stays the user's to clear.
+                        await reclaim(path.join(aptCache, "partial"), log);
+                    }
                 }, 60 * 60_000);
                 await makeInitramfs(chroot, rootDir, env);
                 // Unbound first: `apt-get clean` on the mounted shared cache emptied it after every build.
                 await chroot.unbind("var/cache/apt/archives");
-                // apt gave the cache's partial/ to its _apt user, a subordinate id outside: back to the cache's owner, so
-                // the per-user cache stays the user's to clear (apt takes it again next time).
-                await nsRun(["chown", "0:0", path.join(aptCache, "partial")], { log });
                 await chroot.unmountAll();
                 await keepTree(treeCache, trees.packages, rootDir, log);
                 await chroot.mountSystem();

@@ -6,6 +6,7 @@ import * as path from "node:path";
 import {
     hostIds, idMapFor, namespaceBlockers, namespaceScript, nsRun, ROOT_FIRST_ID, subordinateRange, SUBORDINATE_IDS, UserNamespaceError,
 } from "../../lib/stages/namespace";
+import { reclaim } from "../../lib/stages/chroot";
 
 const SUBUID = "# ranges\nalice:100000:65536\n1002:231072:65536\nshorty:300000:1000\n";
 
@@ -128,6 +129,25 @@ describe("build namespace: real namespaces", function () {
             }
         });
         assert.deepEqual(left, []);
+    });
+
+    it("reclaim gives a cache's directory back to its owner from subordinate ids and, for root, from any host id", async () => {
+        const partial = path.join(tmp, "partial");
+        fs.mkdirSync(partial);
+        // apt's _apt (42) inside a namespace: a subordinate id outside, which the caller cannot remove files of.
+        await nsRun(["sh", "-c", 'touch "$1/pkg.deb.FAILED" && chown -R 42:42 "$1"', "sh", partial]);
+        assert.notEqual(fs.statSync(partial).uid, process.getuid?.());
+        if (process.getuid?.() === 0) {
+            // An earlier program ran apt in a plain chroot as root: host uid 42, outside every build namespace's map.
+            fs.writeFileSync(path.join(partial, "old.deb"), "");
+            fs.chownSync(partial, 42, 42);
+            fs.chownSync(path.join(partial, "old.deb"), 42, 42);
+        }
+        await reclaim(partial);
+        for (const f of [partial, ...fs.readdirSync(partial).map((n) => path.join(partial, n))]) {
+            const st = fs.statSync(f);
+            assert.deepEqual([st.uid, st.gid], [process.getuid?.(), process.getgid?.()], f);
+        }
     });
 
     it("passes the command's exit status and output through", async () => {
