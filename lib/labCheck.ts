@@ -110,7 +110,7 @@ const atLeast = (v: [number, number] | undefined, want: [number, number]) => !!v
 export async function checkRunner(projectDir: string, env: NodeJS.ProcessEnv): Promise<Finding[]> {
     const out: Finding[] = [];
     const uid = process.getuid?.();
-    out.push(uid === 0 ? note("runner user", "root: nothing but the Raspberry Pi images needs it (loop devices); the rootfs builds run in a user namespace either way")
+    out.push(uid === 0 ? note("runner user", "root: no build needs it (every image root is built in a user namespace, as root too); an ordinary user with a subordinate id range is enough")
         : ok("runner user", `uid ${uid}`));
     // The rootfs builder's namespace, made once the way a build makes it (bin/userns-check.ts; lib/stages stays a leaf).
     const ns = await execa(process.execPath, ["-r", "ts-node/register/transpile-only", path.join(projectDir, "bin", "userns-check.ts")],

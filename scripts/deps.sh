@@ -20,7 +20,7 @@ declare -A REQUIRED=(
   [boot-test]="qemu-system-x86_64 cloud-localds ssh ssh-keygen"
   [packer]="packer qemu-system-x86_64 qemu-img ansible-playbook xorriso ssh-keygen debugfs"
   [iso]="xorriso cpio gzip"
-  [pi]="qemu-img sfdisk losetup mount e2fsck resize2fs qemu-aarch64-static xz debugfs ansible-playbook"
+  [pi]="qemu-img sfdisk unshare fuse2fs dumpe2fs mkfs.ext4 debugfs mcopy qemu-aarch64-static xz ansible-playbook"
   [bench]="sha256sum curl"
   [workflows]="actionlint"
   [consumers]="node ansible-playbook"
@@ -117,13 +117,22 @@ for target in "${targets[@]}"; do
   done
 done
 
-if [[ " ${targets[*]} " =~ \ (qcow2|vm)\  ]]; then
-  # Issue 35: the rootfs builder runs as root of a user namespace, whoever runs it; one real namespace decides.
+if [[ " ${targets[*]} " =~ \ (qcow2|vm|pi)\  ]]; then
+  # Issue 35: the rootfs and Pi builders run as root of a user namespace, whoever runs them; one real namespace decides.
   echo "build without root:"
   if [[ -x "$root/node_modules/.bin/ts-node" ]]; then
     (cd "$root" && node -r ts-node/register/transpile-only bin/userns-check.ts) || missing+=("user-namespaces")
   else
     printf '  unknown  %-30s (run bash scripts/setup.sh first: the check is the builder'"'"'s own TypeScript)\n' "user namespaces"
+  fi
+  if [[ " ${targets[*]} " =~ \ pi\  ]]; then
+    # fuse2fs reads the base's root file system inside the namespace: the device must be this user's to open.
+    if [[ -r /dev/fuse && -w /dev/fuse ]]; then
+      printf '  ok       %-30s\n' "/dev/fuse"
+    else
+      printf '  MISSING  %-30s (required: fuse2fs reads the Raspberry Pi base image through it; modprobe fuse, and it must be read-write for this user (Debian makes it 0666); in a container pass --device /dev/fuse)\n' "/dev/fuse"
+      missing+=("/dev/fuse")
+    fi
   fi
 fi
 

@@ -1,6 +1,6 @@
 // A build root whose commands see the kernel file systems mounted, so package scripts and Ansible behave as on a
 // booted system. Since issue 35 those mounts live in each command's own namespace (namespace.ts) and end with it;
-// the host-mount helpers below remain for the Raspberry Pi builder's loop mounts and for what older builds left.
+// the host-mount helpers below remain for what builds before it left mounted.
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { BuildLog } from "../buildlog";
@@ -80,58 +80,33 @@ export async function reclaim(dir: string, log?: BuildLog): Promise<void> {
 /**
  * An image root and the commands run in it. Each command runs in a build namespace of its own (namespace.ts) with
  * proc, sys, a small /dev and the bind mounts asked for mounted inside it for as long as it runs, so nothing is
- * ever mounted on the host. `namespace: false` (the Raspberry Pi builder's loop-mounted root, whose files belong to
- * host ids) runs chroot as the calling user with host mounts, as before issue 35.
+ * ever mounted on the host.
  */
 export class Chroot {
     private readonly binds = new Map<string, string>();
     private systemMounted = false;
 
-    constructor(readonly root: string, private readonly log: BuildLog, private readonly opts: { namespace?: boolean } = {}) {}
+    constructor(readonly root: string, private readonly log: BuildLog) {}
 
-    private get inNamespace(): boolean {
-        return this.opts.namespace !== false;
-    }
-
+    /** The kernel's file systems for every later command (inside each command's namespace). */
     async mountSystem(): Promise<void> {
-        if (this.inNamespace) {
-            this.systemMounted = true;
-            return;
-        }
-        await this.mount(["-t", "proc", "proc"], "proc");
-        await this.mount(["-t", "sysfs", "sysfs"], "sys");
-        await this.mount(["--bind", "/dev"], "dev");
-        await this.mount(["-t", "devpts", "devpts", "-o", "gid=5,mode=620,ptmxmode=000"], "dev/pts");
+        this.systemMounted = true;
     }
 
     async bind(source: string, target: string): Promise<void> {
         fs.mkdirSync(source, { recursive: true });
-        if (this.inNamespace) {
-            this.binds.set(target, source);
-            return;
-        }
-        await this.mount(["--bind", source], target);
-    }
-
-    private async mount(args: string[], target: string): Promise<void> {
-        const mp = path.join(this.root, target);
-        fs.mkdirSync(mp, { recursive: true });
-        await run("mount", [...args, mp], { log: this.log });
+        this.binds.set(target, source);
     }
 
     /** Undoes one bind mount (e.g. a shared cache) before the root is cleaned, so the cleaning cannot reach it. */
     async unbind(target: string): Promise<void> {
-        if (this.inNamespace) {
-            this.binds.delete(target);
-            return;
-        }
-        await run("umount", [path.join(this.root, target)], { log: this.log });
+        this.binds.delete(target);
     }
 
     async unmountAll(): Promise<void> {
         this.binds.clear();
         this.systemMounted = false;
-        await unmountUnder(this.root, this.log); // a loop-mounted root's, or what a build before issue 35 left
+        await unmountUnder(this.root, this.log); // what a build before issue 35 left mounted
     }
 
     private mounts(): NsMounts | undefined {
@@ -147,7 +122,6 @@ export class Chroot {
     host(argv: string[], opts: { env?: Record<string, string>; input?: string; hint?: string; cleanEnv?: boolean; quiet?: boolean } = {}): Promise<RunResult> {
         // quiet: output that is data for the caller (a listing of the tree), not for the build log
         const o = { env: opts.env, cleanEnv: opts.cleanEnv, input: opts.input, log: opts.quiet ? undefined : this.log, hint: opts.hint };
-        if (!this.inNamespace) return run(argv[0], argv.slice(1), o);
         return nsRun(argv, { ...o, mounts: this.mounts() });
     }
 

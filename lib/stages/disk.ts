@@ -54,7 +54,7 @@ export function grubConfig(fsUuid: string, kernel: string, cmdline: string): str
 }
 
 // Read as the tree's root (namespace.ts): a build without root cannot list the directories its daemons' users own.
-async function apparentSize(chroot: Chroot): Promise<number> {
+export async function apparentSize(chroot: Chroot): Promise<number> {
     const { stdout } = await chroot.host(["du", "-s", "-x", "--apparent-size", "-B1", chroot.root]);
     return Number(stdout.trim().split(/\s+/)[0]);
 }
@@ -75,7 +75,7 @@ export async function treePaths(chroot: Chroot): Promise<string[]> {
  * boot loader files are written after the tree's cleanup); set all three to SOURCE_DATE_EPOCH in every inode (one debugfs run, well under a second) so that two builds of the same
  * inputs give the same file system bytes.
  */
-async function clampInodeTimes(chroot: Chroot, disk: string, offset: number, epoch: number, log: BuildLog): Promise<void> {
+export async function clampInodeTimes(chroot: Chroot, disk: string, offset: number, epoch: number, log: BuildLog): Promise<void> {
     const lines: string[] = [];
     const clamp = (p: string) => lines.push(`sif "${p}" ctime @${epoch}`, `sif "${p}" atime @${epoch}`, `sif "${p}" mtime @${epoch}`);
     clamp("/");

@@ -13,7 +13,6 @@ import { removeTree } from "./chroot";
 import { qemuImgInfo } from "./disk";
 import { checkCommands, requiredCommands } from "./requiredCommands";
 import { checkUserNamespaces } from "./namespace";
-import { UserError } from "../errors";
 import type { ArtifactFormat } from "../recipe";
 import { isoBuilder, type IsoSpec } from "./iso";
 import { packerBuilder, type PackerQemuSpec } from "./packer";
@@ -127,13 +126,8 @@ export async function buildImage(req: BuildRequest, progress: Progress = () => u
         playbook: !!playbookOf(req),
         installerIso: req.builder === "iso" && req.iso.flavour === "debian-installer",
     }));
-    // The rootfs builder works as root of a user namespace (namespace.ts), whoever runs it; the Pi builder still
-    // loop-mounts the base image's partitions on the host, which only root may.
-    if (req.builder === "rootfs") await checkUserNamespaces();
-    if (req.builder === "pi" && process.getuid?.() !== 0) {
-        throw new UserError(`${req.name}: the pi builder still loop-mounts the base image's partitions (losetup, mount), which needs root: ` +
-            "run this build as root (the rootfs, Packer and ISO builders need no root)");
-    }
+    // The rootfs and Pi builders work as root of a user namespace (namespace.ts), whoever runs them.
+    if (req.builder === "rootfs" || req.builder === "pi") await checkUserNamespaces();
     const dir = buildDirOf(req.buildsDir, req.name, req.buildKey);
     fs.mkdirSync(dir, { recursive: true });
     // One build per image and key at a time, across processes: two stacks sharing a workDir (or a re-run beside an

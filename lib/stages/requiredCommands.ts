@@ -7,7 +7,7 @@ export type BuilderKind = "rootfs" | "packer" | "pi" | "iso";
 const BY_BUILDER: Record<BuilderKind, string[]> = {
     rootfs: ["mmdebstrap", "unshare", "chroot", "mount", "mkfs.ext4", "debugfs", "sfdisk", "grub-mkimage", "qemu-img"],
     packer: ["packer", "qemu-system-x86_64", "qemu-img", "ssh-keygen"],
-    pi: ["losetup", "mount", "umount", "e2fsck", "resize2fs", "sfdisk", "mcopy", "mmd", "qemu-aarch64-static", "xz", "chroot"],
+    pi: ["unshare", "mount", "fuse2fs", "dumpe2fs", "mkfs.ext4", "debugfs", "sfdisk", "mcopy", "mmd", "qemu-aarch64-static", "xz", "chroot"],
     iso: ["xorriso"],
 };
 

@@ -476,7 +476,7 @@ export async function cleanup(chroot: Chroot, sourceDateEpoch: number): Promise<
         "var/lib/dbus/machine-id", "var/lib/systemd/random-seed", "var/cache/ldconfig/aux-cache", "root/.bash_history",
         "var/cache/debconf/config.dat-old", "var/cache/debconf/templates.dat-old", "var/lib/dpkg/status-old",
         "var/lib/dpkg/diversions-old", "etc/passwd-", "etc/group-", "etc/shadow-", "etc/gshadow-", "etc/subuid-", "etc/subgid-"];
-    // As the tree's root (its build namespace, unless a Pi image's loop-mounted root): the tree's files belong to its own
+    // As the tree's root (its build namespace): the tree's files belong to its own
     // users (apt's _apt, daemons), which only its root may remove or truncate when the build runs without root. Caches
     // and temporary directories are emptied (kept), logs, which are per machine, keep their files with no content, and
     // machine-id (read-only; systemd makes one at first boot) and resolv.conf are left empty.
