@@ -11,7 +11,7 @@ import { resolveDebianSource } from "../lib/aptSources";
 import { parseConfig, readNamespace, resolveAuthorizedKeys } from "../lib/config";
 import { loadRecipe } from "../lib/recipe";
 import { buildImage, type BuildResult } from "../lib/stages/pipeline";
-import { planBuild } from "../lib/stages/plan";
+import { planBuild, withBase } from "../lib/stages/plan";
 
 export const projectDir = path.resolve(__dirname, "..");
 
@@ -37,14 +37,33 @@ export async function buildOnce(workDir: string, cacheDir: string, tag: string):
         (m) => console.error(`[${tag}] ${m}`));
 }
 
+/**
+ * One build of sdr-pi from the given base image (a raw Raspberry Pi OS-shaped disk), with fixed inputs. playbook
+ * false leaves the recipe's playbook out: what root and a user could do differently is the builder's own work
+ * (unpack, configure, mtools, mkfs), and the playbook runs through the same chroot connection as every image's.
+ */
+export async function buildPiOnce(workDir: string, base: { path: string; sha256: string }, tag: string, o: { playbook?: boolean } = {}): Promise<BuildResult> {
+    const config = localConfig();
+    const plan = planBuild({
+        recipe: loadRecipe("sdr-pi"), projectDir, workDir, domain: config.domain, debian: resolveDebianSource(config.debian, true),
+        bootstrapUser: { name: config.bootstrapUser.name, authorizedKeys: resolveAuthorizedKeys(config.bootstrapUser, projectDir, config.lab) },
+        base: { id: "raspios-fixture", version: "test", identity: base.sha256 },
+    });
+    const req = withBase(plan.request, base);
+    if (req.builder !== "pi") throw new Error("sdr-pi is not a pi recipe");
+    // (Its build key still names the playbook: these builds stay in their own work directories and are never published.)
+    const pi = o.playbook === false ? { ...req.pi, playbook: undefined } : req.pi;
+    return buildImage({ ...req, pi, version: "v2000.01.01", buildInfo: { ...req.buildInfo, buildTime: "fixed" } }, (m) => console.error(`[${tag}] ${m}`));
+}
+
 export interface UserBuild {
     uid: number;
     gid: number;
     /** Its own home: package cache (a copy of the given one), per-user caches, work directory. */
     home: string;
     workDir: string;
-    /** The build, as a child process: its stdout is the result as JSON. */
-    start(onProgress?: (line: string) => void): execa.ExecaChildProcess;
+    /** The build, as a child process: its stdout is the result as JSON. pi: sdr-pi from that base, without its playbook. */
+    start(onProgress?: (line: string) => void, pi?: { path: string; sha256: string }): execa.ExecaChildProcess;
 }
 
 /** Prepares a build as `user` (run as root): its home under `dir`, the package files copied from `packageCache`. */
@@ -63,9 +82,10 @@ export function userBuild(user: string, dir: string, packageCache?: string): Use
     const workDir = path.join(home, "work");
     return {
         uid, gid, home, workDir,
-        start(onProgress) {
+        start(onProgress, pi) {
+            const what = pi ? ["--one-pi", workDir, pi.path, pi.sha256] : ["--one", workDir, path.join(home, "cache")];
             const child = execa("setpriv", [`--reuid=${uid}`, `--regid=${gid}`, "--init-groups", "--", process.execPath, "-r", "ts-node/register/transpile-only",
-                __filename, "--one", workDir, path.join(home, "cache")], {
+                __filename, ...what], {
                 cwd: projectDir,
                 env: {
                     ...process.env, HOME: home, USER: user, LOGNAME: user,
@@ -80,8 +100,11 @@ export function userBuild(user: string, dir: string, packageCache?: string): Use
     };
 }
 
-if (require.main === module && process.argv[2] === "--one") {
-    buildOnce(process.argv[3], process.argv[4], os.userInfo().username).then((r) => process.stdout.write(JSON.stringify(r)), (e: Error) => {
+if (require.main === module && (process.argv[2] === "--one" || process.argv[2] === "--one-pi")) {
+    const [mode, workDir, a, b] = process.argv.slice(2);
+    const build = mode === "--one" ? buildOnce(workDir, a, os.userInfo().username)
+        : buildPiOnce(workDir, { path: a, sha256: b }, os.userInfo().username, { playbook: false });
+    build.then((r) => process.stdout.write(JSON.stringify(r)), (e: Error) => {
         console.error(e.message);
         process.exit(1);
     });

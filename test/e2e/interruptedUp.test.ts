@@ -20,7 +20,7 @@ import { descendants } from "../../lib/engineWatch";
 import { startCutProxy, type CutProxy } from "../helpers/cutProxy";
 import { startFakeGithub, type FakeGithub } from "../helpers/fakeGithub";
 import { startFakePve, type FakePve } from "../helpers/fakePve";
-import { localStack, type LocalStack } from "../helpers/localStack";
+import { localStack, TEST_WORK_DIR, type LocalStack } from "../helpers/localStack";
 import { startRegistry, type TestRegistry } from "../helpers/registry";
 import { REPO_ROOT } from "../helpers/setup";
 import { waitFor } from "../helpers/waitFor";
@@ -97,7 +97,7 @@ describe("interrupted pulumi up: Ctrl-C and power loss in the middle of each ste
     const image = async () => ((await env.project.outputs("local")).images as Record<string, ImageOut>)[IMAGE];
     const ociConfig = () => JSON.stringify({ registry: regProxy.address, repository: ociRepo, plainHttp: true });
     const releaseConfig = () => JSON.stringify({ owner: "deevnet", repo: ghRepo, apiUrl: `http://127.0.0.1:${ghProxy.port}` });
-    const dirsToSweep = () => [storeRoot, path.join(env.project.dir), path.join(REPO_ROOT, ".cache", "test-work", "builds", IMAGE)];
+    const dirsToSweep = () => [storeRoot, path.join(env.project.dir), path.join(TEST_WORK_DIR, "builds", IMAGE)];
 
     before(async function () {
         registry = await startRegistry();
@@ -273,7 +273,7 @@ describe("interrupted pulumi up: Ctrl-C and power loss in the middle of each ste
 describe("interrupted pulumi up during the build: Ctrl-C and power loss, then the README's recovery @slow", function () {
     this.timeout(3_600_000);
     let env: LocalStack;
-    const buildsOf = () => path.join(REPO_ROOT, ".cache", "test-work", "builds", IMAGE);
+    const buildsOf = () => path.join(TEST_WORK_DIR, "builds", IMAGE);
     /** Mounts under the build directories (a chroot's proc, sys, dev): none may outlive a build. */
     const mountsUnderBuilds = () => fs.readFileSync("/proc/mounts", "utf8").split("\n").map((l) => l.split(" ")[1] ?? "").filter((m) => m.startsWith(buildsOf()));
 

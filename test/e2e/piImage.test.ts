@@ -15,6 +15,7 @@ import { hashFile } from "../../lib/sha256";
 import { validateArtifact } from "../../lib/validation/validateArtifact";
 import { piBaseImage } from "../helpers/piBase";
 import { REPO_ROOT } from "../helpers/setup";
+import { TEST_WORK_DIR } from "../helpers/localStack";
 import { machineDebian } from "../helpers/debian";
 
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHGzTF6C3nC4e3Nq2yLvG0yv3h2mmkm1oAuKZb7JXvXq pi-test";
@@ -23,7 +24,7 @@ const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHGzTF6C3nC4e3Nq2yLvG0yv3h2mmkm
 async function sdrPiPlan() {
     const base = await piBaseImage();
     const plan = planBuild({
-        recipe: loadRecipe("sdr-pi"), projectDir: REPO_ROOT, workDir: path.join(REPO_ROOT, ".cache", "test-work", "pi"),
+        recipe: loadRecipe("sdr-pi"), projectDir: REPO_ROOT, workDir: path.join(TEST_WORK_DIR, "pi"),
         bootstrapUser: { name: "ansible", authorizedKeys: [KEY] }, domain: "test.internal",
         debian: machineDebian(),
         base: { id: "raspios-fixture", version: "test", identity: base.sha256 },

@@ -7,7 +7,8 @@ import execa from "execa";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { buildOnce, userBuild } from "../../bench/buildAs";
+import { buildOnce, buildPiOnce, userBuild } from "../../bench/buildAs";
+import { piBaseImage } from "../helpers/piBase";
 import type { BuildResult } from "../../lib/stages/pipeline";
 import { idMapFor } from "../../lib/stages/namespace";
 
@@ -27,7 +28,7 @@ function processesOf(uid: number, sub: { outer: number; count: number }): string
     return out;
 }
 
-describe("rootfs builds without root (issue 35)", function () {
+describe("builds without root (issue 35): rootfs and Raspberry Pi", function () {
     this.timeout(20 * 60_000);
     const user = process.env.IMAGE_FACTORY_TEST_BUILD_USER;
     let tmp: string;
@@ -82,6 +83,23 @@ describe("rootfs builds without root (issue 35)", function () {
         assert.equal(fs.existsSync(path.join(path.dirname(mine.path), "work")), false, "the work tree was removed");
         assert.deepEqual(processesOf(u.uid, sub), []);
         // Nothing of the user's is left owned by another id: a plain rm -rf as the user clears it all.
+        const foreign = (await execa("find", [u.home, "!", "-uid", String(u.uid), "-printf", "%u %p\n"])).stdout.trim();
+        assert.equal(foreign, "", "files in the user's directories owned by other ids");
+    });
+
+    it("a Raspberry Pi image (sdr-pi, from one base file, without its playbook) is the same bytes built by root and by the user", async () => {
+        const base = await piBaseImage();
+        const mine = path.join(tmp, "pi-user");
+        fs.mkdirSync(mine);
+        const u = userBuild(user!, mine);
+        const [asRoot, asUser] = [await buildPiOnce(path.join(tmp, "pi-root"), base, "root", { playbook: false }), JSON.parse((await u.start(undefined, base)).stdout) as BuildResult];
+        assert.equal(asUser.buildKey, asRoot.buildKey);
+        assert.equal(asUser.sha256, asRoot.sha256, "root's and the user's Pi images differ");
+        assert.equal(fs.statSync(asUser.path).uid, u.uid);
+        const log = fs.readFileSync(asUser.logPath, "utf8");
+        assert.match(log, /^\S+ \$ \[build namespace\] bash -c "set -eo pipefail\\n\s+img=\$1 off=\$2 mnt=\$3 root=\$4 acls=\$5; shift 5\\n\s+fuse2fs -o ro,fakeroot/m);
+        assert.match(log, /^\S+ \$ \[build namespace\] mkfs\.ext4 -q -F /m);
+        assert.doesNotMatch(log, /losetup|\$ mount /);
         const foreign = (await execa("find", [u.home, "!", "-uid", String(u.uid), "-printf", "%u %p\n"])).stdout.trim();
         assert.equal(foreign, "", "files in the user's directories owned by other ids");
     });

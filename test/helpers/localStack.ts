@@ -7,9 +7,9 @@ import type * as http from "node:http";
 import * as path from "node:path";
 import { createArtifactServer } from "../../lib/publish/artifactServer";
 import { TestProject } from "./project";
-import { CACHE_ROOT, REPO_ROOT } from "./setup";
+import { CACHE_ROOT, REPO_ROOT, TEST_DIR } from "./setup";
 
-export const TEST_WORK_DIR = path.join(REPO_ROOT, ".cache", "test-work");
+export const TEST_WORK_DIR = path.join(TEST_DIR, "test-work");
 export const LOCAL_KEY = path.join(REPO_ROOT, ".cache", "local-ssh", "id_ed25519");
 let prepared = false;
 

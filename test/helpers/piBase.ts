@@ -1,11 +1,11 @@
 // The Raspberry Pi OS-shaped base image of the Pi tests (test/fixtures/pi-base/build.sh), built once per
 // version of that script and cached under the per-user cache (CACHE_ROOT/fixtures), which a fresh clone shares.
-import execa from "execa";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { sha256Hex } from "../../lib/sha256";
 import { hashFile } from "../../lib/sha256";
 import { withFileLock } from "../../lib/fileLock";
+import { nsRun } from "../../lib/stages/namespace";
 import { CACHE_ROOT, REPO_ROOT } from "./setup";
 import { machineDebian } from "./debian";
 
@@ -21,7 +21,8 @@ export async function piBaseImage(): Promise<{ path: string; sha256: string }> {
     await withFileLock(`${img}.lock`, async () => {
         if (fs.existsSync(img)) return;
         const { mirror } = machineDebian();
-        await execa("bash", [script, img, mirror, path.join(CACHE_ROOT, "pi-debootstrap")], { stdio: "inherit" });
+        // As root of a build namespace, whoever runs the tests (issue 35): the image's files keep the image's own ids.
+        await nsRun(["bash", script, img, mirror, path.join(CACHE_ROOT, "pi-base-packages")], { hint: "the Raspberry Pi test fixture could not be built" });
     }, 30 * 60_000);
     return { path: img, sha256: (await hashFile(img)).sha256 };
 }

@@ -9,4 +9,9 @@ process.env.PATH = [path.join(REPO_ROOT, ".tools", "bin"), path.join(REPO_ROOT, 
 process.env.PULUMI_SKIP_UPDATE_CHECK = "true";
 process.env.PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION = "true";
 process.env.PULUMI_NODEJS_TRANSPILE_ONLY = "true";
-process.env.PULUMI_HOME ??= path.join(REPO_ROOT, ".cache", "pulumi-home");
+/**
+ * What the tests write beside the checkout (builds, the engine's plugins and logs): REPO_ROOT/.cache, or
+ * IMAGE_FACTORY_TEST_DIR when the checkout is not the test user's to write (scripts/test-as-user.sh).
+ */
+export const TEST_DIR = process.env.IMAGE_FACTORY_TEST_DIR ?? path.join(REPO_ROOT, ".cache");
+process.env.PULUMI_HOME ??= path.join(TEST_DIR, "pulumi-home");
