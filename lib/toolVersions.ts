@@ -59,6 +59,7 @@ const PROBES: Record<string, { key: () => string; probe: () => string }> = {
     fdisk: deb("fdisk"),
     packer: exe("packer", ["version"]),
     xorriso: deb("xorriso"),
+    "xz-utils": deb("xz-utils"),
     "qemu-user-static": deb("qemu-user-static"),
 };
 

@@ -104,12 +104,23 @@ export async function validateArtifact(file: string, expect: ValidateExpect, opt
     const format = formatOf(file);
     if (format === "iso") return validateIso(file, expect, opts);
     if (format === "qcow2") return validateQcow2(file, expect, opts);
+    const t0 = Date.now();
     if (opts.scratch) fs.mkdirSync(opts.scratch, { recursive: true });
     const scratch = fs.mkdtempSync(path.join(opts.scratch ?? os.tmpdir(), "if-img-"));
     try {
         const raw = path.join(scratch, "image.img");
         if (!fs.existsSync(file)) return validateQcow2(file, expect, opts); // reports the path problem
-        await run("sh", ["-c", `xz -dc "${file}" | cp --sparse=always /dev/stdin "${raw}"`], { hint: "the .img.xz does not decompress: rebuild it" });
+        // pipefail: without it a corrupt or truncated .img.xz became a short image (cp succeeds on what xz gave before
+        // failing), reported as broken partitions instead of as the file that does not decompress.
+        try {
+            await run("bash", ["-c", 'set -o pipefail; xz -dc -- "$1" | cp --sparse=always /dev/stdin "$2"', "bash", file, raw]);
+        } catch (err) {
+            const said = (err as Error).message.split("\n").slice(1).join(" ").trim() || (err as Error).message;
+            return {
+                schemaVersion: 1, image: expect.image, version: expect.version, qcow2: file, passed: false,
+                startedAt: new Date(t0).toISOString(), durationMs: Date.now() - t0, tools: toolVersions(["xz-utils"]), checks: [check("image.decompresses", ".img.xz decompresses whole", false, said, "the file is damaged or truncated: download it again, or rebuild it")],
+            };
+        }
         const r = await validateQcow2(raw, { ...expect, notApplicable: { ...PI_NOT_APPLICABLE, ...expect.notApplicable } }, { scratch });
         return { ...r, qcow2: file };
     } finally {

@@ -1,10 +1,13 @@
 // The validation gate's checks on synthetic images: a good one passes every check, and each defect fails
 // exactly the check it should, with the reason and the fix.
 import { strict as assert } from "node:assert";
+import execa from "execa";
+import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { directoryView, formatReport, runChecks, validateQcow2, type CheckResult } from "../../lib/validation/offlineChecks";
+import { validateArtifact } from "../../lib/validation/validateArtifact";
 import { makeGoodTree, treeToQcow2 } from "../helpers/fakeImage";
 
 const expect = { image: "fake", version: "v2026.01.01", bootstrapUser: "ansible", buildInfo: { buildKey: "k1" } };
@@ -153,5 +156,28 @@ describe("lib/validate", () => {
                 process.env.PATH = saved;
             }
         });
+    });
+});
+
+describe("validateArtifact on a Raspberry Pi .img.xz", () => {
+    let dir: string;
+    beforeEach(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), "if-valxz-")); });
+    afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+    it("a truncated .img.xz is refused as not decompressing (not validated as a short image), and its name never reaches a shell", async () => {
+        // Random bytes compress to about their size, so cutting the file in half cuts into the data stream.
+        const raw = path.join(dir, "disk.img");
+        fs.writeFileSync(raw, crypto.randomBytes(4 * 1024 * 1024));
+        await execa("xz", ["-0", "-k", raw]);
+        const whole = fs.readFileSync(`${raw}.xz`);
+        // A name a shell would run: the old `sh -c "xz -dc \"${file}\" | …"` did.
+        const file = path.join(dir, 'sdr-pi"$(touch pwned).img.xz');
+        fs.writeFileSync(file, whole.subarray(0, whole.length >> 1));
+        const r = await validateArtifact(file, { image: "sdr-pi", version: "v2026.01.01", bootstrapUser: "ansible" });
+        assert.equal(r.passed, false);
+        assert.deepEqual(r.checks.map((c) => [c.id, c.status]), [["image.decompresses", "fail"]]);
+        assert.match(r.checks[0].reason, /Unexpected end of input|compressed data is corrupt/);
+        assert.match(r.checks[0].fix ?? "", /damaged or truncated: download it again, or rebuild it/);
+        assert.equal(fs.existsSync(path.join(dir, "pwned")) || fs.existsSync("pwned"), false, "the file name ran as a command");
     });
 });
