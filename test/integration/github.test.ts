@@ -100,7 +100,19 @@ describe("lib/github against a loopback GitHub", function () {
         await assert.rejects(findRelease(client(), { owner: "deevnet", repo: "missing" }, "v1"), /deevnet\/missing not found \(404\)/);
         gh.inject({ method: "POST", path: /^\/repos\/deevnet\/images\/releases$/, status: 403, times: 1 });
         await assert.rejects(ensureRelease(client(), repo, "v2026.02.01", { name: "x", body: "" }), /forbidden \(403 injected\): the token needs contents: write on deevnet\/images/);
-        assert.ok(MAX_ASSET_BYTES < 2 ** 31);
+    });
+
+    it("refuses an asset of 2 GiB (GitHub: \"each file included in a release must be under 2 GiB\") before sending a byte, naming OCI", async () => {
+        const c = client();
+        const { release } = await ensureRelease(c, repo, "v2026.01.03", { name: "v2026.01.03", body: "" });
+        const big = path.join(dir, "big.qcow2");
+        fs.closeSync(fs.openSync(big, "w"));
+        fs.truncateSync(big, MAX_ASSET_BYTES + 1); // sparse: 2 GiB of nothing
+        assert.equal(MAX_ASSET_BYTES + 1, 2 * 1024 ** 3);
+        const before = gh.requests.length;
+        await assert.rejects(uploadAsset(c, repo, release, big, "big.qcow2", "0".repeat(64), "application/octet-stream"),
+            /big\.qcow2 is 2147483648 bytes; GitHub release assets must be smaller than 2 GiB: publish it through OCI \(factory:oci, with factory:release\.manifestSource: oci\)/);
+        assert.deepEqual(gh.requests.slice(before), [], "nothing was sent");
     });
 
     // Resets are sent relative to the real clock, so nothing here depends on the date the tests run.

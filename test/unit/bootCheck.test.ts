@@ -18,12 +18,27 @@ describe("lib/bootCheck: smoke script and report", () => {
 
     it("run here (not the image), prints a CHECK line for every check and fails the ones this host does not meet", async () => {
         // This machine is no booted image: its hostname and user differ, so those two checks must fail, visibly.
-        const r = await execa("sh", ["-s"], { input: script.replace("cloud-init status --wait", "echo status: done; true"), reject: false, timeout: 60_000 });
-        const checks = parseSmoke(r.stdout, COMMON_CHECKS);
-        assert.deepEqual(checks.map((c) => c.id).sort(), [...COMMON_CHECKS].sort());
-        assert.equal(checks.find((c) => c.id === "hostname")?.passed, false);
-        assert.equal(checks.find((c) => c.id === "bootstrap-user")?.passed, os.userInfo().username === "ansible");
-        assert.equal(checks.find((c) => c.id === "cloud-init")?.passed, true);
+        // cloud-init is a stand-in on PATH that answers as the real one does; the script itself runs unchanged.
+        const bin = fs.mkdtempSync(path.join(os.tmpdir(), "if-ci-bin-"));
+        const smokeWith = async (answer: string, exit: number) => {
+            fs.writeFileSync(path.join(bin, "cloud-init"), `#!/bin/sh\n[ "$1 $2" = "status --wait" ] || exit 9\n${answer}\nexit ${exit}\n`, { mode: 0o755 });
+            const r = await execa("sh", ["-s"], { input: script, reject: false, timeout: 60_000, env: { PATH: `${bin}:${process.env.PATH}` } });
+            return parseSmoke(r.stdout, COMMON_CHECKS);
+        };
+        try {
+            const checks = await smokeWith("echo .....; echo 'status: done'", 0);
+            assert.deepEqual(checks.map((c) => c.id).sort(), [...COMMON_CHECKS].sort());
+            assert.equal(checks.find((c) => c.id === "hostname")?.passed, false);
+            assert.equal(checks.find((c) => c.id === "bootstrap-user")?.passed, os.userInfo().username === "ansible");
+            assert.equal(checks.find((c) => c.id === "cloud-init")?.passed, true);
+            // cloud-init's own failure (status: error, exit 1; or degraded done, exit 2) fails the check with its words.
+            const failed = (await smokeWith("echo 'status: error'", 1)).find((c) => c.id === "cloud-init");
+            assert.equal(failed?.passed, false);
+            assert.match(failed?.detail ?? "", /status: error/);
+            assert.equal((await smokeWith("echo 'status: degraded done'", 2)).find((c) => c.id === "cloud-init")?.passed, false);
+        } finally {
+            fs.rmSync(bin, { recursive: true, force: true });
+        }
     });
 
     it("the network check fails on an empty resolver file (what a rootfs image ships) and passes once DHCP wrote a nameserver", async () => {
