@@ -21,6 +21,7 @@ import * as path from "node:path";
 import { stringify } from "yaml";
 import { createArtifactServer } from "../../lib/publish/artifactServer";
 import { orasBinary } from "../../lib/publish/oci";
+import { loadRecipe } from "../../lib/recipe";
 import { dateVersion } from "../../lib/version";
 import { parseNotes } from "../../providers/githubReleasePublication";
 import { makeOrigin, runJob, type Contexts, type JobResult, type JobSpec, type Origin } from "../helpers/ciRunner";
@@ -161,9 +162,15 @@ describe(`lab rehearsal: the CI jobs of dvnt and dvntm for real on loopback, sta
     it("the rehearsal configs are the lab files with only endpoints, paths, the lab's key (and, for the CI subset, dvnt's image list) changed", () => {
         for (const stack of ["dvnt", "dvntm"] as const) {
             const allowed: string[] = [...SUBSTITUTED, ...(stack === "dvnt" && !FULL ? ["factory:images"] : [])];
-            const diff = configDifferences(labConfig(stack), rehearsalConfig(stack, endpoints));
+            const rehearsed = rehearsalConfig(stack, endpoints);
+            const diff = configDifferences(labConfig(stack), rehearsed);
             assert.ok(diff.includes("factory:bootstrapUser.sshAuthorizedKeys"), `${stack}: the placeholder key must be replaced`);
             for (const d of diff) assert.ok(allowed.some((k) => d === k || d.startsWith(`${k}.`)), `${stack}: ${d} differs from the lab file`);
+            // The image list: the lab's own, or for dvnt's CI subset exactly the lab's images that are in it, in the lab's order.
+            const lab = labConfig(stack)["factory:images"] as string[];
+            const expected = stack === "dvnt" && !FULL ? lab.filter((i) => CI_SUBSET.includes(i)) : lab;
+            assert.deepEqual(rehearsed["factory:images"], expected, `${stack}: the rehearsed images`);
+            if (stack === "dvnt") assert.deepEqual([...expected].sort(), [...images].sort(), "dvnt rehearses the images this test checks");
         }
     });
 
@@ -198,8 +205,16 @@ describe(`lab rehearsal: the CI jobs of dvnt and dvntm for real on loopback, sta
 
         const out = await outputs("dvnt");
         assert.deepEqual(Object.keys(out).sort(), [...images].sort());
+        // Each image's bytes on every target its recipe names (every one is configured in the rehearsal): a missing
+        // output fails here, rather than leaving that target unchecked.
+        const checked = { store: 0, oci: 0, release: 0 };
         for (const [name, img] of Object.entries(out)) {
             assert.equal(img.version, today, `${name}: the tag names the version`);
+            const targets = loadRecipe(name).targets;
+            for (const [t, field] of [["store", img.storePath], ["oci", img.ociRef], ["release", img.releaseAssetUrl]] as const) {
+                assert.equal(!!field, targets.includes(t), `${name}: its ${t} output ${field ? "is there, but the recipe does not name the target" : "is missing"}`);
+                if (field) checked[t]++;
+            }
             if (img.storePath) assert.equal(sha256(img.storePath), img.sha256, `${name}: store`);
             if (img.ociRef) {
                 const pulled = fs.mkdtempSync(path.join(scratch, "pull-"));
@@ -214,6 +229,12 @@ describe(`lab rehearsal: the CI jobs of dvnt and dvntm for real on loopback, sta
                 assert.equal(crypto.createHash("sha256").update(bytes).digest("hex"), img.sha256, `${name}: release`);
             }
         }
+        assert.deepEqual(checked, {
+            store: images.filter((i) => loadRecipe(i).targets.includes("store")).length,
+            oci: images.filter((i) => loadRecipe(i).targets.includes("oci")).length,
+            release: images.filter((i) => loadRecipe(i).targets.includes("release")).length,
+        });
+        assert.ok(checked.store > 0 && checked.oci > 0 && checked.release > 0, `bytes checked on every kind of target: ${JSON.stringify(checked)}`);
         assert.ok(out["nocloud-seed-iso"].ociRef && !out["nocloud-seed-iso"].proxmox, "the seed ISO goes to store and OCI only");
         // Issue 20: a pass waits only for what it depends on; only a template, what brings an image into the lab,
         // waits for the pass before (the pass-1 images were built on day 1 here, so the spans are not compared).
@@ -364,10 +385,13 @@ describe(`lab rehearsal: the CI jobs of dvnt and dvntm for real on loopback, sta
         assert.deepEqual((await home.api<Array<{ vmid: number }>>("GET", "/nodes/pve1/qemu")).map((v) => v.vmid).sort(), vmsHome);
         assert.deepEqual((await mobile.api<Array<{ vmid: number }>>("GET", "/nodes/pvem1/qemu")).map((v) => v.vmid).sort(), vmsMobile);
         const releases = gh.releases("deevnet", "images").filter((r) => !r.draft);
-        assert.ok(releases.length >= 2 && releases.every((r) => r.assets.length > 0));
-        for (const img of Object.values(dvnt)) {
-            if (!img.ociRef) continue;
-            await execa(orasBinary(), ["manifest", "fetch", "--username", ghcr.user, "--password-stdin", img.ociRef.replace(/^oci:\/\//, "")],
+        // Both tags this test published (today's and tomorrow's), each with its assets, are still there.
+        assert.deepEqual(releases.map((r) => r.tag_name).sort(), [today, tomorrow].sort());
+        assert.ok(releases.every((r) => r.assets.length > 0), "every release keeps its assets");
+        const pushed = Object.values(dvnt).filter((img) => img.ociRef);
+        assert.ok(pushed.length > 0, "dvnt pushed OCI artifacts to check");
+        for (const img of pushed) {
+            await execa(orasBinary(), ["manifest", "fetch", "--username", ghcr.user, "--password-stdin", img.ociRef!.replace(/^oci:\/\//, "")],
                 { input: ghcr.password, env: { SSL_CERT_FILE: registry.caBundle! } });
         }
     });
