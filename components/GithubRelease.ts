@@ -1,6 +1,6 @@
 // GithubRelease: the stack's one writer of its GitHub releases. Each image's GithubReleaseAsset uploads into the
 // draft of its version tag; this publishes every tag once all of that tag's images are up and verified, with notes
-// listing every image (FIELD-NOTES: GitHub allows duplicate drafts per tag, so the publishing is not left to
+// listing every image (GitHub allows duplicate drafts per tag: a draft has no tag until published; seen in ncipollo/release-action#7, so the publishing is not left to
 // whichever image finishes first). Asset URLs are taken after publishing: a draft's URLs name `untagged-…`.
 import * as pulumi from "@pulumi/pulumi";
 import { dynamicType } from "../providers/dynamic";

@@ -202,7 +202,7 @@ async function call<T>(what: string, r: RepoRef, fn: () => Promise<{ data: T }>)
 
 /**
  * The release for a tag: the published one (by tag), else the oldest draft with that tag_name. GitHub accepts any
- * number of drafts per tag (FIELD-NOTES), so every writer settles on the same one: the lowest id.
+ * number of drafts per tag (a draft has no tag until published; ncipollo/release-action#7), so every writer settles on the same one: the lowest id.
  */
 export async function findRelease(gh: GithubClient, r: RepoRef, tag: string): Promise<Release | undefined> {
     try {

@@ -80,7 +80,7 @@ export async function startFakeGithub(opts: { token: string; repos: Array<[strin
     let base = "";
 
     // "Get a release": a draft's html_url and its assets' browser_download_url name `untagged-<hex>`, not the tag
-    // (FIELD-NOTES; the tag does not exist until publishing): URLs taken before publishing are dead after it.
+    // (a draft has no tag until it is published: GitHub Docs, "Managing releases in a repository"): URLs taken before publishing are dead after it.
     const urlTag = (r: FakeRelease) => (r.draft ? r.untagged : r.tag_name);
     const releaseJson = (owner: string, repo: string, r: FakeRelease) => ({
         id: r.id, tag_name: r.tag_name, name: r.name, body: r.body, draft: r.draft, prerelease: r.prerelease,
@@ -221,7 +221,7 @@ export async function startFakeGithub(opts: { token: string; repos: Array<[strin
                 if (!tag) return send(422, { message: "Validation Failed", errors: [{ resource: "Release", code: "missing_field", field: "tag_name" }] });
                 const draft = body.draft === true;
                 // "Create a release": a draft has no tag yet, so GitHub accepts any number of drafts with the same
-                // tag_name (FIELD-NOTES: duplicate drafts); only a second published release for a tag is refused.
+                // tag_name (duplicate drafts: ncipollo/release-action#7, goreleaser/goreleaser#3148); only a second published release for a tag is refused.
                 if (!draft && list.some((r) => r.tag_name === tag && !r.draft)) return validation("Release", "tag_name");
                 const r: FakeRelease = { id: nextId++, tag_name: tag, name: String(body.name ?? tag), body: String(body.body ?? ""), draft, prerelease: false,
                     target_commitish: String(body.target_commitish ?? "main"), created_at: new Date().toISOString(), published_at: draft ? null : new Date().toISOString(),
