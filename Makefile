@@ -117,8 +117,8 @@ image.tools.check: ## Runbook: check every tool the image runbook uses, with ver
 	@bash scripts/deps.sh all
 
 image.local.full: ## Runbook: IMAGE_BUILD=1 make image.local.full IMAGE=<image> VERSION=<version>: build, validate offline and by boot, write evidence
-	@if [ "$(IMAGE_BUILD)" != 1 ]; then echo "image.local.full builds an image (root, minutes): run it as IMAGE_BUILD=1 make image.local.full IMAGE=<image> VERSION=<version>"; exit 2; fi
-	@if [ -z "$(IMAGE)" ] || [ -z "$(VERSION)" ]; then echo "usage: IMAGE_BUILD=1 make image.local.full IMAGE=<image> VERSION=vYYYY.MM.DD (make list shows the images)"; exit 2; fi
+	@if [ "$(IMAGE_BUILD)" != 1 ]; then echo "image.local.full builds an image (minutes; no root needed): run it as IMAGE_BUILD=1 make image.local.full IMAGE=<image> VERSION=<version>"; exit 2; fi
+	@if [ -z "$(IMAGE)" ] || [ -z "$(VERSION)" ]; then echo "usage: IMAGE_BUILD=1 make image.local.full IMAGE=<image> VERSION=<vN or vYYYY.MM.DD> (make list shows the images; IMAGE=debian-12 is debian-12-minimal)"; exit 2; fi
 	@$(ENV); node -r ts-node/register/transpile-only bin/build-image.ts --stack $(STACK) --image "$(IMAGE)" --version "$(VERSION)" --boot --evidence "$(or $(EVIDENCE_DIR),evidence)"
 
 image.local.validate: ## Runbook: make image.local.validate IMAGE= VERSION= QCOW2= (default: QCOW2_FIXTURE_PATH): offline and boot validation, evidence

@@ -15,10 +15,10 @@ import { resolveDebianSource } from "../lib/aptSources";
 import { resolveAuthorizedKeys, type FactoryConfig } from "../lib/config";
 import { stackConfig as readStackConfig } from "../lib/stackFile";
 import { gitInfo } from "../lib/git";
-import { buildsOnNode, listImageNames, loadRecipe, type ImageRecipe } from "../lib/recipe";
+import { buildsOnNode, listImageNames, loadRecipe, runbookImageName, type ImageRecipe } from "../lib/recipe";
 import { formatReport } from "../lib/validation/offlineChecks";
 import { validateArtifact } from "../lib/validation/validateArtifact";
-import { assertVersion, nextVersion } from "../lib/version";
+import { assertRunbookVersion, nextVersion } from "../lib/version";
 import { bootCheck, bootEvidenceFiles, bootFailure } from "../lib/validation/bootCheck";
 import { writeBuildEvidence } from "../lib/evidence/build";
 import { evidenceRunDir, signingFromEnv } from "../lib/evidence/packet";
@@ -63,7 +63,9 @@ async function main(): Promise<number> {
     const stack = argValue("stack") ?? "local";
     const config = stackConfig(stack);
     const kind = argValue("kind");
-    const image = argValue("image");
+    const named = argValue("image");
+    const image = named && runbookImageName(named);
+    if (named && image !== named) console.log(`${named} is ${image} here (the runbook's name for it)`);
     const { build: names, skipped } = selectImages({ image, kind });
     for (const s of skipped) console.log(`skipping ${s.name}: it ${s.why}`);
     if (names.length === 0) {
@@ -74,7 +76,8 @@ async function main(): Promise<number> {
     const debian = resolveDebianSource(config.debian, true);
     const workDir = path.resolve(projectDir, config.workDir);
     const done: Record<string, BuildResult> = {};
-    const version = argValue("version") ? assertVersion(argValue("version") as string) : config.version;
+    // The runbook's VERSION=v1 is a local build's version; lab stacks publish only date versions (assertVersion).
+    const version = argValue("version") ? assertRunbookVersion(argValue("version") as string) : config.version;
     const boot = cli.flag("boot");
     const evidenceRoot = argValue("evidence") ? path.resolve(argValue("evidence") as string) : undefined;
     const progress = (m: string) => console.log(m);

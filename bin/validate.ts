@@ -12,13 +12,15 @@ import { formatReport } from "../lib/validation/offlineChecks";
 import { validateArtifact } from "../lib/validation/validateArtifact";
 import { writeValidationEvidence } from "../lib/evidence/validation";
 import { parseCli } from "../lib/cli";
+import { runbookImageName } from "../lib/recipe";
 
 async function main(): Promise<number> {
     const cli = parseCli({ values: ["qcow2", "image", "version", "user", "evidence"], flags: ["boot"],
         usage: "validate.ts --qcow2 /abs/path/image.qcow2 --image <name> --version <version> [--user ansible] [--evidence <dir>] [--boot]" });
     const argValue = (name: "qcow2" | "image" | "version" | "user" | "evidence") => cli.value(name);
     const qcow2 = argValue("qcow2");
-    const image = argValue("image");
+    const named = argValue("image");
+    const image = named && runbookImageName(named); // the runbook's IMAGE=debian-12 is debian-12-minimal here
     const version = argValue("version");
     if (!qcow2 || !image || !version) {
         console.error("usage: make validate QCOW2=/abs/path/image.qcow2 IMAGE=<name> VERSION=<version> [BOOTSTRAP_USER=<bootstrap user>] [BOOT=1]");

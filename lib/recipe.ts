@@ -117,6 +117,18 @@ export function listImageNames(imagesDir = IMAGES_DIR): string[] {
         .sort();
 }
 
+/**
+ * Names the runbook (seed 002) uses for images that are called otherwise here: its "Debian 12 v1 (example)" builds
+ * `IMAGE=debian-12`, which is this factory's minimal Debian 12 image. Only the runbook's commands (make
+ * image.local.*, bin/build-image.ts, bin/validate.ts) read them; stack config names images by their folder.
+ */
+export const RUNBOOK_IMAGE_NAMES: Record<string, string> = { "debian-12": "debian-12-minimal" };
+
+/** The image folder a runbook command's IMAGE names. */
+export function runbookImageName(name: string): string {
+    return RUNBOOK_IMAGE_NAMES[name] ?? name;
+}
+
 export function loadRecipe(name: string, imagesDir = IMAGES_DIR): ImageRecipe {
     const file = path.join(imagesDir, name, "image.ts");
     if (!fs.existsSync(file)) {

@@ -27,6 +27,20 @@ export function assertVersion(v: string): string {
     return v;
 }
 
+/**
+ * A version for a local runbook build (seed 002: `make image.local.full … VERSION=v1`): a release version as above, or
+ * v<N> (v1, v2, …). Such builds are never published, so the release rule (the tag names the build's date) does not
+ * bind them; everything a lab stack publishes still takes assertVersion.
+ */
+export function assertRunbookVersion(v: string): string {
+    if (/^v[1-9][0-9]{0,5}$/.test(v)) return v;
+    try {
+        return assertVersion(v);
+    } catch (e) {
+        throw new Error(`${(e as Error).message}, or v<N> (v1, v2, …) for a local runbook build`);
+    }
+}
+
 /** Sort order of versions: by date, then by suffix (v2026.01.02 < v2026.01.02.1 < v2026.01.10). */
 export function compareVersions(a: string, b: string): number {
     const pa = a.slice(1).split(".").map(Number);

@@ -149,7 +149,7 @@ describe("Makefile (FR-12)", () => {
         assert.match(unguarded.all ?? "", /run it as IMAGE_BUILD=1 make image\.local\.full IMAGE=<image> VERSION=<version>/);
         const incomplete = await execa("make", ["-s", "image.local.full", "IMAGE=debian-12-minimal"], { cwd: REPO_ROOT, reject: false, all: true, env: { IMAGE_BUILD: "1" } });
         assert.equal(incomplete.exitCode, 2);
-        assert.match(incomplete.all ?? "", /usage: IMAGE_BUILD=1 make image\.local\.full IMAGE=<image> VERSION=vYYYY\.MM\.DD/);
+        assert.match(incomplete.all ?? "", /usage: IMAGE_BUILD=1 make image\.local\.full IMAGE=<image> VERSION=<vN or vYYYY\.MM\.DD>/);
     });
 
     it("image.local.evidence validates QCOW2_FIXTURE_PATH when QCOW2 is not given, and writes evidence (a missing file fails with the runbook's fix)", async () => {

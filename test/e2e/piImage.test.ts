@@ -20,11 +20,11 @@ import { machineDebian } from "../helpers/debian";
 
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHGzTF6C3nC4e3Nq2yLvG0yv3h2mmkm1oAuKZb7JXvXq pi-test";
 
-/** The sdr-pi build plan on the fixture base (the same each time it is asked: the key is content-addressed). */
-async function sdrPiPlan() {
+/** A Pi image's build plan on the fixture base (the same each time it is asked: the key is content-addressed). */
+async function piPlan(image = "sdr-pi") {
     const base = await piBaseImage();
     const plan = planBuild({
-        recipe: loadRecipe("sdr-pi"), projectDir: REPO_ROOT, workDir: path.join(TEST_WORK_DIR, "pi"),
+        recipe: loadRecipe(image), projectDir: REPO_ROOT, workDir: path.join(TEST_WORK_DIR, "pi"),
         bootstrapUser: { name: "ansible", authorizedKeys: [KEY] }, domain: "test.internal",
         debian: machineDebian(),
         base: { id: "raspios-fixture", version: "test", identity: base.sha256 },
@@ -41,7 +41,7 @@ describe("PiImage builder (FR-4) @slow", function () {
     const lines: string[] = [];
 
     before(async () => {
-        const { base, plan } = await sdrPiPlan();
+        const { base, plan } = await piPlan();
         result = await buildImage({ ...withBase(plan.request, base), version: "v2026.01.01", buildInfo: { ...plan.request.buildInfo, buildTime: "2026-01-01T00:00:00Z" } },
             (m) => lines.push(m));
         raw = path.join(work, "sdr-pi.img");
@@ -110,10 +110,69 @@ describe("PiImage builder (FR-4) @slow", function () {
         assert.match(fs.readFileSync(result.logPath, "utf8"), /\[1\/7\] copy .* done in/);
         if (!result.reused) assert.ok(lines.some((l) => /\[4\/7\] ansible-playbook .* done in/.test(l)), "progress reaches the caller");
         const again: string[] = [];
-        const { base, plan } = await sdrPiPlan();
+        const { base, plan } = await piPlan();
         assert.equal(plan.buildKey, result.buildKey);
         const r2 = await buildImage({ ...withBase(plan.request, base), version: "v2026.01.01", buildInfo: plan.request.buildInfo }, (m) => again.push(m));
         assert.equal(r2.reused, true);
         assert.equal(r2.sha256, result.sha256);
+    });
+});
+
+// Issue 36: the other Pi image, from the same stand-in base, through the same builder, with its own role's checks.
+describe("PiImage builder: music-detector-pi (FR-4) @slow", function () {
+    this.timeout(40 * 60_000);
+    let result: BuildResult;
+    let raw: string;
+    let img: OfflineImage;
+    const work = fs.mkdtempSync(path.join(os.tmpdir(), "if-pi-md-"));
+
+    before(async () => {
+        const { base, plan } = await piPlan("music-detector-pi");
+        result = await buildImage({ ...withBase(plan.request, base), version: "v2026.01.01", buildInfo: { ...plan.request.buildInfo, buildTime: "2026-01-01T00:00:00Z" } });
+        raw = path.join(work, "music-detector-pi.img");
+        await execa("sh", ["-c", 'xz -dc -- "$1" > "$2"', "sh", result.path, raw]);
+        img = await OfflineImage.open(raw, { tmpDir: work });
+    });
+    after(() => {
+        img?.close();
+        fs.rmSync(work, { recursive: true, force: true });
+    });
+
+    it("passes the validation gate, like every Pi image (cloud-init not applicable)", async () => {
+        const r = await validateArtifact(result.path, { image: "music-detector-pi", version: result.version, bootstrapUser: "ansible", buildInfo: { buildKey: result.buildKey } });
+        assert.ok(r.passed, JSON.stringify(r.checks, null, 1));
+        assert.deepEqual(r.checks.filter((c) => c.status === "skip").map((c) => c.id), ["cloud-init.installed", "cloud-init.enabled"]);
+    });
+
+    it("carries the detector role: ALSA, its recording account, its directories, configuration and enabled service", async () => {
+        const manifest = await img.readFile("/etc/image-factory/pkg-manifest.txt") ?? "";
+        assert.match(manifest, /^alsa-utils\t\S+\tarm64$/m, "alsa-utils from the arm64 archive inside the image");
+        const account = /^music-detector:x:(\d+):(\d+):[^:]*:[^:]*:(\S+)$/m.exec(await img.readFile("/etc/passwd") ?? "");
+        assert.ok(account, "the detector's account");
+        assert.ok(Number(account[1]) < 1000, "a system account");
+        assert.equal(account[3], "/usr/sbin/nologin");
+        assert.match(await img.readFile("/etc/group") ?? "", /^audio:x:\d+:.*\bmusic-detector\b/m, "allowed to record");
+        for (const d of ["/opt/music-detector", "/var/lib/music-detector"]) assert.equal((await img.stat(d))?.type, "directory", d);
+        assert.equal(await img.readFile("/etc/music-detector.conf"),
+            "# Managed by image-factory (ansible/roles/pi_music_detector)\ndevice=default\nthreshold_db=-30\nreport_url=\n");
+        const unit = await img.readFile("/etc/systemd/system/music-detector.service") ?? "";
+        assert.match(unit, /^User=music-detector$/m);
+        assert.match(unit, /^ExecStart=\/opt\/music-detector\/detect$/m);
+        assert.equal(await img.resolve("/etc/systemd/system/multi-user.target.wants/music-detector.service"), "/etc/systemd/system/music-detector.service", "enabled");
+        assert.match(await img.readFile("/etc/hostname") ?? "", /^music-detector$/m);
+        assert.equal((await img.readFile("/home/ansible/.ssh/authorized_keys"))?.trim(), KEY);
+    });
+
+    it("its boot partition keeps one dtparam=audio=on line and gets the SSH flag", async () => {
+        const { stdout } = await execa("sfdisk", ["--json", raw]);
+        const boot = (JSON.parse(stdout) as { partitiontable: { partitions: Array<{ start: number }> } }).partitiontable.partitions[0];
+        const env = { MTOOLS_SKIP_CHECK: "1" };
+        const config = (await execa("mtype", ["-i", `${raw}@@${boot.start * 512}`, "::/config.txt"], { env })).stdout;
+        assert.equal(config.split("\n").filter((l) => l.trim() === "dtparam=audio=on").length, 1, config);
+        assert.match((await execa("mdir", ["-b", "-i", `${raw}@@${boot.start * 512}`, "::/"], { env })).stdout, /^::\/ssh$/m);
+    });
+
+    it("provisioning converged: the playbook's second run changed nothing (NFR-2)", () => {
+        assert.match(fs.readFileSync(result.logPath, "utf8"), /playbook\.yml converged: first run changed [1-9]\d*, second run changed 0/);
     });
 });
