@@ -5,8 +5,17 @@ import type { ManagedImageSpec } from "../lib/baseImages/cache";
 
 export const catalog: ManagedImageSpec[] = [
     {
-        // The seed's zero-configuration Alpine guest: the AWS "tiny" cloud disk (a fixed VHD) plus the netboot
-        // LTS kernel and initramfs for direct kernel boot. Digests as pinned by Castra's catalog.
+        // The seed's zero-configuration Alpine guest: the AWS "tiny" cloud disk (a fixed VHD) plus a netboot kernel
+        // and initramfs for direct kernel boot. Digests as pinned by Castra's catalog.
+        // Where this departs from seed 003's profile, and why, from Alpine's own image builder (alpine-cloud-images,
+        // scripts/setup): for BIOS firmware `make_filesystem` puts the ext4 file system on the whole disk
+        // (root_dev=$DEVICE, no partition table; only UEFI images get a GPT with the root as partition 2) and
+        // extlinux boots it, so the root is /dev/vda, not the seed's /dev/vda1 (which does not exist on this disk;
+        // the seed's own "rename to rootfs.ext4" says the same: the disk is a file system). The seed's
+        // `vmlinuz-virt` is right and this entry is not yet: the same script sets extlinux's default=virt, so the
+        // image's /lib/modules are linux-virt's, and the LTS kernel here finds no modules beyond its initramfs once
+        // booted. Switching needs the 3.22.2 netboot vmlinuz-virt's and initramfs-virt's sha256 and size from
+        // Alpine's published checksums, which cannot be fetched on this network; see issue 36's note.
         id: "alpine-minimal",
         version: "v1",
         description: "Alpine Linux 3.22.2 x86_64, BIOS tiny cloud disk, with the LTS kernel for direct boot",
