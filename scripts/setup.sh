@@ -61,6 +61,11 @@ fi
 if [[ $(id -u) -eq 0 && -e /proc/sys/fs/binfmt_misc/register && ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]] && command -v update-binfmts >/dev/null; then
   update-binfmts --enable qemu-aarch64 2>/dev/null || update-binfmts --import qemu-aarch64 2>/dev/null || true
 fi
+# The Pi builder reads a base image's root file system with fuse2fs inside its build namespace: /dev/fuse must exist
+# (Debian makes it 0666 when the module is loaded). A machine that has not loaded it yet gets it when we may.
+if [[ $(id -u) -eq 0 && ! -e /dev/fuse ]]; then
+  modprobe fuse 2>/dev/null || say "/dev/fuse is missing and the fuse module cannot be loaded here: Raspberry Pi images cannot be built on this machine"
+fi
 
 # --- npm packages -----------------------------------------------------------------------------------------
 # npm ci only when the lockfile changed since the last install; the npm cache is the per-user one of the factory.
