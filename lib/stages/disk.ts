@@ -53,6 +53,15 @@ export function grubConfig(fsUuid: string, kernel: string, cmdline: string): str
     ].join("\n");
 }
 
+/**
+ * How e2fsprogs (debugfs, dumpe2fs) names the file system that starts `offset` bytes into `file`: "file?offset=N".
+ * It reads any "?" in a file name as the start of those I/O options, so such a path is refused, naming the fix.
+ */
+export function e2fsAt(file: string, offset: number): string {
+    if (file.includes("?")) throw new Error(`the build directory ${path.dirname(file)} has a "?" in its path: set factory:workDir to a path without one`);
+    return `${file}?offset=${offset}`;
+}
+
 // Read as the tree's root (namespace.ts): a build without root cannot list the directories its daemons' users own.
 export async function apparentSize(chroot: Chroot): Promise<number> {
     const { stdout } = await chroot.host(["du", "-s", "-x", "--apparent-size", "-B1", chroot.root]);
@@ -87,8 +96,7 @@ export async function clampInodeTimes(chroot: Chroot, disk: string, offset: numb
     const cmds = `${disk}.debugfs`;
     fs.writeFileSync(cmds, `${lines.join("\n")}\n`);
     try {
-        // e2fsprogs opens "file?offset=N" as the file system that starts N bytes into the file.
-        await run("debugfs", ["-w", "-f", cmds, `${disk}?offset=${offset}`], { env: { E2FSPROGS_FAKE_TIME: String(epoch) } });
+        await run("debugfs", ["-w", "-f", cmds, e2fsAt(disk, offset)], { env: { E2FSPROGS_FAKE_TIME: String(epoch) } });
     } finally {
         fs.rmSync(cmds, { force: true });
     }
@@ -125,8 +133,7 @@ export async function assembleBiosDisk(spec: DiskSpec): Promise<void> {
         throw new Error(`the image root holds ${Math.ceil(content / MIB)} MiB, too much for a ${spec.diskSizeMiB} MiB disk: ` +
             `raise builder.diskSizeMiB in the recipe to at least ${Math.ceil((content * 1.15 + 64 * MIB) / MIB) + 1}`);
     }
-    // e2fsprogs reads a "?" in a file name as the start of its I/O options.
-    if (spec.out.includes("?")) throw new Error(`the build directory ${path.dirname(spec.out)} has a "?" in its path: set factory:workDir to a path without one`);
+    e2fsAt(spec.out, 0); // refuses a "?" in the path before any work
 
     // Disk: sparse file, one bootable Linux partition at 1 MiB.
     fs.rmSync(spec.out, { force: true });

@@ -12,7 +12,7 @@ import * as path from "node:path";
 import type { BuildLog } from "../buildlog";
 import { run } from "../exec";
 import { Chroot, removeTree } from "./chroot";
-import { apparentSize, clampInodeTimes } from "./disk";
+import { apparentSize, clampInodeTimes, e2fsAt } from "./disk";
 import { nsRun } from "./namespace";
 import { SSHD_DROPIN, checkSshd, cleanup, configureBootstrapUser, runPlaybook, sshdDropIn, writeManifestAndBuildInfo } from "./rootfs";
 import type { Builder } from "./steps";
@@ -107,12 +107,12 @@ for d, dirs, files in os.walk(mnt):
                 if '"' in rel or "\\n" in rel:
                     sys.exit(f"cannot copy the ACL of {rel!r}: unusual characters in a path")
                 acls.append((rel, name))
-tmp = tempfile.mkdtemp()
-for i, (rel, name) in enumerate(acls):
-    out = os.path.join(tmp, str(i))
-    subprocess.run(["debugfs", "-R", f'ea_get -f {out} "/{rel}" {name}', fs], check=True, capture_output=True)
-    with open(out, "rb") as f:
-        os.setxattr(os.path.join(root, rel), name, f.read(), follow_symlinks=False)
+with tempfile.TemporaryDirectory() as tmp:
+    for i, (rel, name) in enumerate(acls):
+        out = os.path.join(tmp, str(i))
+        subprocess.run(["debugfs", "-R", f'ea_get -f {out} "/{rel}" {name}', fs], check=True, capture_output=True)
+        with open(out, "rb") as f:
+            os.setxattr(os.path.join(root, rel), name, f.read(), follow_symlinks=False)
 print(f"{len(acls)} ACLs copied")
 `;
 
@@ -128,14 +128,14 @@ export async function unpackRoot(image: string, offset: number, root: string, lo
     fs.mkdirSync(mnt, { recursive: true });
     try {
         await nsRun(["bash", "-c", `set -eo pipefail
-            img=$1 off=$2 mnt=$3 root=$4 acls=$5; shift 5
+            img=$1 off=$2 mnt=$3 root=$4 acls=$5 fs=$6; shift 6
             fuse2fs -o ro,fakeroot,offset="$off" "$img" "$mnt"
             trap 'umount "$mnt"' EXIT
             odd=$(find "$mnt" -xdev \\( -type b -o -type c \\) ! -path "$mnt/dev/*" | head -n 3)
             if [ -n "$odd" ]; then echo "device nodes outside /dev, which no build without CAP_MKNOD can make: $odd" >&2; exit 3; fi
             tar -C "$mnt" "$@" --exclude=./lost+found --exclude='./dev/*' -cf - . | tar -C "$root" "$@" -xpf -
-            python3 -c "$acls" "$mnt" "$root" "$img?offset=$off"`,
-        "bash", image, String(offset), mnt, root, COPY_ACLS, ...TAR_KEEP], { log, hint: "fuse2fs (Debian package fuse2fs) reads the base's root file system: /dev/fuse must be there and usable" });
+            python3 -c "$acls" "$mnt" "$root" "$fs"`,
+        "bash", image, String(offset), mnt, root, COPY_ACLS, e2fsAt(image, offset), ...TAR_KEEP], { log, hint: "fuse2fs (Debian package fuse2fs) reads the base's root file system: /dev/fuse must be there and usable" });
     } finally {
         fs.rmSync(mnt, { recursive: true, force: true });
     }
@@ -269,9 +269,7 @@ export const piBuilder: Builder<PiSpec, PiContext> = {
                 const { image, root, log, chroot } = c;
                 const { boot, root: rootPart } = piLayout(await partitions(image));
                 const offset = rootPart.start * 512;
-                // e2fsprogs reads a "?" in a file name as the start of its I/O options.
-                if (image.includes("?")) throw new Error(`the build directory ${c.work} has a "?" in its path: set factory:workDir to a path without one`);
-                const { stdout } = await run("dumpe2fs", ["-h", `${image}?offset=${offset}`], { hint: "partition 2 of the base image holds no ext4 file system" });
+                const { stdout } = await run("dumpe2fs", ["-h", e2fsAt(image, offset)], { hint: "partition 2 of the base image holds no ext4 file system" });
                 c.rootPart = { offset, size: rootPart.size * 512, shape: parseExt4Shape(stdout) };
                 fs.mkdirSync(root, { recursive: true });
                 await unpackRoot(image, offset, root, log);

@@ -6,6 +6,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { nsRun } from "../../lib/stages/namespace";
+import { e2fsAt } from "../../lib/stages/disk";
 import { parseExt4Shape, unpackRoot } from "../../lib/stages/pi";
 
 const OFFSET = 1024 * 1024;
@@ -74,6 +75,11 @@ describe("Pi builder: the base's root file system unpacked without root (fuse2fs
         await nsRun(["sh", "-c", `truncate -s 40M "$1" && mkfs.ext4 -q -F -E offset=${OFFSET} -d "$2" "$1" 16384 && printf "cd /etc\\nmknod odd c 1 3\\n" | debugfs -w -f - "$1?offset=${OFFSET}"`, "sh", img, path.join(tmp, "src")]);
         fs.mkdirSync(path.join(tmp, "root"));
         await assert.rejects(unpackRoot(img, OFFSET, path.join(tmp, "root")), /device nodes outside \/dev, which no build without CAP_MKNOD can make: \S+\/etc\/odd/);
+    });
+
+    it("names a file system at an offset the e2fsprogs way, and refuses a path e2fsprogs would misread", () => {
+        assert.equal(e2fsAt("/work/b/sdr-pi.img", 71303168), "/work/b/sdr-pi.img?offset=71303168");
+        assert.throws(() => e2fsAt("/work/a?b/sdr-pi.img", 0), /^Error: the build directory \/work\/a\?b has a "\?" in its path: set factory:workDir to a path without one$/);
     });
 
     it("reads the base's shape from dumpe2fs, leaving out states that are not features", () => {
