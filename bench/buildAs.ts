@@ -23,14 +23,19 @@ export function localConfig() {
         "factory:bootstrapUser": JSON.stringify({ sshAuthorizedKeyFiles: [".cache/local-ssh/id_ed25519.pub"] }) }));
 }
 
+/** A build plan with the local stack's settings (domain, Debian mirror, bootstrap user); base for a pi recipe. */
+function localPlan(image: string, workDir: string, base?: { sha256: string }) {
+    const config = localConfig();
+    return planBuild({
+        recipe: loadRecipe(image), projectDir, workDir, domain: config.domain, debian: resolveDebianSource(config.debian, true),
+        bootstrapUser: { name: config.bootstrapUser.name, authorizedKeys: resolveAuthorizedKeys(config.bootstrapUser, projectDir, config.lab) },
+        ...(base ? { base: { id: "raspios-fixture", version: "test", identity: base.sha256 } } : {}),
+    });
+}
+
 /** One build of the local stack's first image into workDir, with a fixed version and build time. */
 export async function buildOnce(workDir: string, cacheDir: string, tag: string): Promise<BuildResult> {
-    const config = localConfig();
-    const recipe = loadRecipe(config.images[0]);
-    const plan = planBuild({
-        recipe, projectDir, workDir, domain: config.domain, debian: resolveDebianSource(config.debian, true),
-        bootstrapUser: { name: config.bootstrapUser.name, authorizedKeys: resolveAuthorizedKeys(config.bootstrapUser, projectDir, config.lab) },
-    });
+    const plan = localPlan(localConfig().images[0], workDir);
     // Share the package cache, and record the same build time, so only the build itself can differ.
     plan.request.cacheDir = cacheDir;
     return buildImage({ ...plan.request, version: "v2000.01.01", buildInfo: { ...plan.request.buildInfo, buildTime: "fixed" } },
@@ -43,13 +48,7 @@ export async function buildOnce(workDir: string, cacheDir: string, tag: string):
  * (unpack, configure, mtools, mkfs), and the playbook runs through the same chroot connection as every image's.
  */
 export async function buildPiOnce(workDir: string, base: { path: string; sha256: string }, tag: string, o: { playbook?: boolean } = {}): Promise<BuildResult> {
-    const config = localConfig();
-    const plan = planBuild({
-        recipe: loadRecipe("sdr-pi"), projectDir, workDir, domain: config.domain, debian: resolveDebianSource(config.debian, true),
-        bootstrapUser: { name: config.bootstrapUser.name, authorizedKeys: resolveAuthorizedKeys(config.bootstrapUser, projectDir, config.lab) },
-        base: { id: "raspios-fixture", version: "test", identity: base.sha256 },
-    });
-    const req = withBase(plan.request, base);
+    const req = withBase(localPlan("sdr-pi", workDir, base).request, base);
     if (req.builder !== "pi") throw new Error("sdr-pi is not a pi recipe");
     // (Its build key still names the playbook: these builds stay in their own work directories and are never published.)
     const pi = o.playbook === false ? { ...req.pi, playbook: undefined } : req.pi;
