@@ -40,6 +40,7 @@ describe("builds without root (issue 35): rootfs and Raspberry Pi", function () 
             this.skip();
         }
         tmp = fs.mkdtempSync(path.join(os.tmpdir(), "if-unpriv-"));
+        fs.chmodSync(tmp, 0o755); // each test's user build passes through it (mkdtemp's 0700 would keep the user out)
         root = await buildOnce(path.join(tmp, "root"), path.join(tmp, "root-cache"), "root");
     });
     after(() => {
@@ -97,7 +98,7 @@ describe("builds without root (issue 35): rootfs and Raspberry Pi", function () 
         assert.equal(asUser.sha256, asRoot.sha256, "root's and the user's Pi images differ");
         assert.equal(fs.statSync(asUser.path).uid, u.uid);
         const log = fs.readFileSync(asUser.logPath, "utf8");
-        assert.match(log, /^\S+ \$ \[build namespace\] bash -c "set -eo pipefail\\n\s+img=\$1 off=\$2 mnt=\$3 root=\$4 acls=\$5; shift 5\\n\s+fuse2fs -o ro,fakeroot/m);
+        assert.match(log, /^\S+ \$ \[build namespace\] bash -c "set -eo pipefail\\n\s+img=\$1 off=\$2 mnt=\$3 root=\$4 acls=\$5 fs=\$6; shift 6\\n\s+fuse2fs -o ro,fakeroot/m);
         assert.match(log, /^\S+ \$ \[build namespace\] mkfs\.ext4 -q -F /m);
         assert.doesNotMatch(log, /losetup|\$ mount /);
         const foreign = (await execa("find", [u.home, "!", "-uid", String(u.uid), "-printf", "%u %p\n"])).stdout.trim();
