@@ -8,6 +8,9 @@
 #                          the other targets run the full setup, which adds the rest (Packer and its plugins,
 #                          OpenTofu, actionlint, the Proxmox plugin, the policy pack, fakepve) when first needed.
 #        setup.sh --lab    what a lab runner's jobs need (scripts/ci/*.sh): everything but the test-only services.
+#        setup.sh --forge  on a builder node made from the builder-node image (forge-install calls it): as --lab plus
+#                          the local stack's key, but the tools are the image's (.tools links to /opt/image-factory):
+#                          nothing is built, so the node needs no Go.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -15,8 +18,9 @@ scope=all
 case "${1:-}" in
   --main) scope=main ;;
   --lab) scope=lab ;;
+  --forge) scope=forge ;;
   "") ;;
-  *) echo "usage: $0 [--main|--lab]" >&2; exit 2 ;;
+  *) echo "usage: $0 [--main|--lab|--forge]" >&2; exit 2 ;;
 esac
 
 say() { printf 'setup: %s\n' "$*"; }
@@ -85,7 +89,9 @@ if [[ $scope != main && -f policy/package-lock.json ]]; then
 fi
 
 # --- engine and tools from Go modules ---------------------------------------------------------------------
-if [[ $scope == main ]]; then
+if [[ $scope == forge ]]; then
+  [[ -x .tools/bin/pulumi ]] || { say "--forge: .tools/bin has no pulumi: this checkout's tools come from the builder-node image (forge-install links them)"; exit 1; }
+elif [[ $scope == main ]]; then
   bash tools/build.sh pulumi pulumi-language-nodejs pulumi-resource-pulumi-nodejs oras
 else
   bash tools/build.sh

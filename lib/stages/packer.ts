@@ -117,7 +117,7 @@ export async function prepareQemuInputs(spec: PackerQemuSpec, work: string, acce
     fs.writeFileSync(path.join(String(vars.seed_dir), "meta-data"), nocloudMetaData({ name: spec.name, hostname: spec.hostname, buildKey: spec.buildKey }));
     const base = { id: spec.base.id, version: spec.base.version, sha256: spec.base.sha256 };
     fs.writeFileSync(String(vars.build_json), `${JSON.stringify({ ...spec.buildInfo, base }, null, 2)}\n`);
-    fs.writeFileSync(String(vars.extra_vars_file), JSON.stringify({ image_name: spec.name, bootstrap_user: spec.user.name, ...spec.vars }));
+    fs.writeFileSync(String(vars.extra_vars_file), JSON.stringify({ image_name: spec.name, bootstrap_user: spec.user.name, build_work_dir: work, ...spec.vars }));
     const varFile = path.join(work, VAR_FILE);
     fs.writeFileSync(varFile, `${JSON.stringify(vars, null, 2)}\n`);
     return varFile;

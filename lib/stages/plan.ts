@@ -13,6 +13,7 @@ import type { PlannedRequest } from "./pipeline";
 import { BASE_PACKAGES } from "./rootfs";
 import type { DebianSource } from "../aptSources";
 import { toolVersions } from "../toolVersions";
+import { which } from "../exec";
 
 
 export interface PlanArgs {
@@ -82,8 +83,21 @@ export function bakedToolIdentities(projectDir: string): Record<string, string> 
         }
         out[tool] = fs.existsSync(stamp) ? `stamp:${fs.readFileSync(stamp, "utf8").trim()}` : `sha256:${sha256Hex(fs.readFileSync(binary))}`;
     }
+    // The forge kit (forge-install's npm, the Packer and Proxmox VE plugins) and the node binary go in as well.
+    for (const plugin of FORGE_KIT_PLUGINS) {
+        const stamp = path.join(projectDir, ".tools", "stamps", plugin);
+        if (!fs.existsSync(stamp)) throw new Error(`images/builder-node carries the ${plugin} plugin, whose build stamp .tools/stamps/${plugin} is missing: run bash scripts/setup.sh (tools/build.sh builds it)`);
+        out[plugin] = `stamp:${fs.readFileSync(stamp, "utf8").trim()}`;
+    }
+    out.node = process.version;
+    const npm = which("npm");
+    const npmPackage = npm && path.join(path.dirname(path.dirname(fs.realpathSync(npm))), "package.json");
+    out.npm = npmPackage && fs.existsSync(npmPackage) ? (JSON.parse(fs.readFileSync(npmPackage, "utf8")) as { version: string }).version : "absent";
     return out;
 }
+
+/** The plugins tools/build.sh builds that the builder node's forge kit carries (ansible/roles/builder_node). */
+const FORGE_KIT_PLUGINS = ["packer-plugin-qemu", "packer-plugin-ansible", "packer-plugin-proxmox", "pulumi-resource-proxmoxve"];
 
 export function planBuild(args: PlanArgs): BuildPlan {
     const r = args.recipe;

@@ -108,12 +108,12 @@ export async function freePort(): Promise<number> {
 }
 
 /**
- * The headless x86 machine every boot of ours uses: 1 GiB, the CPU model, vCPUs and entropy device a guest needs
+ * The headless x86 machine every boot of ours uses: 1 GiB (or `memoryMiB`), the CPU model, vCPUs and entropy device a guest needs
  * under this accelerator (guestMachineArgs says why), serial console to a file, user-mode network (with SSH
  * forwarded to 127.0.0.1:`sshPort` when given); `extra` adds drives and boot options.
  */
-export function qemuX86Args(o: { accel: string; consoleLog: string; sshPort?: number; extra: string[] }): string[] {
-    return ["-machine", "pc", "-m", "1024", ...guestMachineArgs(o.accel), "-display", "none", "-monitor", "none", "-serial", `file:${o.consoleLog}`,
+export function qemuX86Args(o: { accel: string; consoleLog: string; sshPort?: number; extra: string[]; memoryMiB?: number }): string[] {
+    return ["-machine", "pc", "-m", String(o.memoryMiB ?? 1024), ...guestMachineArgs(o.accel), "-display", "none", "-monitor", "none", "-serial", `file:${o.consoleLog}`,
         "-accel", o.accel, ...o.extra, "-netdev", o.sshPort ? `user,id=n0,hostfwd=tcp:127.0.0.1:${o.sshPort}-:22` : "user,id=n0", "-device", "virtio-net-pci,netdev=n0"];
 }
 

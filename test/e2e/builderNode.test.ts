@@ -33,7 +33,7 @@ describe(`builder-node by Packer (FR-1, FR-5)${FULL ? " — full" : ""} @slow`, 
         const minimal = planBuild({ ...common, recipe: loadRecipe("debian-12-minimal") });
         base = await buildImage({ ...minimal.request, version: "v2026.01.01", buildInfo: { ...minimal.request.buildInfo, buildTime: "2026-01-01T00:00:00Z" } });
         const recipe = loadRecipe("builder-node");
-        const small: ImageRecipe = FULL ? recipe : { ...recipe, builder: { ...recipe.builder, vars: { builder_node_packages: [], builder_node_tools_dir: "", builder_node_node_binary: "" } } as ImageRecipe["builder"] };
+        const small: ImageRecipe = FULL ? recipe : { ...recipe, builder: { ...recipe.builder, vars: { builder_node_packages: [], builder_node_tools_dir: "", builder_node_node_binary: "", builder_node_forge_kit: false } } as ImageRecipe["builder"] };
         const plan = planBuild({ ...common, recipe: small, base: { id: "image:debian-12-minimal", version: "this-stack", identity: base.buildKey } });
         const t0 = Date.now();
         node = await buildImage({ ...withBase(plan.request, { path: base.path, sha256: base.sha256 }), version: "v2026.01.01",
@@ -81,10 +81,22 @@ describe(`builder-node by Packer (FR-1, FR-5)${FULL ? " — full" : ""} @slow`, 
         assert.equal(await img.exists("/tmp/build.json"), false);
     });
 
+    it("carries forge-install, the one command that puts this factory on the node (NFR-6), in every variant", async () => {
+        const script = await img.readFile("/opt/image-factory/bin/forge-install") ?? "";
+        assert.equal(script, fs.readFileSync(path.join(REPO_ROOT, "ansible", "roles", "builder_node", "files", "forge-install.sh"), "utf8"));
+        assert.match(await img.readFile("/etc/profile.d/image-factory.sh") ?? "", /^export IMAGE_FACTORY_CACHE=\/srv\/image-factory\/cache$/m);
+        assert.equal(await img.readFile("/etc/modules-load.d/image-factory.conf"), "fuse\n");
+    });
+
     it(FULL ? "the full node has qemu, packer, ansible and the pinned engine" : "the full node's packages and tools are opt-in (IMAGE_FACTORY_FULL_BUILDS=1)", async function () {
         if (!FULL) this.skip();
         const manifest = await img.readFile("/etc/image-factory/pkg-manifest.txt") ?? "";
-        for (const p of ["qemu-system-x86", "qemu-utils", "ansible", "nginx-light", "xorriso", "qemu-user-static"]) assert.match(manifest, new RegExp(`^${p}\\t`, "m"), p);
-        for (const t of ["pulumi", "packer", "oras", "node"]) assert.ok(await img.exists(`/opt/image-factory/bin/${t}`), t);
+        for (const p of ["qemu-system-x86", "qemu-utils", "ansible", "nginx-light", "xorriso", "qemu-user-static", "fuse2fs", "debian-installer-12-netboot-amd64", "uidmap"]) assert.match(manifest, new RegExp(`^${p}\\t`, "m"), p);
+        for (const t of ["pulumi", "packer", "oras", "node", "actionlint"]) assert.ok(await img.exists(`/opt/image-factory/bin/${t}`), t);
+        // the forge kit: npm run by the node above, the Packer plugins as `packer init` lays them out, the Proxmox VE plugin
+        assert.equal((await img.stat("/opt/image-factory/bin/npm"))?.linkTarget, "../npm/bin/npm-cli.js");
+        assert.ok(await img.exists("/opt/image-factory/npm/package.json"));
+        assert.ok(await img.exists("/opt/image-factory/packer-plugins/github.com/hashicorp/qemu"));
+        assert.ok(await img.exists("/opt/image-factory/plugins/pulumi-resource-proxmoxve"));
     });
 });

@@ -74,7 +74,7 @@ describe("a guest that hangs or panics stops the wait at once (issue 32) @slow",
 
     it("Packer: a panic while Ansible provisions ends `packer build` at once; the console stays beside the build log; no VM is left running", async () => {
         const recipe = loadRecipe("builder-node");
-        const small: ImageRecipe = { ...recipe, builder: { ...recipe.builder, vars: { builder_node_packages: [], builder_node_tools_dir: "", builder_node_node_binary: "" } } as ImageRecipe["builder"] };
+        const small: ImageRecipe = { ...recipe, builder: { ...recipe.builder, vars: { builder_node_packages: [], builder_node_tools_dir: "", builder_node_node_binary: "", builder_node_forge_kit: false } } as ImageRecipe["builder"] };
         const plan = planBuild({ ...common, recipe: small, base: { id: "image:debian-12-minimal", version: "this-stack", identity: base.buildKey } });
         const req = requestFor(withBase(plan.request, { path: base.path, sha256: base.sha256 }), "packer");
         // A key of its own each run: this build must really run (and fail), never be found in the cache.

@@ -39,10 +39,12 @@ describe("build plans and keys", () => {
         const tools = path.join(project, ".tools");
         fs.mkdirSync(path.join(tools, "bin"), { recursive: true });
         fs.mkdirSync(path.join(tools, "stamps"), { recursive: true });
-        for (const t of ["pulumi", "pulumi-language-nodejs", "pulumi-resource-pulumi-nodejs", "oras", "packer"]) {
+        for (const t of ["pulumi", "pulumi-language-nodejs", "pulumi-resource-pulumi-nodejs", "oras", "packer", "actionlint"]) {
             fs.writeFileSync(path.join(tools, "bin", t), `#!/bin/sh\n# ${t}\n`);
             if (t !== "pulumi-resource-pulumi-nodejs") fs.writeFileSync(path.join(tools, "stamps", t), `stamp-of-${t}\n`);
         }
+        // the forge kit's plugins, identified by their stamps only (the kit is packed from .tools at build time)
+        for (const p of ["packer-plugin-qemu", "packer-plugin-ansible", "packer-plugin-proxmox", "pulumi-resource-proxmoxve"]) fs.writeFileSync(path.join(tools, "stamps", p), `stamp-of-${p}\n`);
         const base = { id: "image:debian-12-minimal", version: "this-stack", identity: "b".repeat(64) };
         const node = () => planBuild(args("builder-node", { base })).buildKey;
         const minimal = planBuild(args("debian-12-minimal")).buildKey;
@@ -52,7 +54,12 @@ describe("build plans and keys", () => {
         fs.appendFileSync(path.join(tools, "bin", "pulumi-resource-pulumi-nodejs"), "# changed shim\n");
         const afterShim = node();
         assert.notEqual(afterShim, before);
+        fs.writeFileSync(path.join(tools, "stamps", "pulumi-resource-proxmoxve"), "stamp-of-a-newer-plugin\n");
+        assert.notEqual(node(), afterShim, "a new Proxmox VE plugin in the forge kit must rebuild the builder node");
         assert.equal(planBuild(args("debian-12-minimal")).buildKey, minimal, "other images are not affected");
+        fs.rmSync(path.join(tools, "stamps", "packer-plugin-qemu"));
+        assert.throws(() => node(), /images\/builder-node carries the packer-plugin-qemu plugin, whose build stamp \.tools\/stamps\/packer-plugin-qemu is missing: run bash scripts\/setup\.sh/);
+        fs.writeFileSync(path.join(tools, "stamps", "packer-plugin-qemu"), "stamp-of-packer-plugin-qemu\n");
         fs.rmSync(path.join(tools, "bin", "oras"));
         assert.throws(() => node(), /images\/builder-node carries \.tools\/bin\/oras, which is missing: run bash scripts\/setup\.sh/);
         fs.rmSync(tools, { recursive: true, force: true });
