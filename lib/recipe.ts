@@ -1,6 +1,7 @@
 // Image recipes: an image is data (images/<name>/image.ts) plus a pipeline of named stages (lib/stages/*).
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { passSchema } from "./config";
 import { UserError } from "./errors";
@@ -146,23 +147,79 @@ export function loadRecipe(name: string, imagesDir = IMAGES_DIR): ImageRecipe {
     return parsed.data;
 }
 
-/** Every file of an image folder plus the shared Ansible tree, sorted: the recipe part of the build key. */
 /** images/<name>/smoke.sh: checks run in the booted image. It does not shape the image, so it is not in the build key. */
 export const SMOKE_SCRIPT = "smoke.sh";
 
+/**
+ * The recipe part of the build key, sorted: every file of the image folder (but smoke.sh), the Ansible tree's own
+ * files (requirements.yml: the collections), and the roles the image's playbooks use, followed through the roles'
+ * include_role/import_role and meta dependencies. Only those roles: a change to the builder node's role must not
+ * rebuild the Pi images. A role name Ansible would only know at run time (templated), or that no local role matches
+ * and no collection names (a.b.c), takes every role in: a stale image costs more than a rebuild.
+ */
 export function recipeFiles(name: string, imagesDir = IMAGES_DIR): string[] {
-    const roots = [path.join(imagesDir, name), path.resolve(imagesDir, "..", "ansible")];
+    const imageDir = path.join(imagesDir, name);
+    const ansibleDir = path.resolve(imagesDir, "..", "ansible");
+    const rolesDir = path.join(ansibleDir, "roles");
     const out: string[] = [];
-    const walk = (dir: string) => {
+    const walk = (dir: string, depth = Infinity) => {
         if (!fs.existsSync(dir)) return;
         for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
             const p = path.join(dir, e.name);
             if (e.isDirectory()) {
                 if (e.name === "collections" || e.name === "node_modules") continue; // installed content, keyed by requirements.yml
-                walk(p);
-            } else if (e.isFile() && !(dir === path.join(imagesDir, name) && e.name === SMOKE_SCRIPT)) out.push(p);
+                if (depth > 0) walk(p, depth - 1);
+            } else if (e.isFile() && !(dir === imageDir && e.name === SMOKE_SCRIPT)) out.push(p);
         }
     };
-    roots.forEach(walk);
+    walk(imageDir);
+    walk(ansibleDir, 0);
+    for (const role of rolesUsed(imageDir, rolesDir)) walk(path.join(rolesDir, role));
     return out.sort();
+}
+
+/** Local roles an image's playbooks use, transitively (see recipeFiles); every role when one cannot be known. */
+export function rolesUsed(imageDir: string, rolesDir: string): string[] {
+    const local = fs.existsSync(rolesDir) ? fs.readdirSync(rolesDir).filter((r) => fs.statSync(path.join(rolesDir, r)).isDirectory()).sort() : [];
+    const yamlFiles = (dir: string) => (fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => /\.ya?ml$/.test(f)).sort().map((f) => path.join(dir, f)) : []);
+    const used = new Set<string>();
+    let unknown = false;
+    // Role names wherever Ansible takes them: a play's roles, meta's dependencies (a name, or {role|name: …}), and
+    // include_role/import_role (any collection prefix) with their name, at any depth (blocks, rescue, always).
+    const namesIn = (node: unknown, out: string[] = []): string[] => {
+        if (Array.isArray(node)) node.forEach((n) => namesIn(n, out));
+        else if (node && typeof node === "object") {
+            for (const [key, value] of Object.entries(node as Record<string, unknown>)) {
+                if ((key === "roles" || key === "dependencies") && Array.isArray(value)) {
+                    for (const r of value) {
+                        const named = r as { role?: unknown; name?: unknown } | string;
+                        const n = typeof named === "string" ? named : named?.role ?? named?.name;
+                        if (typeof n === "string") out.push(n);
+                    }
+                } else if (/(^|\.)(include|import)_role$/.test(key)) {
+                    const n = (value as { name?: unknown } | null)?.name;
+                    if (typeof n === "string") out.push(n);
+                } else namesIn(value, out);
+            }
+        }
+        return out;
+    };
+    const consider = (file: string) => {
+        let doc: unknown;
+        try {
+            doc = parseYaml(fs.readFileSync(file, "utf8"));
+        } catch {
+            unknown = true; // the plan's own YAML check names the error; the key just stays on the safe side
+            return;
+        }
+        for (const n of namesIn(doc)) {
+            if (local.includes(n)) {
+                if (used.has(n)) continue;
+                used.add(n);
+                for (const sub of ["tasks", "handlers", "meta"]) yamlFiles(path.join(rolesDir, n, sub)).forEach(consider);
+            } else if (n.includes("{{") || !/^[\w-]+\.[\w-]+\.[\w-]+$/.test(n)) unknown = true; // not ours and not a collection's: Ansible's search path decides
+        }
+    };
+    yamlFiles(imageDir).forEach(consider);
+    return unknown ? local : [...used].sort();
 }

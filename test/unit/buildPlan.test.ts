@@ -6,7 +6,7 @@ import * as path from "node:path";
 import { uuidFromKey } from "../../lib/stages/buildKey";
 import { canonicalJson } from "../../lib/sha256";
 import { planBuild, planPackerProxmox, snapshotEpoch, type PlanArgs } from "../../lib/stages/plan";
-import { loadRecipe } from "../../lib/recipe";
+import { loadRecipe, recipeFiles, rolesUsed } from "../../lib/recipe";
 import { REPO_ROOT } from "../helpers/setup";
 import { requestFor } from "../helpers/requests";
 
@@ -102,6 +102,42 @@ describe("build plans and keys", () => {
         assert.notEqual(planBuild(args("debian-12-minimal", { versionOverride: "v2026.01.01" })).buildKey, base);
         fs.appendFileSync(path.join(project, "ansible", "roles", "image_base", "tasks", "main.yml"), "\n# shared change\n");
         assert.notEqual(planBuild(args("debian-12-minimal")).buildKey, base);
+    });
+
+    it("only the roles an image's playbooks use are in its key: the builder node's role does not move the others", () => {
+        const files = (name: string) => recipeFiles(name, path.join(project, "images")).map((f) => path.relative(project, f));
+        assert.deepEqual(files("debian-12-minimal").filter((f) => f.startsWith("ansible/")), ["ansible/requirements.yml", "ansible/roles/image_base/tasks/main.yml",
+            ...files("debian-12-minimal").filter((f) => f.startsWith("ansible/roles/image_base/templates/"))]);
+        assert.ok(files("builder-node").includes("ansible/roles/builder_node/files/forge-install.sh"));
+        assert.ok(files("builder-node").includes("ansible/roles/image_base/tasks/main.yml"));
+        assert.ok(!files("sdr-pi").some((f) => f.includes("image_base") || f.includes("builder_node")));
+        const minimal = planBuild(args("debian-12-minimal")).buildKey;
+        const pi = planBuild(args("sdr-pi", { base: { id: "catalog:raspios", version: "x", identity: "c".repeat(64) } })).buildKey;
+        fs.appendFileSync(path.join(project, "ansible", "roles", "builder_node", "tasks", "main.yml"), "\n# the node's own change\n");
+        assert.equal(planBuild(args("debian-12-minimal")).buildKey, minimal);
+        assert.equal(planBuild(args("sdr-pi", { base: { id: "catalog:raspios", version: "x", identity: "c".repeat(64) } })).buildKey, pi);
+    });
+
+    it("follows roles through include_role in blocks and meta dependencies, and takes every role when a name is only known at run time", () => {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "if-roles-"));
+        const write = (f: string, text: string) => {
+            fs.mkdirSync(path.dirname(path.join(dir, f)), { recursive: true });
+            fs.writeFileSync(path.join(dir, f), text);
+        };
+        try {
+            write("roles/a/tasks/main.yml", "- block:\n    - ansible.builtin.include_role:\n        name: b\n");
+            write("roles/b/meta/main.yml", "dependencies:\n  - role: c\n");
+            write("roles/c/tasks/main.yml", "- ansible.builtin.debug: {msg: c}\n");
+            write("roles/d/tasks/main.yml", "- ansible.builtin.debug: {msg: unused}\n");
+            write("images/x/playbook.yml", "- hosts: all\n  roles:\n    - a\n    - some.collection.role\n");
+            assert.deepEqual(rolesUsed(path.join(dir, "images", "x"), path.join(dir, "roles")), ["a", "b", "c"]);
+            write("images/x/playbook.yml", "- hosts: all\n  tasks:\n    - import_role:\n        name: \"{{ which }}\"\n");
+            assert.deepEqual(rolesUsed(path.join(dir, "images", "x"), path.join(dir, "roles")), ["a", "b", "c", "d"]);
+            write("images/x/playbook.yml", "- hosts: all\n  roles:\n    - not_ours\n");
+            assert.deepEqual(rolesUsed(path.join(dir, "images", "x"), path.join(dir, "roles")), ["a", "b", "c", "d"], "a role Ansible finds elsewhere");
+        } finally {
+            fs.rmSync(dir, { recursive: true, force: true });
+        }
     });
 
     it("plans a Packer → Proxmox template's key like the others: from the clone, its base's digest, the VM id and the node", () => {
