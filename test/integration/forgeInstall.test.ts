@@ -43,12 +43,18 @@ describe("forge-install puts the factory on a builder node (NFR-6)", function ()
         execa("bash", [SCRIPT, ...args], { env: { ...env, ...extra }, extendEnv: false, reject: false, all: true });
     let first: execa.ExecaReturnValue;
 
+    // The npm cache as it comes from a CD or a stick: read-only.
+    const stick = path.join(tmp, "stick-npm");
+
     before(async () => {
         fs.mkdirSync(env.HOME);
         makeForgeKit(kit);
         await execa("git", ["bundle", "create", bundle, "HEAD"], { cwd: REPO_ROOT });
-        first = await forgeInstall(["--npm-cache", path.join(CACHE_ROOT, "npm"), bundle, commit]);
+        fs.cpSync(path.join(CACHE_ROOT, "npm"), stick, { recursive: true });
+        await execa("chmod", ["-R", "a-w", stick]);
+        first = await forgeInstall(["--npm-cache", stick, bundle, commit]);
     });
+    after(() => execa.sync("chmod", ["-R", "u+w", stick]));
     after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
     it("checks the commit out of a bundle, links the image's tools, installs the npm packages offline, and make deps passes", () => {
@@ -60,6 +66,10 @@ describe("forge-install puts the factory on a builder node (NFR-6)", function ()
         assert.equal(execa.sync("git", ["rev-parse", "HEAD"], { cwd: checkout }).stdout.trim(), commit);
         assert.equal(fs.readlinkSync(path.join(checkout, ".tools", "bin")), path.join(kit, "bin"));
         assert.ok(fs.existsSync(path.join(checkout, "node_modules", "@pulumi", "pulumi", "package.json")));
+        // npm writes its cache's index as it reads: a read-only copy fails as ENOTCACHED for an operator who is not root
+        const npmCache = path.join(srv, "image-factory", "cache", "npm", "_cacache");
+        const readOnly = fs.readdirSync(npmCache, { recursive: true }).map((f) => path.join(npmCache, String(f))).filter((f) => (fs.statSync(f).mode & 0o200) === 0);
+        assert.deepEqual(readOnly.slice(0, 3), [], "the installed npm cache is the user's to write");
         assert.ok(fs.existsSync(path.join(checkout, ".cache", "local-ssh", "id_ed25519.pub")), "the local stack's key was made");
         assert.ok(fs.readdirSync(path.join(checkout, ".cache", "pulumi-home", "plugins")).some((p) => p.startsWith("resource-proxmoxve-v")), "the Proxmox VE plugin is installed from the kit");
     });
@@ -73,7 +83,7 @@ describe("forge-install puts the factory on a builder node (NFR-6)", function ()
     });
 
     it("runs again over its own checkout and converges", async () => {
-        const r = await forgeInstall(["--npm-cache", path.join(CACHE_ROOT, "npm"), bundle, commit]);
+        const r = await forgeInstall(["--npm-cache", stick, bundle, commit]);
         assert.equal(r.exitCode, 0, r.all);
         assert.match(r.all ?? "", /forge-install: fetching /);
         assert.match(r.all ?? "", new RegExp(`forge-install: checkout at ${commit}`));

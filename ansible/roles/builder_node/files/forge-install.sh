@@ -43,6 +43,7 @@ mine() {
   for d in "$@"; do
     [[ -d $d && -O $d ]] && continue
     if ((EUID == 0)); then install -d "$d"; continue; fi
+    [[ ! -e $d ]] && mkdir -p "$d" 2>/dev/null && continue
     sudo -n install -d -o "$(id -u)" -g "$(id -g)" "$d" 2>/dev/null || die "cannot make $d this user's: run as a user with sudo, or as root: install -d -o $(id -un) $d"
   done
 }
@@ -75,7 +76,12 @@ for t in bin packer-plugins plugins; do ln -sfn "$kit/$t" "$dir/.tools/$t"; done
 if [[ -n $npm_cache ]]; then
   say "npm packages from $npm_cache (offline)"
   mkdir -p "$IMAGE_FACTORY_CACHE/npm"
-  [[ $(realpath "$npm_cache") == $(realpath "$IMAGE_FACTORY_CACHE/npm") ]] || cp -a "$npm_cache/." "$IMAGE_FACTORY_CACHE/npm/"
+  # A copy the user can write: npm updates its cache's index as it reads it, and a cache from a CD or a stick
+  # arrives read-only (npm then reports every package as not cached, ENOTCACHED).
+  if [[ $(realpath "$npm_cache") != $(realpath "$IMAGE_FACTORY_CACHE/npm") ]]; then
+    cp -R "$npm_cache/." "$IMAGE_FACTORY_CACHE/npm/"
+    chmod -R u+w "$IMAGE_FACTORY_CACHE/npm"
+  fi
   export npm_config_offline=true
 fi
 (cd "$dir" && bash scripts/setup.sh --forge)
