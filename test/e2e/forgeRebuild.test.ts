@@ -25,10 +25,10 @@ const OPT_IN = process.env.IMAGE_FACTORY_FORGE_TEST === "1";
 
 (OPT_IN ? describe : describe.skip)("the forge rebuilds itself inside a booted builder-node image (NFR-6) @slow", function () {
     this.timeout(120 * 60_000);
-    const key = fs.readFileSync(`${LOCAL_KEY}.pub`, "utf8").trim();
-    const common = { projectDir: REPO_ROOT, workDir: path.join(TEST_WORK_DIR, "packer"), bootstrapUser: { name: "ansible", authorizedKeys: [key] }, domain: "lab.example", debian: machineDebian() };
-    const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "if-forge-vm-"));
-    const commit = execa.sync("git", ["rev-parse", "HEAD"], { cwd: REPO_ROOT }).stdout.trim();
+    // Nothing here runs when the suite is skipped: mocha still calls a skipped describe's body, and the build user
+    // may not even run git in this checkout (CI's user phase).
+    let scratch: string;
+    let commit: string;
     const times: Record<string, number> = {};
     let node: BuildResult;
     let qemu: execa.ExecaChildProcess | undefined;
@@ -45,6 +45,10 @@ const OPT_IN = process.env.IMAGE_FACTORY_FORGE_TEST === "1";
     };
 
     before(async () => {
+        scratch = fs.mkdtempSync(path.join(os.tmpdir(), "if-forge-vm-"));
+        commit = (await execa("git", ["-c", `safe.directory=${REPO_ROOT}`, "rev-parse", "HEAD"], { cwd: REPO_ROOT })).stdout.trim();
+        const key = fs.readFileSync(`${LOCAL_KEY}.pub`, "utf8").trim();
+        const common = { projectDir: REPO_ROOT, workDir: path.join(TEST_WORK_DIR, "packer"), bootstrapUser: { name: "ansible", authorizedKeys: [key] }, domain: "lab.example", debian: machineDebian() };
         const minimal = planBuild({ ...common, recipe: loadRecipe("debian-12-minimal") });
         const base = await buildImage({ ...minimal.request, version: "v2026.01.01", buildInfo: { ...minimal.request.buildInfo, buildTime: "2026-01-01T00:00:00Z" } });
         const plan = planBuild({ ...common, recipe: loadRecipe("builder-node"), base: { id: "image:debian-12-minimal", version: "this-stack", identity: base.buildKey } });
@@ -55,7 +59,7 @@ const OPT_IN = process.env.IMAGE_FACTORY_FORGE_TEST === "1";
         // The operator's stick: the factory as a bundle and an npm cache, on an ISO labelled FORGEKIT.
         const kit = path.join(scratch, "kit");
         fs.mkdirSync(kit);
-        await execa("git", ["bundle", "create", path.join(kit, "factory.bundle"), "HEAD"], { cwd: REPO_ROOT });
+        await execa("git", ["-c", `safe.directory=${REPO_ROOT}`, "bundle", "create", path.join(kit, "factory.bundle"), "HEAD"], { cwd: REPO_ROOT });
         fs.cpSync(path.join(CACHE_ROOT, "npm"), path.join(kit, "npm"), { recursive: true });
         await execa("xorriso", ["-as", "mkisofs", "-quiet", "-o", path.join(scratch, "kit.iso"), "-V", "FORGEKIT", "-J", "-joliet-long", "-r", kit]);
 
@@ -92,7 +96,7 @@ const OPT_IN = process.env.IMAGE_FACTORY_FORGE_TEST === "1";
             if (qemu.exitCode === null) qemu.kill("SIGKILL");
         }
         console.log(`      times (s): ${JSON.stringify(times)}`);
-        fs.rmSync(scratch, { recursive: true, force: true });
+        if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
     });
 
     it("forge-install puts the factory at the commit on the node from the stick, offline, and ends with make deps passing", async () => {

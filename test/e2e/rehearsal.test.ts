@@ -69,8 +69,11 @@ describe(`lab rehearsal: the CI jobs of dvnt and dvntm for real on loopback, sta
     const times: Array<[string, number]> = [];
     const images = FULL ? (labConfig("dvnt")["factory:images"] as string[]).filter((i) => !(i in NOT_HERE)) : CI_SUBSET;
     if (FULL) console.log(`full rehearsal without: ${Object.entries(NOT_HERE).map(([i, why]) => `${i} (${why})`).join(", ")}`);
-    const today = dateVersion(new Date());
-    const tomorrow = dateVersion(new Date(Date.now() + 86_400_000));
+    // "Today" is the version day 1's manual run chose by the runner's clock, and "tomorrow" the day after it: taken
+    // from the clock when the file loads, a run that crossed midnight before day 1 tagged its manual run's version
+    // again as "tomorrow" (a template of that version, with other bytes, was still on the node).
+    let today = dateVersion(new Date());
+    let tomorrow = dateVersion(new Date(Date.now() + 86_400_000));
 
     /** The environment the test adds to a runner's: the test registry's CA, fast GitHub retries, the per-user cache. */
     const extraEnv = () => ({ SSL_CERT_FILE: registry.caBundle!, IMAGE_FACTORY_GITHUB_RETRY_MS: "20", IMAGE_FACTORY_CACHE: CACHE_ROOT });
@@ -181,6 +184,11 @@ describe(`lab rehearsal: the CI jobs of dvnt and dvntm for real on loopback, sta
         const out = await outputs("dvnt");
         assert.deepEqual(Object.keys(out).sort(), images.filter((i) => PASS_1.includes(i)).sort());
         assert.ok(Object.values(out).every((i) => i.pass === 1));
+        const chosen = Object.values(out)[0].version;
+        assert.match(chosen, /^v\d{4}\.\d{2}\.\d{2}$/, "a manual run on a new stack takes the day's version");
+        const [y, m, d] = chosen.slice(1).split(".").map(Number);
+        today = chosen;
+        tomorrow = dateVersion(new Date(Date.UTC(y, m - 1, d) + 86_400_000));
         assert.doesNotMatch(r.output, /debian-12-platform/, "nothing of pass 2 ran");
         assert.equal(r.status, "", `the job left its clone dirty:\n${r.status}`);
         const log = await origin.mainLog();

@@ -36,7 +36,9 @@ describe("forge-install puts the factory on a builder node (NFR-6)", function ()
     const srv = path.join(tmp, "srv");
     const bundle = path.join(tmp, "factory.bundle");
     const checkout = path.join(srv, "image-factory", "src");
-    const commit = execa.sync("git", ["rev-parse", "HEAD"], { cwd: REPO_ROOT }).stdout.trim();
+    // safe.directory: whoever runs the tests may not own the checkout (CI's build user), and git then refuses it.
+    const git = (args: string[]) => execa("git", ["-c", `safe.directory=${REPO_ROOT}`, ...args], { cwd: REPO_ROOT });
+    let commit: string;
     // A login on the node: the system's PATH and the kit's, none of this checkout's settings.
     const env = { PATH: `${path.join(kit, "bin")}:${SYSTEM_PATH}`, HOME: path.join(tmp, "home"), IMAGE_FACTORY_KIT: kit, IMAGE_FACTORY_SRV: srv, LANG: "C.UTF-8" };
     const forgeInstall = (args: string[], extra: Record<string, string> = {}) =>
@@ -49,7 +51,8 @@ describe("forge-install puts the factory on a builder node (NFR-6)", function ()
     before(async () => {
         fs.mkdirSync(env.HOME);
         makeForgeKit(kit);
-        await execa("git", ["bundle", "create", bundle, "HEAD"], { cwd: REPO_ROOT });
+        commit = (await git(["rev-parse", "HEAD"])).stdout.trim();
+        await git(["bundle", "create", bundle, "HEAD"]);
         fs.cpSync(path.join(CACHE_ROOT, "npm"), stick, { recursive: true });
         await execa("chmod", ["-R", "a-w", stick]);
         first = await forgeInstall(["--npm-cache", stick, bundle, commit]);
