@@ -42,15 +42,17 @@ function tail(text: string, lines: number): string {
     return (all.length > lines ? ["…", ...all.slice(-lines)] : all).map((l) => `  ${l}`).join("\n");
 }
 
-/** tool -> Debian package, from scripts/os-packages.txt (the same list setup installs). */
-export function debianPackageOf(tool: string): string | undefined {
+/** scripts/os-packages.txt (the list setup installs): each command (or file) with its Debian package. */
+export function osPackages(): Array<{ command: string; pkg: string }> {
     const file = path.resolve(__dirname, "..", "scripts", "os-packages.txt");
-    if (!fs.existsSync(file)) return undefined;
-    for (const line of fs.readFileSync(file, "utf8").split("\n")) {
-        const [cmd, pkg] = line.trim().split(/\s+/);
-        if (cmd && pkg && !cmd.startsWith("#") && cmd === path.basename(tool)) return pkg;
-    }
-    return undefined;
+    if (!fs.existsSync(file)) return [];
+    return fs.readFileSync(file, "utf8").split("\n").map((line) => line.trim().split(/\s+/))
+        .filter(([cmd, pkg]) => cmd && pkg && !cmd.startsWith("#")).map(([command, pkg]) => ({ command, pkg }));
+}
+
+/** tool -> Debian package, from scripts/os-packages.txt. */
+export function debianPackageOf(tool: string): string | undefined {
+    return osPackages().find((p) => p.command === path.basename(tool))?.pkg;
 }
 
 export interface RunOptions {

@@ -75,19 +75,23 @@ function checkYaml(file: string, projectDir: string): void {
 export function bakedToolIdentities(projectDir: string): Record<string, string> {
     const defaults = parseYaml(fs.readFileSync(path.join(projectDir, "ansible", "roles", "builder_node", "defaults", "main.yml"), "utf8")) as { builder_node_tools?: string[] };
     const out: Record<string, string> = {};
+    /** tools/build.sh's stamp of a tool, or undefined when it has none. */
+    const stampOf = (name: string) => {
+        const stamp = path.join(projectDir, ".tools", "stamps", name);
+        return fs.existsSync(stamp) ? `stamp:${fs.readFileSync(stamp, "utf8").trim()}` : undefined;
+    };
     for (const tool of defaults.builder_node_tools ?? []) {
-        const stamp = path.join(projectDir, ".tools", "stamps", tool);
         const binary = path.join(projectDir, ".tools", "bin", tool);
         if (!fs.existsSync(binary)) {
             throw new Error(`images/builder-node carries .tools/bin/${tool}, which is missing: run bash scripts/setup.sh (tools/build.sh builds it)`);
         }
-        out[tool] = fs.existsSync(stamp) ? `stamp:${fs.readFileSync(stamp, "utf8").trim()}` : `sha256:${sha256Hex(fs.readFileSync(binary))}`;
+        out[tool] = stampOf(tool) ?? `sha256:${sha256Hex(fs.readFileSync(binary))}`;
     }
     // The forge kit (forge-install's npm, the Packer and Proxmox VE plugins) and the node binary go in as well.
     for (const plugin of FORGE_KIT_PLUGINS) {
-        const stamp = path.join(projectDir, ".tools", "stamps", plugin);
-        if (!fs.existsSync(stamp)) throw new Error(`images/builder-node carries the ${plugin} plugin, whose build stamp .tools/stamps/${plugin} is missing: run bash scripts/setup.sh (tools/build.sh builds it)`);
-        out[plugin] = `stamp:${fs.readFileSync(stamp, "utf8").trim()}`;
+        const stamp = stampOf(plugin);
+        if (!stamp) throw new Error(`images/builder-node carries the ${plugin} plugin, whose build stamp .tools/stamps/${plugin} is missing: run bash scripts/setup.sh (tools/build.sh builds it)`);
+        out[plugin] = stamp;
     }
     out.node = process.version;
     const npm = which("npm");

@@ -14,6 +14,7 @@ import { validateArtifact } from "../../lib/validation/validateArtifact";
 import { LOCAL_KEY, TEST_WORK_DIR } from "../helpers/localStack";
 import { REPO_ROOT } from "../helpers/setup";
 import { machineDebian } from "../helpers/debian";
+import { smallBuilderNode } from "../helpers/builderNode";
 
 const FULL = process.env.IMAGE_FACTORY_FULL_BUILDS === "1";
 
@@ -33,7 +34,7 @@ describe(`builder-node by Packer (FR-1, FR-5)${FULL ? " — full" : ""} @slow`, 
         const minimal = planBuild({ ...common, recipe: loadRecipe("debian-12-minimal") });
         base = await buildImage({ ...minimal.request, version: "v2026.01.01", buildInfo: { ...minimal.request.buildInfo, buildTime: "2026-01-01T00:00:00Z" } });
         const recipe = loadRecipe("builder-node");
-        const small: ImageRecipe = FULL ? recipe : { ...recipe, builder: { ...recipe.builder, vars: { builder_node_packages: [], builder_node_tools_dir: "", builder_node_node_binary: "", builder_node_forge_kit: false } } as ImageRecipe["builder"] };
+        const small: ImageRecipe = FULL ? recipe : smallBuilderNode(recipe);
         const plan = planBuild({ ...common, recipe: small, base: { id: "image:debian-12-minimal", version: "this-stack", identity: base.buildKey } });
         const t0 = Date.now();
         node = await buildImage({ ...withBase(plan.request, { path: base.path, sha256: base.sha256 }), version: "v2026.01.01",

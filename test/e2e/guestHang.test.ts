@@ -12,11 +12,12 @@ import { GuestHangError, qemuProcessOf, watchConsole } from "../../lib/guestVm";
 import { bootCheck, bootFailure } from "../../lib/validation/bootCheck";
 import { buildImage, buildDirOf, type BuildResult } from "../../lib/stages/pipeline";
 import { planBuild, withBase } from "../../lib/stages/plan";
-import { loadRecipe, type ImageRecipe } from "../../lib/recipe";
+import { loadRecipe } from "../../lib/recipe";
 import { requestFor } from "../helpers/requests";
 import { LOCAL_KEY, TEST_WORK_DIR } from "../helpers/localStack";
 import { REPO_ROOT } from "../helpers/setup";
 import { machineDebian } from "../helpers/debian";
+import { smallBuilderNode } from "../helpers/builderNode";
 
 const FIXTURES = path.join(REPO_ROOT, "test/fixtures/guest-crash");
 
@@ -74,7 +75,7 @@ describe("a guest that hangs or panics stops the wait at once (issue 32) @slow",
 
     it("Packer: a panic while Ansible provisions ends `packer build` at once; the console stays beside the build log; no VM is left running", async () => {
         const recipe = loadRecipe("builder-node");
-        const small: ImageRecipe = { ...recipe, builder: { ...recipe.builder, vars: { builder_node_packages: [], builder_node_tools_dir: "", builder_node_node_binary: "", builder_node_forge_kit: false } } as ImageRecipe["builder"] };
+        const small = smallBuilderNode(recipe);
         const plan = planBuild({ ...common, recipe: small, base: { id: "image:debian-12-minimal", version: "this-stack", identity: base.buildKey } });
         const req = requestFor(withBase(plan.request, { path: base.path, sha256: base.sha256 }), "packer");
         // A key of its own each run: this build must really run (and fail), never be found in the cache.

@@ -5,7 +5,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { parse as parseYaml } from "yaml";
-import { which } from "../../lib/exec";
+import { osPackages, which } from "../../lib/exec";
 import { buildImage } from "../../lib/stages/pipeline";
 import { checkCommands, requiredCommands, type BuilderKind } from "../../lib/stages/requiredCommands";
 
@@ -62,8 +62,7 @@ describe("missing tools fail a build before any work (lib/stages/requiredCommand
 
     it("the builder node installs every Debian package the factory needs (scripts/os-packages.txt), so make deps passes on it (NFR-6)", () => {
         const root = path.resolve(__dirname, "..", "..");
-        const needed = new Set(fs.readFileSync(path.join(root, "scripts", "os-packages.txt"), "utf8").split("\n")
-            .filter((l) => l.trim() && !l.startsWith("#")).map((l) => l.trim().split(/\s+/)[1]));
+        const needed = new Set(osPackages().map((p) => p.pkg));
         assert.ok(needed.size > 20, "os-packages.txt parsed");
         const defaults = parseYaml(fs.readFileSync(path.join(root, "ansible", "roles", "builder_node", "defaults", "main.yml"), "utf8")) as { builder_node_packages: string[] };
         const missing = [...needed].filter((p) => !defaults.builder_node_packages.includes(p));
