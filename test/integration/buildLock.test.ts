@@ -10,12 +10,14 @@ import { REPO_ROOT } from "../helpers/setup";
 
 interface Result { sha256: string; path: string; reused?: boolean; buildKey: string }
 
+// A child that waits for a lock gives up after 10 minutes, not the 4 hours a build would wait: a failing test must not
+// leave processes behind that keep mocha (and CI) running.
 const buildOnce = (workDir: string) => execa("node", ["-r", "ts-node/register/transpile-only", path.join("test", "helpers", "buildOnce.ts"), "nocloud-seed-iso", workDir],
-    { cwd: REPO_ROOT, reject: false, all: true });
+    { cwd: REPO_ROOT, reject: false, all: true, env: { IMAGE_FACTORY_BUILD_LOCK_WAIT_S: "600" } });
 const resultOf = (out: string): Result => JSON.parse(out.trim().split("\n").pop() as string) as Result;
 
 describe("build lock: builds of one key take turns across processes", function () {
-    this.timeout(5 * 60_000);
+    this.timeout(12 * 60_000);
     let workDir: string;
     beforeEach(() => {
         workDir = fs.mkdtempSync(path.join(os.tmpdir(), "if-buildlock-"));
@@ -24,18 +26,35 @@ describe("build lock: builds of one key take turns across processes", function (
 
     it("two processes on one key: one builds, the other waits for it and reuses the build", async () => {
         const locks = () => fs.readdirSync(workDir, { recursive: true }).map(String).filter((f) => path.basename(f) === ".lock");
-        const until = async (what: string, ok: () => boolean) => {
-            for (const end = Date.now() + 60_000; !ok(); await new Promise((r) => setTimeout(r, 5))) if (Date.now() > end) throw new Error(`timed out: ${what}`);
+        // Minutes, not seconds: on a loaded 2-core runner a cold ts-node start and the build's planning took over 60 s once.
+        const until = async (what: string, ok: () => boolean, out: () => string) => {
+            for (const end = Date.now() + 240_000; !ok(); await new Promise((r) => setTimeout(r, 5))) {
+                if (Date.now() > end) throw new Error(`timed out: ${what}; its output so far:\n${out()}`);
+            }
         };
         const a = buildOnce(workDir);
-        await until("the first build's lock", () => locks().length > 0);
-        process.kill(a.pid as number, "SIGSTOP"); // the first build holds its lock while the second one arrives
-        const b = buildOnce(workDir);
+        let aOut = "";
+        a.all?.on("data", (c: Buffer) => void (aOut += c.toString()));
+        let b: ReturnType<typeof buildOnce> | undefined;
         let bOut = ""; // (what this listener reads is not in execa's buffered stdout)
-        b.stdout?.on("data", (c: Buffer) => void (bOut += c.toString()));
-        await until("the second build to wait", () => /waiting for another build/.test(bOut));
-        process.kill(a.pid as number, "SIGCONT");
-        const [ra, rb] = await Promise.all([a, b]);
+        let ra: Awaited<ReturnType<typeof buildOnce>>;
+        let rb: Awaited<ReturnType<typeof buildOnce>>;
+        try {
+            await until("the first build's lock", () => locks().length > 0, () => aOut);
+            process.kill(a.pid as number, "SIGSTOP"); // the first build holds its lock while the second one arrives
+            b = buildOnce(workDir);
+            b.stdout?.on("data", (c: Buffer) => void (bOut += c.toString()));
+            await until("the second build to wait", () => /waiting for another build/.test(bOut), () => bOut);
+            process.kill(a.pid as number, "SIGCONT");
+            [ra, rb] = await Promise.all([a, b]);
+        } catch (e) {
+            // Never leave a stopped or waiting build behind: mocha would wait for it, and CI with it.
+            a.kill("SIGCONT");
+            a.kill("SIGKILL");
+            b?.kill("SIGKILL");
+            await Promise.allSettled([a, b]);
+            throw e;
+        }
         assert.equal(ra.exitCode, 0, ra.all);
         assert.equal(rb.exitCode, 0, rb.all);
         const [x, y] = [resultOf(ra.stdout), resultOf(rb.stdout)];
