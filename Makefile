@@ -11,7 +11,7 @@ TARGET ?= all
 
 .PHONY: vm builder-node pi iso packer-validate ansible-collections list help deps preview up refresh destroy outputs validate verify-evidence \
         consumer-vars services-start services-stop services-status test test-unit rehearse lint-workflows bench typecheck \
-        image.tools.check image.local.full image.local.validate image.local.evidence lab.check serve
+        image.tools.check image.local.full image.local.validate image.local.evidence lab.check serve build.cache
 
 list help: ## List every target and every image with its type
 	@echo "targets:"
@@ -52,6 +52,13 @@ image-%: ## Build one image by name (make list shows them): make image-<name> [S
 	 case $$kind in vm) d="$(KIND_DEPS_vm)";; builder-node) d="$(KIND_DEPS_builder-node)";; pi) d="$(KIND_DEPS_pi)";; iso) d="$(KIND_DEPS_iso)";; esac; \
 	 bash scripts/deps.sh engine $$d >/dev/null || { bash scripts/deps.sh $$d; exit 1; }
 	@$(ENV); node -r ts-node/register/transpile-only bin/build-image.ts --stack $(STACK) --image $*
+
+build.cache: ## Shared build cache (one CI matrix job): make build.cache IMAGE=<name> STACK=<stack> [VERSION=vYYYY.MM.DD]: a verified entry of the key is used, else build, gate, push (signed: EVIDENCE_SIGN=1 EVIDENCE_GPG_KEY)
+	@if [ -z "$(IMAGE)" ]; then echo "usage: make build.cache IMAGE=<name> STACK=<stack> [VERSION=vYYYY.MM.DD] (make list shows the images)"; exit 2; fi
+	@kind='$(call IMAGE_KIND,$(IMAGE))'; if [ -z "$$kind" ]; then echo "unknown image '$(IMAGE)': make list shows the images"; exit 2; fi; \
+	 case $$kind in vm) d="$(KIND_DEPS_vm)";; builder-node) d="$(KIND_DEPS_builder-node)";; pi) d="$(KIND_DEPS_pi)";; iso) d="$(KIND_DEPS_iso)";; esac; \
+	 bash scripts/deps.sh engine $$d >/dev/null || { bash scripts/deps.sh $$d; exit 1; }
+	@$(ENV); node -r ts-node/register/transpile-only bin/build-image.ts --stack $(STACK) --image "$(IMAGE)" --cache $(if $(VERSION),--version "$(VERSION)") $(if $(EVIDENCE_DIR),--evidence "$(EVIDENCE_DIR)")
 
 packer-validate: ## packer validate every Packer template (as CI does), with generated variables
 	@bash scripts/deps.sh packer >/dev/null || { bash scripts/deps.sh packer; exit 1; }

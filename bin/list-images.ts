@@ -4,9 +4,14 @@
 //   list-images.ts --make   the same, indented for `make list`
 //   list-images.ts --json   machine-readable
 //   list-images.ts --names [--kind K]   names only (the Makefile's per-type targets use this)
+//   list-images.ts --stack S --build-cache   JSON: the images stack S builds itself, for up-stack.yml's build-cache
+//                                            matrix ([] unless factory:buildCache pushes)
+import * as path from "node:path";
 import { parseCli } from "../lib/cli";
 import { isUserError } from "../lib/errors";
 import { artifactFormat, buildsOnNode, listImageNames, loadRecipe, type ImageRecipe } from "../lib/recipe";
+import { stackConfig } from "../lib/stackFile";
+import type { FactoryConfig } from "../lib/config";
 
 export interface ImageRow {
     name: string;
@@ -28,8 +33,24 @@ export function imageRows(imagesDir?: string): ImageRow[] {
     });
 }
 
+/**
+ * What a stack's build-cache matrix builds: the images it builds itself (not reused from another lab, not built on
+ * the Proxmox node), when its factory:buildCache pushes; none otherwise.
+ */
+export function buildCacheMatrix(config: FactoryConfig, imagesDir?: string): string[] {
+    if (!config.buildCache?.push) return [];
+    const reused = new Set(config.reuse?.images ?? []);
+    return config.images.filter((n) => !reused.has(n) && !buildsOnNode(loadRecipe(n, imagesDir)));
+}
+
 function main(): void {
-    const cli = parseCli({ values: ["kind"], flags: ["json", "names", "make"], usage: "list-images.ts [--make | --json | --names] [--kind <type>]" });
+    const cli = parseCli({ values: ["kind", "stack"], flags: ["json", "names", "make", "build-cache"], usage: "list-images.ts [--make | --json | --names] [--kind <type>] | --stack <stack> --build-cache" });
+    if (cli.flag("build-cache")) {
+        const stack = cli.value("stack");
+        if (!stack) throw new Error("--build-cache needs --stack <stack>");
+        console.log(JSON.stringify(buildCacheMatrix(stackConfig(stack, path.resolve(__dirname, ".."), undefined, { placeholderKeys: "allow" }))));
+        return;
+    }
     const rows = imageRows();
     const kind = cli.value("kind");
     const selected = kind ? rows.filter((r) => r.kind === kind) : rows;

@@ -20,6 +20,10 @@ import { dynamicType } from "../providers/dynamic";
 import { ImageValidation, type BootSettings, type EvidenceSettings } from "../providers/imageValidation";
 import { urnLabel } from "../providers/progress";
 import { ImageBuild } from "../providers/imageBuild";
+import { BuildCacheEntry } from "../providers/buildCacheEntry";
+import { buildCacheSettings, entryPresent } from "../lib/buildCache";
+import { cachedResult } from "../lib/stages/pipeline";
+import type { SigningOptions } from "../lib/evidence/packet";
 import { ReusedArtifact } from "../providers/reusedArtifact";
 import type { BuiltArtifact } from "./artifact";
 import type { BootstrapPass } from "./BootstrapPass";
@@ -105,6 +109,7 @@ export class Image extends pulumi.ComponentResource {
         const build = new ImageBuild(`${name}-build`, {
             name, buildKey: plan.buildKey, request, versionOverride: stack.config.version, storeRoot: stack.store.root, projectDir: stack.projectDir,
             logUrn: urnLabel(`${name}-build`, dynamicType("ImageBuild"), this), evidence,
+            ...(stack.buildCache?.pull ? { buildCache: stack.buildCache.input } : {}),
         }, { parent: this, customTimeouts: { create: "90m", update: "90m" } });
         const bootGate = bootGateOf(recipe, args);
         const validation = new ImageValidation(`${name}-validation`, {
@@ -120,11 +125,47 @@ export class Image extends pulumi.ComponentResource {
             logUrn: urnLabel(`${name}-validation`, dynamicType("ImageValidation"), this),
         }, { parent: this });
         pulumi.log.info(`${name}: build key ${plan.buildKey.slice(0, 16)} (a build is reused while its key stays the same)`, this, undefined, true);
+        if (stack.buildCache?.pull) this.sayWhereFrom(name, plan.buildKey, plan.request.buildsDir, stack.buildCache.input);
+        // Entries are signed with the evidence key; without one (a preview in a PR check) there is nothing to push.
+        if (stack.buildCache?.push && stack.evidence.sign) {
+            new BuildCacheEntry(`${name}-build-cache`, {
+                cache: stack.buildCache.input, sign: pulumi.output(stack.evidence.sign) as pulumi.Output<SigningOptions>,
+                name, buildKey: plan.buildKey, version: build.version, format: artifactFormat(recipe), sha256: build.sha256, size: build.size,
+                virtualSize: build.virtualSize, durationSeconds: build.durationSeconds, artifact: build.path, buildJsonPath: build.buildJsonPath,
+                pkgManifestPath: build.pkgManifestPath, logPath: build.logPath,
+                buildEvidence: build.evidencePath.apply((p) => p ?? undefined) as pulumi.Output<string | undefined>,
+                validationEvidence: validation.evidencePath,
+                gate: pulumi.all([validation.passed, validation.checksRan, validation.checks, validation.boot, validation.bootReportKey]).apply(([passed, checksRan, checks, boot, reportKey]) => ({
+                    passed, checksRan, checks: checks.map((c) => ({ id: c.id, status: c.status })),
+                    ...(boot && reportKey ? { boot: { reportKey, passed: boot.passed, accelerator: boot.accelerator, totalSeconds: boot.totalSeconds } } : {}),
+                })),
+                logUrn: urnLabel(`${name}-build-cache`, dynamicType("BuildCacheEntry"), this),
+            }, { parent: this });
+        }
         return {
             name, format: artifactFormat(recipe), buildKey: plan.buildKey, build, validation,
             sha256: build.sha256, size: build.size, virtualSize: build.virtualSize, path: build.path, version: build.version, buildInfo: build.buildInfo,
             logPath: build.logPath, pkgManifestPath: build.pkgManifestPath, buildJsonPath: build.buildJsonPath, evidencePath: build.evidencePath,
         };
+    }
+
+    /**
+     * Preview (and up) says where a build of this key will come from: this machine's builds, the shared build cache
+     * (verified when it is pulled), or a build here. The engine creates the build only when the key is new to the stack.
+     */
+    private sayWhereFrom(name: string, buildKey: string, buildsDir: string, input: pulumi.Output<import("../lib/buildCache").BuildCacheInput>): void {
+        const key = buildKey.slice(0, 16);
+        input.apply(async (c) => {
+            if (cachedResult(buildsDir, name, buildKey)) {
+                pulumi.log.info(`${name}: build key ${key} is already built on this machine: not pulled, not built`, this);
+                return;
+            }
+            const r = await entryPresent(buildCacheSettings(c), name, buildKey);
+            const line = r.error ? `${name}: the build cache (${r.ref}) cannot be read (${r.error}): build key ${key} would be built here`
+                : r.present ? `${name}: build key ${key} comes from the build cache (${r.ref}), verified before use: not built here`
+                    : `${name}: build key ${key} is not in the build cache (${r.ref}): built here`;
+            pulumi.log.info(line, this);
+        });
     }
 
     /** A Packer → Proxmox image (FR-2): built on the node from its base image's template; no file, no store. */

@@ -11,11 +11,12 @@ import { lookup, specHash } from "../lib/baseImages/cache";
 import { BOOT_GATE_COMMANDS } from "../lib/validation/bootCheck";
 import type { DebianSource } from "../lib/aptSources";
 import { checkCommands } from "../lib/stages/requiredCommands";
-import { parseConfig, readNamespace, resolveAuthorizedKeys, type FactoryConfig } from "../lib/config";
+import { ConfigError, CONFIG_NAMESPACE, parseConfig, readNamespace, resolveAuthorizedKeys, type FactoryConfig } from "../lib/config";
 import { isUserError } from "../lib/errors";
 import { signingFromEnv } from "../lib/evidence/packet";
 import { gitRemoteUrl } from "../lib/git";
 import { orasBinary } from "../lib/publish/oci";
+import { buildCacheInputOf, type BuildCacheInput } from "../lib/buildCache";
 import { loadRecipe, type ImageRecipe } from "../lib/recipe";
 import type { ClusterVm, TemplateRecord } from "../lib/publish/vmids";
 import { ProxmoxAccess } from "../providers/proxmoxAccess";
@@ -47,6 +48,8 @@ export interface StackContext extends PublishContext {
     /** Base images by `<id>@<version>`: those of factory:baseImages, and any a recipe names (made on first use). */
     baseImages: Record<string, ManagedBaseImage>;
     baseImage(id: string, version: string): { image: ManagedBaseImage; identity: string };
+    /** factory:buildCache, when it pulls or pushes (lib/buildCache.ts); the password makes the whole input secret. */
+    buildCache?: { pull: boolean; push: boolean; input: pulumi.Output<BuildCacheInput> };
 }
 
 export function stackContext(projectDir: string): StackContext {
@@ -88,7 +91,10 @@ export function stackContext(projectDir: string): StackContext {
     for (const b of config.baseImages) attempt(() => managed(b.id, b.version));
 
     const ociPassword = secrets.getSecret("ghcrToken") ?? envSecret("GHCR_TOKEN");
+    const buildCache = attempt(() => buildCacheContext(config, resolve, ociPassword, { scratchDir: path.join(resolve(config.workDir), "validate"), evidenceRoot: evidence.root },
+        !!evidence.sign, built.length > 0));
     return {
+        buildCache,
         config,
         store,
         resolve,
@@ -138,4 +144,25 @@ function proxmoxContext(config: FactoryConfig, apiToken: pulumi.Output<string> |
             return [];
         }));
     return { provider, apiToken, previous, access, cluster };
+}
+
+/**
+ * The build cache's settings, with the trusted keys read from their files. Pushing signs each entry with the
+ * evidence key, so a stack that pushes without one is refused before anything is built (a preview only warns:
+ * PR checks run without the key).
+ */
+function buildCacheContext(config: FactoryConfig, resolve: (p: string) => string, password: pulumi.Output<string> | undefined,
+    dirs: { scratchDir: string; evidenceRoot: string }, signing: boolean, builds: boolean): StackContext["buildCache"] {
+    const c = config.buildCache;
+    if (!c || !(c.pull || c.push)) return undefined;
+    // The password comes from the stack's secret (or GHCR_TOKEN), as a secret Output: never from the plain environment here.
+    const plain = buildCacheInputOf(config, resolve, dirs, { ...process.env, GHCR_TOKEN: undefined }) as BuildCacheInput;
+    if (c.push && !signing && builds) {
+        const why = `${CONFIG_NAMESPACE}:buildCache.push signs each entry with the evidence key: set EVIDENCE_SIGN=1 and EVIDENCE_GPG_KEY=<key id> ` +
+            `(its passphrase in ${CONFIG_NAMESPACE}:gpgPassphrase), or turn push off`;
+        if (!pulumi.runtime.isDryRun()) throw new ConfigError([why]);
+        pulumi.log.warn(why);
+    }
+    const input = pulumi.output(password ?? "").apply((pw): BuildCacheInput => ({ ...plain, ...(pw ? { password: pw } : {}) }));
+    return { pull: c.pull, push: c.push, input: password ? pulumi.secret(input) : input };
 }

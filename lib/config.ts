@@ -53,10 +53,31 @@ const artifactStoreSchema = z.object({
     publicBaseUrl: httpUrl.optional(),
 }).strict();
 
+const ociRepository = z.string().regex(/^[a-z0-9]+([._-][a-z0-9]+)*(\/[a-z0-9]+([._-][a-z0-9]+)*)*$/, "must be an OCI repository path (lower case, e.g. owner/images)");
+
+/** The shared build cache (lib/buildCache.ts): off unless the stack sets it. */
+const buildCacheSchema = z.object({
+    /** host[:port]; default: factory:oci.registry, else OCI_REGISTRY, else GitHub's container registry. */
+    registry: hostPort,
+    /** Entries go to <repository>/build-cache, one tag per image and build key. */
+    repository: ociRepository,
+    /** Look a build key up before building, and use a verified entry instead of building. */
+    pull: z.boolean().default(true),
+    /** Push each build that passed its gate (needs the evidence signing key: EVIDENCE_SIGN=1 EVIDENCE_GPG_KEY). */
+    push: z.boolean().default(false),
+    /** Armored OpenPGP public keys (files, relative to the project) whose entries are trusted. */
+    trustedKeys: z.array(z.string().min(1)).default([]),
+    plainHttp: z.boolean().default(false),
+    username: z.string().optional(),
+}).strict().refine((c) => !(c.pull || c.push) || c.trustedKeys.length > 0, {
+    message: "needs at least one trusted key: trustedKeys lists armored OpenPGP public key files (gpg --armor --export <the lab's evidence key>), relative to the project",
+    path: ["trustedKeys"],
+});
+
 const ociSchema = z.object({
     enabled: z.boolean().default(true),
     registry: hostPort,
-    repository: z.string().regex(/^[a-z0-9]+([._-][a-z0-9]+)*(\/[a-z0-9]+([._-][a-z0-9]+)*)*$/, "must be an OCI repository path (lower case, e.g. owner/images)"),
+    repository: ociRepository,
     /** Extra moving tags pushed besides the version, e.g. latest or a channel name. */
     tags: z.array(z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/, "must be an OCI tag")).default([]),
     /** Plain HTTP, for a loopback registry only. */
@@ -137,6 +158,7 @@ export const configSchema = z.object({
     }).default({ name: "ansible", sshAuthorizedKeys: [], sshAuthorizedKeyFiles: [] }),
     debian: debianSchema.default({ suite: "bookworm" }),
     oci: ociSchema.optional(),
+    buildCache: buildCacheSchema.optional(),
     release: releaseSchema.optional(),
     proxmox: proxmoxSchema.optional(),
     /** Base images from images/catalog.ts to keep in the cache (recipes' bases are added automatically). */
@@ -168,6 +190,7 @@ export const configSchema = z.object({
 
 export type FactoryConfig = z.infer<typeof configSchema>;
 export type OciConfig = z.infer<typeof ociSchema>;
+export type BuildCacheConfig = z.infer<typeof buildCacheSchema>;
 export type ReleaseConfig = z.infer<typeof releaseSchema>;
 export type ProxmoxConfig = z.infer<typeof proxmoxSchema>;
 export type Pass = z.infer<typeof passSchema>;
@@ -216,6 +239,11 @@ export function parseConfig(raw: Record<string, unknown>, env: Record<string, st
     const oci = raw.oci as Record<string, unknown> | undefined;
     if (oci && typeof oci === "object" && oci.enabled === false && oci.registry === undefined) raw.oci = undefined; // off: nothing to resolve
     else if (oci && typeof oci === "object" && oci.registry === undefined) raw.oci = { ...oci, registry: env.OCI_REGISTRY || DEFAULT_OCI_REGISTRY };
+    const cache = raw.buildCache as Record<string, unknown> | undefined;
+    if (cache && typeof cache === "object" && cache.registry === undefined) {
+        const ociRegistry = raw.oci && typeof raw.oci === "object" ? (raw.oci as Record<string, unknown>).registry : undefined;
+        raw.buildCache = { ...cache, registry: ociRegistry ?? (env.OCI_REGISTRY || DEFAULT_OCI_REGISTRY) };
+    }
     const result = configSchema.safeParse(raw);
     if (result.success) {
         const placeholders = placeholderProblems(result.data.lab, inlineKeys(result.data));

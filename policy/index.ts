@@ -11,6 +11,8 @@ const PUBLISHERS: Record<string, string> = {
     [`${OURS}StoredArtifact`]: "sha256",
     [`${OURS}OciPush`]: "sha256",
     [`${OURS}GithubReleaseUpload`]: "sha256",
+    // The shared build cache: what other builders pull instead of building must be this stack's build.
+    [`${OURS}BuildCacheEntry`]: "sha256",
     "proxmoxve:download/file:File": "checksum",
 };
 const BUILDERS = new Set([`${OURS}ImageBuild`]);
@@ -43,6 +45,7 @@ function versionsOf(r: PolicyResource): Array<[string, unknown]> {
     switch (r.type) {
         case `${OURS}ImageBuild`:
         case `${OURS}StoredArtifact`:
+        case `${OURS}BuildCacheEntry`:
             return [["version", p.version]];
         case `${OURS}OciPush`:
             return [["tags[0]", Array.isArray(p.tags) ? p.tags[0] : undefined]];

@@ -22,6 +22,7 @@ export function dynamicType(type: string): string {
  */
 export const PROVIDER_MODULES: Readonly<Record<string, string>> = {
     BaseImageFetch: "./baseImageFetch",
+    BuildCacheEntry: "./buildCacheEntry",
     GithubReleaseUpload: "./githubRelease",
     GithubReleasePublication: "./githubReleasePublication",
     ImageValidation: "./imageValidation",

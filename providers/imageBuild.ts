@@ -3,7 +3,8 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { buildImage, pruneBuilds, verifiedCachedResult, type BuildResult, type PlannedRequest } from "../lib/stages/pipeline";
+import { adoptBuild, buildImage, pruneBuilds, verifiedCachedResult, type BuildResult, type PlannedRequest } from "../lib/stages/pipeline";
+import { restoreFromBuildCache, type BuildCacheInput } from "../lib/buildCache";
 import { buildInfoSchema, type BuildInfo } from "../lib/contract";
 import { hashFile } from "../lib/sha256";
 import { writeBuildEvidence } from "../lib/evidence/build";
@@ -29,13 +30,19 @@ export interface ImageBuildInputs {
     logUrn?: string;
     /** Where the build's evidence packet goes (and how it is signed). Never copied into the outputs. */
     evidence: EvidenceSettings;
+    /** factory:buildCache when it pulls: a verified entry of this key is used instead of a build. Secret (the password). */
+    buildCache?: BuildCacheInput;
 }
 
 /**
  * fileMtimeMs: the artifact's modification time when this resource last saw it; a write behind our back (a flipped
  * byte keeps the size) changes it, and the next diff notices without re-hashing.
  */
-export type ImageBuildOutputs = Omit<ImageBuildInputs, "evidence"> & Omit<BuildResult, "buildInfo"> & { buildInfo: BuildInfo; evidencePath?: string; fileMtimeMs?: number };
+export type ImageBuildOutputs = Omit<ImageBuildInputs, "evidence" | "buildCache"> & Omit<BuildResult, "buildInfo"> & {
+    buildInfo: BuildInfo; evidencePath?: string; fileMtimeMs?: number;
+    /** The build-cache entry this build was pulled from (absent when it was built, or reused, here). */
+    buildCacheRef?: string;
+};
 
 /** Versions of this image given to other builds: the store's version ledger, and version folders present. */
 export function takenVersions(storeRoot: string, name: string, buildKey: string): string[] {
@@ -57,16 +64,24 @@ export function takenVersions(storeRoot: string, name: string, buildKey: string)
 
 async function build(inputs: ImageBuildInputs): Promise<ImageBuildOutputs> {
     const report = engineReporter(inputs.logUrn);
-    const { evidence, ...rest } = inputs;
-    const cached = await verifiedCachedResult(inputs.request.buildsDir, inputs.name, inputs.buildKey, report);
+    const { evidence, buildCache, ...rest } = inputs;
+    let cached = await verifiedCachedResult(inputs.request.buildsDir, inputs.name, inputs.buildKey, report);
+    let evidencePath: string | undefined;
+    let buildCacheRef: string | undefined;
+    if (!cached && buildCache?.pull) {
+        const pulled = await restoreFromBuildCache(buildCache, {
+            name: inputs.name, buildKey: inputs.buildKey, buildsDir: inputs.request.buildsDir, versionOverride: inputs.versionOverride,
+            takenVersions: takenVersions(inputs.storeRoot, inputs.name, inputs.buildKey),
+        }, (b, files) => adoptBuild(inputs.request.buildsDir, b, files, report), report, (line) => pulumi.log.warn(line));
+        if (pulled) ({ result: cached, evidencePath, ref: buildCacheRef } = pulled);
+    }
     const version = inputs.versionOverride
         ? assertVersion(inputs.versionOverride)
         : cached?.version ?? nextVersion(new Date(), takenVersions(inputs.storeRoot, inputs.name, inputs.buildKey));
     if (!inputs.versionOverride) await recordVersion(inputs.storeRoot, inputs.name, version, inputs.buildKey);
     let result: BuildResult;
-    let evidencePath: string | undefined;
     if (cached && cached.version === version) {
-        report(`→ ${inputs.name}: build ${inputs.buildKey.slice(0, 12)} found in the cache (${version}), reusing it`);
+        if (!buildCacheRef) report(`→ ${inputs.name}: build ${inputs.buildKey.slice(0, 12)} found in the cache (${version}), reusing it`);
         result = cached;
     } else {
         const request = {
@@ -90,7 +105,7 @@ async function build(inputs: ImageBuildInputs): Promise<ImageBuildOutputs> {
             recorded.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; "));
     }
     // Plain JSON only: the engine's struct encoding rejects undefined values anywhere in the outputs.
-    return JSON.parse(JSON.stringify({ ...rest, ...res, evidencePath, fileMtimeMs: fs.statSync(res.path).mtimeMs })) as ImageBuildOutputs;
+    return JSON.parse(JSON.stringify({ ...rest, ...res, evidencePath, buildCacheRef, fileMtimeMs: fs.statSync(res.path).mtimeMs })) as ImageBuildOutputs;
 }
 
 /** Cheap: the size, and the modification time when one was recorded (state from older programs has none). */
@@ -126,7 +141,7 @@ export const provider: pulumi.dynamic.ResourceProvider<ImageBuildInputs, ImageBu
 };
 
 export const ImageBuild = dynamicResource("ImageBuild", provider, {
-    outputs: ["sha256", "size", "virtualSize", "path", "version", "buildInfo", "logPath", "pkgManifestPath", "buildJsonPath", "durationSeconds", "schemaVersion", "evidencePath"],
+    outputs: ["sha256", "size", "virtualSize", "path", "version", "buildInfo", "logPath", "pkgManifestPath", "buildJsonPath", "durationSeconds", "schemaVersion", "evidencePath", "buildCacheRef"],
     shown: ["buildKey"],
 });
 export type ImageBuild = InstanceType<typeof ImageBuild>;

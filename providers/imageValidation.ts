@@ -3,9 +3,8 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { bootCheck, bootEvidenceFiles, bootFailure, bootSeedCheck, smokeScript, type BootReport } from "../lib/validation/bootCheck";
+import { bootCheck, bootEvidenceFiles, bootFailure, bootReportFile, bootReportKey, bootSeedCheck, type BootReport } from "../lib/validation/bootCheck";
 import { writeFileAtomic } from "../lib/atomic";
-import { canonicalJson, sha256Hex } from "../lib/sha256";
 import { evidenceRunDir, type SigningOptions } from "../lib/evidence/packet";
 import { formatReport, type ValidateExpect } from "../lib/validation/offlineChecks";
 import { validateArtifact } from "../lib/validation/validateArtifact";
@@ -64,6 +63,8 @@ export interface ImageValidationOutputs {
     checksRan: string[];
     bootGate?: BootSettings;
     boot?: BootSummary;
+    /** The key the boot's report is kept under (bootReportKey): a build-cache entry carries it. */
+    bootReportKey?: string;
     evidencePath: string;
 }
 
@@ -74,16 +75,7 @@ function runDirFor(i: ImageValidationInputs): string {
     return fs.existsSync(path.join(dir, "validate")) ? evidenceRunDir(i.evidence.root, i.expect.image, i.expect.version, new Date()) : dir;
 }
 
-/**
- * What a kept boot report stands for: the bytes, the user and hostname, the recipe's smoke script and, since the
- * common checks are code that changes (the network check learned about the resolver), the common script itself
- * (its disk-size bound, a function of the bytes already in the key, left out).
- */
-export function bootReportKey(sha256: string, user: string, boot: Pick<BootSettings, "hostname" | "smokeSha256" | "seed">,
-    common = smokeScript({ user, hostname: boot.hostname, minRootBytes: 0 })): string {
-    return sha256Hex(canonicalJson([sha256, user, boot.hostname, boot.smokeSha256 ?? null,
-        boot.seed ? [boot.seed.baseSha256, boot.seed.authorizedKeys] : null, common]));
-}
+export { bootReportKey };
 
 /**
  * A boot is content-addressed like a build: the same bytes with the same smoke checks booted once are not booted
@@ -91,7 +83,7 @@ export function bootReportKey(sha256: string, user: string, boot: Pick<BootSetti
  */
 async function bootOnce(i: ImageValidationInputs, boot: BootSettings, report: (l: string) => void): Promise<BootReport> {
     const key = bootReportKey(i.sha256, i.expect.bootstrapUser, boot);
-    const cache = path.join(i.scratchDir, "boots", `${i.expect.image}-${key.slice(0, 24)}.json`);
+    const cache = bootReportFile(i.scratchDir, i.expect.image, key);
     if (fs.existsSync(cache)) {
         const r = JSON.parse(fs.readFileSync(cache, "utf8")) as BootReport;
         if (r.passed && fs.existsSync(r.consoleLog)) {
@@ -129,6 +121,7 @@ async function validate(i: ImageValidationInputs): Promise<ImageValidationOutput
         checks: r.checks.map((c) => ({ id: c.id, status: c.status, reason: c.reason })),
         checksRan: boot ? ["offline", "boot"] : ["offline"],
         ...(i.bootGate ? { bootGate: i.bootGate } : {}),
+        ...(boot && i.bootGate ? { bootReportKey: bootReportKey(i.sha256, i.expect.bootstrapUser, i.bootGate) } : {}),
         ...(boot ? { boot: { passed: boot.passed, accelerator: boot.accelerator, sshReadySeconds: boot.sshReadySeconds, totalSeconds: boot.totalSeconds, checks: boot.checks } } : {}),
     };
 }
@@ -147,5 +140,5 @@ export const provider: pulumi.dynamic.ResourceProvider<ImageValidationInputs, Im
     },
 };
 
-export const ImageValidation = dynamicResource("ImageValidation", provider, { outputs: ["passed", "checks", "evidencePath", "checksRan", "boot"] });
+export const ImageValidation = dynamicResource("ImageValidation", provider, { outputs: ["passed", "checks", "evidencePath", "checksRan", "boot", "bootReportKey"] });
 export type ImageValidation = InstanceType<typeof ImageValidation>;

@@ -85,12 +85,17 @@ export async function writePacket(dir: string, files: PacketFile[], opts: { secr
 }
 
 async function signSums(dir: string, sign: SigningOptions): Promise<void> {
-    const args = ["--batch", "--yes", "--armor", "--detach-sign", "--local-user", sign.keyId, "--output", path.join(dir, SIGNATURE)];
+    await signFile(path.join(dir, SUMS), path.join(dir, SIGNATURE), sign);
+}
+
+/** A detached armored signature of `file` by the evidence key (the passphrase on stdin, never in argv). */
+export async function signFile(file: string, output: string, sign: SigningOptions, what = "the evidence"): Promise<void> {
+    const args = ["--batch", "--yes", "--armor", "--detach-sign", "--local-user", sign.keyId, "--output", output];
     if (sign.passphrase !== undefined) args.unshift("--pinentry-mode", "loopback", "--passphrase-fd", "0");
-    await run("gpg", [...args, path.join(dir, SUMS)], {
+    await run("gpg", [...args, file], {
         input: sign.passphrase === undefined ? undefined : `${sign.passphrase}\n`,
         env: sign.gnupgHome ? { GNUPGHOME: sign.gnupgHome } : undefined,
-        hint: `signing the evidence with key ${sign.keyId} failed: check EVIDENCE_GPG_KEY, the key's passphrase and GNUPGHOME`,
+        hint: `signing ${what} with key ${sign.keyId} failed: check EVIDENCE_GPG_KEY, the key's passphrase and GNUPGHOME`,
     });
 }
 

@@ -145,6 +145,31 @@ function layerOf(m: Manifest, mediaType: string): Descriptor | undefined {
 }
 
 /**
+ * `oras push` of files in `dir` (each `name:mediaType`) under every tag, returning oras's JSON. A cut connection or a
+ * 5xx mid-upload is tried again, a bounded number of times, each logged; blobs the registry already holds are not
+ * sent again (oras asks with HEAD before it uploads a blob).
+ */
+export async function orasPush(t: OciTarget, tags: string[], dir: string, files: string[], extra: string[], log?: (line: string) => void, retryDelayMs?: number): Promise<string> {
+    for (let attempt = 1; ; attempt++) {
+        try {
+            return await oras(["push", "--no-tty", "--format", "json", ...extra, `${t.registry}/${t.repository}:${tags.join(",")}`, ...files], t, { cwd: dir });
+        } catch (err) {
+            const message = (err as Error).message;
+            if (attempt >= PUSH_ATTEMPTS || !transientOrasError(message)) throw err;
+            const wait = backoffMs(retryDelayMs ?? 2000, attempt);
+            (log ?? ((l: string) => process.stderr.write(`${l}\n`)))(
+                `pushing ${files.map((f) => f.replace(/:[^:]*$/, "")).join(", ")} to ${t.registry}/${t.repository}: ${message.split("\n").find((l) => transientOrasError(l))?.trim() ?? "failed"}; retry ${attempt}/${PUSH_ATTEMPTS - 1} in ${wait} ms`);
+            await sleep(wait);
+        }
+    }
+}
+
+/** One blob of a repository, by digest, into `file` (oras checks the bytes against the digest). */
+export async function fetchBlob(t: OciTarget, digest: string, file: string): Promise<void> {
+    await oras(["blob", "fetch", "--no-tty", "--output", file, reference(t, digest)], t);
+}
+
+/**
  * Pushes a file as a single-layer OCI artifact under every tag. Skips the upload entirely when each tag already
  * names a manifest with this layer digest and artifact type; fails when what the registry reports differs from
  * the expected sha256.
@@ -164,23 +189,8 @@ export async function pushArtifact(req: PushRequest, expectedSha256: string): Pr
     try {
         // Manifest annotations, plus the title on the layer itself (oras adds it from the file name too).
         fs.writeFileSync(annotationFile, JSON.stringify({ $manifest: req.annotations, [name]: { [TITLE]: name } }));
-        // A cut connection or a 5xx mid-upload is tried again, a bounded number of times, each logged; blobs the
-        // registry already received are not sent again (oras checks them first).
-        let out = "";
-        for (let attempt = 1; ; attempt++) {
-            try {
-                out = await oras(["push", "--no-tty", "--format", "json", "--artifact-type", req.artifactType, "--annotation-file", annotationFile,
-                    `${t.registry}/${t.repository}:${req.tags.join(",")}`, `${name}:${req.mediaType}`], t, { cwd: dir });
-                break;
-            } catch (err) {
-                const message = (err as Error).message;
-                if (attempt >= PUSH_ATTEMPTS || !transientOrasError(message)) throw err;
-                const wait = backoffMs(req.retryDelayMs ?? 2000, attempt);
-                (req.log ?? ((l: string) => process.stderr.write(`${l}\n`)))(
-                    `pushing ${name} to ${t.registry}/${t.repository}: ${message.split("\n").find((l) => transientOrasError(l))?.trim() ?? "failed"}; retry ${attempt}/${PUSH_ATTEMPTS - 1} in ${wait} ms`);
-                await sleep(wait);
-            }
-        }
+        const out = await orasPush(t, req.tags, dir, [`${name}:${req.mediaType}`], ["--artifact-type", req.artifactType, "--annotation-file", annotationFile],
+            req.log, req.retryDelayMs);
         const pushed = JSON.parse(out) as { digest: string };
         const got = await fetchManifest(t, pushed.digest);
         const layer = got && layerOf(got.manifest, req.mediaType);

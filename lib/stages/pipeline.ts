@@ -97,6 +97,51 @@ export async function verifiedCachedResult(buildsDir: string, name: string, buil
     return undefined;
 }
 
+/** A build made elsewhere (a verified build-cache entry, lib/buildCache.ts): its files, and what its statement says. */
+export interface AdoptedBuild {
+    name: string;
+    buildKey: string;
+    version: string;
+    format: ArtifactFormat;
+    /** The artifact's file name in `files`. */
+    artifact: string;
+    sha256: string;
+    size: number;
+    virtualSize: number;
+    durationSeconds: number;
+}
+
+/**
+ * Makes a build pulled from the build cache this machine's build of its key, as if it had been built here: the
+ * files moved into <builds>/<name>/<key>/ under the build lock, result.json last. `files` must be on the same file
+ * system (a directory under buildsDir). A finished build of the key that appeared meanwhile wins.
+ */
+export async function adoptBuild(buildsDir: string, b: AdoptedBuild, files: string, progress: Progress = () => undefined): Promise<BuildResult> {
+    const dir = buildDirOf(buildsDir, b.name, b.buildKey);
+    fs.mkdirSync(dir, { recursive: true });
+    const release = await acquireFileLock(path.join(dir, ".lock"), {
+        timeoutMs: 4 * 3600_000, pollMs: 500,
+        onWait: (pid) => progress(`→ waiting for another build of the same image and key (pid ${pid}) to finish: ${dir}`),
+    });
+    try {
+        const meanwhile = await verifiedCachedResult(buildsDir, b.name, b.buildKey, progress);
+        if (meanwhile) return meanwhile;
+        const artifact = path.join(dir, `${b.name}.${b.format}`);
+        fs.renameSync(path.join(files, b.artifact), artifact);
+        for (const f of ["build.json", "pkg-manifest.txt", "build.log"]) fs.renameSync(path.join(files, f), path.join(dir, f));
+        const buildInfo = JSON.parse(fs.readFileSync(path.join(dir, "build.json"), "utf8")) as Record<string, unknown>;
+        const result: BuildResult = {
+            schemaVersion: RESULT_SCHEMA_VERSION, name: b.name, buildKey: b.buildKey, version: b.version, path: artifact, format: b.format,
+            sha256: b.sha256, size: b.size, virtualSize: b.virtualSize, buildInfo, logPath: path.join(dir, "build.log"),
+            pkgManifestPath: path.join(dir, "pkg-manifest.txt"), buildJsonPath: path.join(dir, "build.json"), durationSeconds: b.durationSeconds,
+        };
+        await writeFileAtomic(path.join(dir, "result.json"), `${JSON.stringify(result, null, 2)}\n`);
+        return result;
+    } finally {
+        release();
+    }
+}
+
 /** What a build asks for up front: the recipe's figure, else a little for an ISO and 4 GiB for a disk image. */
 function minFreeBytes(req: BuildRequest): number {
     return req.minFreeBytes ?? (req.builder === "iso" ? 256 * 2 ** 20 : 4 * 2 ** 30);

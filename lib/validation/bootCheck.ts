@@ -11,6 +11,7 @@ import execa from "execa";
 import { nocloudMetaData, nocloudUserData } from "../isoFormat";
 import { run } from "../exec";
 import { sleep } from "../backoff";
+import { canonicalJson, sha256Hex } from "../sha256";
 import { consoleTail, findGuestHang, guestMachineArgs, shellLine, watchConsole, type Accelerator, type ConsoleWatch, type GuestHang } from "../guestVm";
 
 export { consoleTail, type Accelerator } from "../guestVm";
@@ -58,6 +59,23 @@ export interface BootReport {
     consoleLog: string;
     /** How qemu was started (a failure message shows it). */
     qemuCommand?: string;
+}
+
+/**
+ * What a kept boot report stands for: the bytes, the user and hostname, the recipe's smoke script and, since the
+ * common checks are code that changes (the network check learned about the resolver), the common script itself
+ * (its disk-size bound, a function of the bytes already in the key, left out). A build-cache entry carries the
+ * report under this key, so a builder that pulls it finds it where its own boot would have left it.
+ */
+export function bootReportKey(sha256: string, user: string, boot: { hostname: string; smokeSha256?: string; seed?: { baseImage?: string; baseSha256: string; authorizedKeys: string[] } },
+    common = smokeScript({ user, hostname: boot.hostname, minRootBytes: 0 })): string {
+    return sha256Hex(canonicalJson([sha256, user, boot.hostname, boot.smokeSha256 ?? null,
+        boot.seed ? [boot.seed.baseSha256, boot.seed.authorizedKeys] : null, common]));
+}
+
+/** Where the boot gate keeps the report of a boot (its console log beside it, -console.log). */
+export function bootReportFile(scratchDir: string, image: string, key: string): string {
+    return path.join(scratchDir, "boots", `${image}-${key.slice(0, 24)}.json`);
 }
 
 /** The checks, as one POSIX sh script: `CHECK <id> ok|fail <detail>` per line. */

@@ -4,11 +4,15 @@
 # outputs for Terraform and Ansible, the job summary, and the release metadata committed back to the default branch
 # once (a re-run of the same tag changes nothing and commits nothing).
 # Environment, besides lib.sh's: MAX_PASS (manual runs), DEFAULT_BRANCH (where release metadata goes), and the
-# targets' tokens the program reads (GITHUB_TOKEN, GHCR_TOKEN, GHCR_USERNAME, PROXMOX_VE_API_TOKEN, OCI_REGISTRY).
+# targets' tokens the program reads (GITHUB_TOKEN, GHCR_TOKEN, GHCR_USERNAME, PROXMOX_VE_API_TOKEN, OCI_REGISTRY), and
+# the evidence key (EVIDENCE_GPG_KEY, EVIDENCE_GPG_PASSPHRASE) when the lab signs.
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
 ci_lab_job
+# With the repository variable EVIDENCE_GPG_KEY set, evidence is signed and a stack whose factory:buildCache pushes
+# signs its entries with that key (its secret half in the runner's keyring, its passphrase EVIDENCE_GPG_PASSPHRASE).
+if [[ -n "${EVIDENCE_GPG_KEY:-}" ]]; then export EVIDENCE_SIGN=1; fi
 
 branch=${DEFAULT_BRANCH:?DEFAULT_BRANCH is empty: the workflow passes the default branch of the repository}
 ci_metadata_pull "$branch"

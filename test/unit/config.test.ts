@@ -66,6 +66,20 @@ describe("lib/config", () => {
         assert.equal(parseConfig({ ...raw(), oci: { enabled: false, repository: "a/b" } }, {}).oci, undefined);
     });
 
+    it("factory:buildCache: off when absent; pulls (not pushes) by default, from factory:oci's registry; refuses pulling or pushing without a trusted key", () => {
+        const base = { lab: "local", bootstrapUser: { sshAuthorizedKeys: [KEY] } };
+        assert.equal(parseConfig(base, {}).buildCache, undefined);
+        const c = parseConfig({ ...base, oci: { registry: "reg.example.test:5000", repository: "a/b" }, buildCache: { repository: "lab", trustedKeys: ["keys/lab.asc"] } }, {});
+        assert.deepEqual(c.buildCache, { registry: "reg.example.test:5000", repository: "lab", pull: true, push: false, trustedKeys: ["keys/lab.asc"], plainHttp: false });
+        assert.equal(parseConfig({ ...base, buildCache: { repository: "lab", trustedKeys: ["k.asc"] } }, { OCI_REGISTRY: "oci.example.test" }).buildCache?.registry, "oci.example.test");
+        assert.equal(parseConfig({ ...base, buildCache: { repository: "lab", trustedKeys: ["k.asc"] } }, {}).buildCache?.registry, "ghcr.io");
+        assert.deepEqual(problems({ ...base, buildCache: { repository: "lab", push: true } }), [
+            "factory:buildCache.trustedKeys = <missing>: needs at least one trusted key: trustedKeys lists armored OpenPGP public key files (gpg --armor --export <the lab's evidence key>), relative to the project"]);
+        // Both off is the cache off, and needs no key.
+        assert.equal(parseConfig({ ...base, buildCache: { repository: "lab", pull: false, push: false } }, {}).buildCache?.pull, false);
+        assert.deepEqual(problems({ ...base, buildCache: { repository: "Lab/X", trustedKeys: ["k.asc"] } }).map((p) => p.split(":")[1]), ["buildCache.repository = \"Lab/X\""]);
+    });
+
     it("refuses the shipped placeholder bootstrap key in a lab stack by fingerprint, naming the key and the fix; local may use any key", () => {
         const lab = parse(fs.readFileSync(path.join(REPO_ROOT, "Pulumi.dvnt.yaml"), "utf8")) as { config: Record<string, unknown> };
         const shipped = (lab.config["factory:bootstrapUser"] as { sshAuthorizedKeys: string[] }).sshAuthorizedKeys[0];

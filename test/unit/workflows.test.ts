@@ -54,7 +54,8 @@ describe(".github/workflows", () => {
                 seen.push(`${file}:${(runs[0].run ?? "").replace("bash ", "")}`);
             }
         }
-        assert.deepEqual(seen.sort(), ["preview.yml:scripts/ci/preview.sh", "publish-oci.yml:scripts/ci/publish-oci.sh", "up-stack.yml:scripts/ci/up.sh"]);
+        assert.deepEqual(seen.sort(), ["preview.yml:scripts/ci/preview.sh", "publish-oci.yml:scripts/ci/publish-oci.sh", "up-stack.yml:scripts/ci/build-cache.sh",
+            "up-stack.yml:scripts/ci/cache-plan.sh", "up-stack.yml:scripts/ci/up.sh"]);
     });
 
     it("every CI script parses (bash -n)", async () => {
@@ -79,7 +80,7 @@ describe(".github/workflows", () => {
         [...fs.readFileSync(path.join(REPO_ROOT, "scripts", "env.sh"), "utf8").matchAll(/^export ([A-Z_]+)=/gm)].some((m) => m[1] === name && !["PULUMI_BACKEND_URL"].includes(name));
     /**
      * What the program reads from the environment in a lab run: the targets' tokens (components/context.ts,
-     * envSecret) and the registry host (lib/config.ts). Evidence signing (EVIDENCE_*) is off in CI. A preview
+     * envSecret) and the registry host (lib/config.ts). Evidence signing (EVIDENCE_*) follows EVIDENCE_GPG_KEY, which up.sh reads. A preview
      * publishes nothing: it needs the registry host and the Proxmox token (the provider reads the node), not the
      * publishing tokens, which a pull request's job is not given.
      */
@@ -91,14 +92,34 @@ describe(".github/workflows", () => {
         return job === "up" ? all : all.filter((n) => ["OCI_REGISTRY", "PROXMOX_VE_API_TOKEN"].includes(n));
     }
 
+    /**
+     * The part of lib.sh a script runs: its top-level lines and the ci_* functions the script calls, and those they call
+     * (a job that never touches the backend is not given the backend's secrets).
+     */
+    function libUsedBy(lib: string, text: string): string {
+        const fns = new Map<string, string>();
+        for (const m of lib.matchAll(/^(ci_[a-z_]+)\(\) \{([\s\S]*?)^\}$|^(ci_[a-z_]+)\(\) \{(.*)\}$/gm)) fns.set(m[1] ?? m[3], m[2] ?? m[4]);
+        const top = lib.replace(/^(ci_[a-z_]+)\(\) \{[\s\S]*?^\}$|^ci_[a-z_]+\(\) \{.*\}$/gm, "");
+        const used = new Set<string>();
+        const visit = (code: string) => {
+            for (const [name, body] of fns) if (!used.has(name) && new RegExp(`\\b${name}\\b`).test(code)) { used.add(name); visit(body); }
+        };
+        visit(text);
+        return [top, ...[...used].map((n) => fns.get(n) as string)].join("\n");
+    }
+
     it("every environment name a job's script (and, for preview and up, the program) reads is passed by its workflow", () => {
+        // The check follows lib.sh's functions: up.sh reaches the backend's secrets through ci_lab_job, cache-plan.sh does not.
+        assert.ok(envReadBy(libUsedBy(script("lib.sh"), script("up.sh"))).has("PULUMI_CONFIG_PASSPHRASE"));
+        assert.ok(!envReadBy(libUsedBy(script("lib.sh"), script("cache-plan.sh"))).has("PULUMI_CONFIG_PASSPHRASE"));
         assert.ok(programEnv().includes("GITHUB_TOKEN") && programEnv().includes("PROXMOX_VE_API_TOKEN") && programEnv().includes("OCI_REGISTRY"), programEnv().join(" "));
         const lib = script("lib.sh");
-        for (const [file, job, name, program] of [["preview.yml", "preview", "preview.sh", true], ["up-stack.yml", "up", "up.sh", true], ["publish-oci.yml", "publish", "publish-oci.sh", false]] as const) {
+        for (const [file, job, name, program] of [["preview.yml", "preview", "preview.sh", true], ["up-stack.yml", "up", "up.sh", true], ["publish-oci.yml", "publish", "publish-oci.sh", false],
+            ["up-stack.yml", "plan", "cache-plan.sh", false], ["up-stack.yml", "build-cache", "build-cache.sh", false]] as const) {
             const j = load(file).jobs[job];
             const step = (j.steps ?? []).find((s) => s.run === `bash scripts/ci/${name}`) as Step;
             const passed = new Set(Object.keys({ ...j.env, ...step.env }));
-            const wanted = [...envReadBy(script(name)), ...(name === "publish-oci.sh" ? [] : envReadBy(lib)), ...(program ? programEnv(job === "preview" ? "preview" : "up") : [])].filter((n) => !GIVEN(n));
+            const wanted = [...envReadBy(script(name)), ...(name === "publish-oci.sh" ? [] : envReadBy(libUsedBy(lib, script(name)))), ...(program ? programEnv(job === "preview" ? "preview" : "up") : [])].filter((n) => !GIVEN(n));
             const missing = [...new Set(wanted)].filter((n) => !passed.has(n));
             assert.deepEqual(missing, [], `${file}: ${name} reads ${missing.join(", ")} but the workflow does not pass it`);
             for (const [k, v] of Object.entries(step.env ?? {})) if (/TOKEN|PASSPHRASE|SECRET/.test(k)) assert.match(v, /secrets/, `${file}: ${k} comes from a secret`);
@@ -156,6 +177,24 @@ describe(".github/workflows", () => {
         assert.deepEqual(up["runs-on"], ["self-hosted", "linux", "${{ inputs.stack }}"]);
         const env = (up.steps ?? []).find((s) => s.run)?.env ?? {};
         for (const name of ["GITHUB_TOKEN", "GHCR_TOKEN", "PROXMOX_VE_API_TOKEN", "PULUMI_CONFIG_PASSPHRASE"]) assert.match(env[name] ?? "", /secrets/);
+    });
+
+    it("up-stack.yml: a build-cache job per image the stack builds (a matrix from the plan job) before the up job, which runs whatever the matrix did", () => {
+        const wf = load("up-stack.yml");
+        type Job = { needs?: string | string[]; if?: string; outputs?: Record<string, string>; strategy?: { "fail-fast"?: boolean; matrix?: Record<string, string> }; "runs-on"?: string[] };
+        const jobs = wf.jobs as unknown as Record<string, Job>;
+        assert.deepEqual(Object.keys(jobs), ["plan", "build-cache", "up"]);
+        assert.equal(jobs.plan.outputs?.images, "${{ steps.plan.outputs.images }}");
+        assert.equal(jobs["build-cache"].needs, "plan");
+        assert.equal(jobs["build-cache"].strategy?.matrix?.image, "${{ fromJSON(needs.plan.outputs.images) }}");
+        assert.equal(jobs["build-cache"].strategy?.["fail-fast"], false, "one image failing must not cancel the others");
+        assert.match(jobs["build-cache"].if ?? "", /needs\.plan\.outputs\.images != '\[\]'/);
+        for (const j of ["plan", "build-cache", "up"]) assert.deepEqual(jobs[j]["runs-on"], ["self-hosted", "linux", "${{ inputs.stack }}"], j);
+        assert.deepEqual(jobs.up.needs, ["plan", "build-cache"]);
+        assert.match(jobs.up.if ?? "", /always\(\) && needs\.plan\.result == 'success'/);
+        const build = script("build-cache.sh");
+        assert.match(build, /make build\.cache IMAGE="\$IMAGE" STACK="\$STACK" \$\{tag:\+VERSION="\$tag"\}/, "the matrix builds with the tag's version, as up.sh pins it");
+        assert.match(script("up.sh"), /ci_config_set factory:version "\$tag"/);
     });
 
     it("up.sh: the run's values go to a copy of the stack file; release metadata is committed onto the default branch once, never forced", () => {
