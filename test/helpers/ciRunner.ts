@@ -60,7 +60,10 @@ export async function makeOrigin(overrides: Record<string, string>): Promise<Ori
         fs.copyFileSync(src, path.join(work, f));
         fs.chmodSync(path.join(work, f), fs.statSync(src).mode);
     }
-    for (const [f, content] of Object.entries(overrides)) fs.writeFileSync(path.join(work, f), content);
+    for (const [f, content] of Object.entries(overrides)) {
+        fs.mkdirSync(path.dirname(path.join(work, f)), { recursive: true });
+        fs.writeFileSync(path.join(work, f), content);
+    }
     // The operator's clone is set up as any checkout is (packages and tools linked, not committed), so pulumi runs in it.
     linkInstalled(work);
     fs.appendFileSync(path.join(work, ".git", "info", "exclude"), "/node_modules\n/.tools\n/policy/node_modules\n");
