@@ -21,7 +21,7 @@ import { ImageValidation, type BootSettings, type EvidenceSettings } from "../pr
 import { urnLabel } from "../providers/progress";
 import { ImageBuild } from "../providers/imageBuild";
 import { BuildCacheEntry } from "../providers/buildCacheEntry";
-import { buildCacheSettings, entryPresent } from "../lib/buildCache";
+import { buildCacheSettings, entryPresent, type BuildCacheInput } from "../lib/buildCache";
 import { cachedResult } from "../lib/stages/pipeline";
 import type { SigningOptions } from "../lib/evidence/packet";
 import { ReusedArtifact } from "../providers/reusedArtifact";
@@ -153,7 +153,7 @@ export class Image extends pulumi.ComponentResource {
      * Preview (and up) says where a build of this key will come from: this machine's builds, the shared build cache
      * (verified when it is pulled), or a build here. The engine creates the build only when the key is new to the stack.
      */
-    private sayWhereFrom(name: string, buildKey: string, buildsDir: string, input: pulumi.Output<import("../lib/buildCache").BuildCacheInput>): void {
+    private sayWhereFrom(name: string, buildKey: string, buildsDir: string, input: pulumi.Output<BuildCacheInput>): void {
         const key = buildKey.slice(0, 16);
         input.apply(async (c) => {
             if (cachedResult(buildsDir, name, buildKey)) {
