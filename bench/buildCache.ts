@@ -14,7 +14,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { localStack } from "../test/helpers/localStack";
 import { adoptBuild, type BuildResult } from "../lib/stages/pipeline";
-import { buildCacheSettings, pushEntry, restoreFromBuildCache, type BuildCacheInput } from "../lib/buildCache";
+import { buildCacheSettings, entrySourceOf, pushEntry, restoreFromBuildCache, type BuildCacheInput } from "../lib/buildCache";
 import { startRegistry } from "../test/helpers/registry";
 import { benchRow } from "./row";
 
@@ -50,11 +50,7 @@ async function main(): Promise<void> {
             const input: BuildCacheInput = { registry: registry.host, repository: "bench/build-cache", plainHttp: false, username: "bench", password: "bench-password",
                 trustedKeys: [fs.readFileSync(trusted, "utf8")], vendor: "deevnet", pull: true, push: true, scratchDir: path.join(tmp, "validate"), evidenceRoot: path.join(tmp, "evidence") };
             let t0 = Date.now();
-            await pushEntry(buildCacheSettings(input), {
-                name: r.name, buildKey: r.buildKey, version: r.version, format: r.format, sha256: r.sha256, size: r.size, virtualSize: r.virtualSize,
-                durationSeconds: r.durationSeconds, artifact: r.path, buildJson: r.buildJsonPath, pkgManifest: r.pkgManifestPath, buildLog: r.logPath,
-                gate: { passed: true, checksRan: ["offline"], checks: [] },
-            }, { keyId: "bench@test.invalid", gnupgHome: gnupg }, () => undefined);
+            await pushEntry(buildCacheSettings(input), entrySourceOf(r, { passed: true, checksRan: ["offline"], checks: [] }), { keyId: "bench@test.invalid", gnupgHome: gnupg }, () => undefined);
             const pushed = (Date.now() - t0) / 1000;
             const builds = path.join(tmp, "builds");
             t0 = Date.now();

@@ -28,7 +28,7 @@ import { evidenceRunDir, signingFromEnv } from "../lib/evidence/packet";
 import { writeValidationEvidence } from "../lib/evidence/validation";
 import { catalog } from "../images/catalog";
 import { parseCli } from "../lib/cli";
-import { buildCacheInputOf, buildCacheSettings, pushEntry, restoreFromBuildCache, type BuildCacheInput } from "../lib/buildCache";
+import { buildCacheInputOf, buildCacheSettings, entrySourceOf, pushEntry, restoreFromBuildCache, type BuildCacheInput } from "../lib/buildCache";
 import { bootReportKey } from "../lib/validation/bootCheck";
 import { sha256Hex } from "../lib/sha256";
 
@@ -156,15 +156,10 @@ async function main(): Promise<number> {
         if (booted && !booted.passed) throw bootFailure(recipe.name, result.version, booted);
         if (cache && sign) {
             const buildEvidence = runDir && fs.existsSync(path.join(runDir, "build")) ? path.join(runDir, "build") : undefined;
-            await pushEntry(buildCacheSettings(cache), {
-                name: recipe.name, buildKey: result.buildKey, version: result.version, format: result.format, sha256: result.sha256, size: result.size,
-                virtualSize: result.virtualSize, durationSeconds: result.durationSeconds, artifact: result.path, buildJson: result.buildJsonPath,
-                pkgManifest: result.pkgManifestPath, buildLog: result.logPath, buildEvidence, validationEvidence,
-                gate: {
-                    passed: true, checksRan: booted ? ["offline", "boot"] : ["offline"], checks: report.checks.map((c) => ({ id: c.id, status: c.status })),
-                    ...(booted ? { boot: { reportKey: bootReportKey(result.sha256, config.bootstrapUser.name, bootSettings), passed: booted.passed, accelerator: booted.accelerator, totalSeconds: booted.totalSeconds } } : {}),
-                },
-            }, sign, progress);
+            await pushEntry(buildCacheSettings(cache), entrySourceOf(result, {
+                passed: true, checksRan: booted ? ["offline", "boot"] : ["offline"], checks: report.checks.map((c) => ({ id: c.id, status: c.status })),
+                ...(booted ? { boot: { reportKey: bootReportKey(result.sha256, config.bootstrapUser.name, bootSettings), passed: booted.passed, accelerator: booted.accelerator, totalSeconds: booted.totalSeconds } } : {}),
+            }, { build: buildEvidence, validation: validationEvidence }), sign, progress);
         }
         console.log(`${recipe.name} ${result.version}: ${result.path}\n  sha256 ${result.sha256}  ${result.size} bytes  build key ${result.buildKey.slice(0, 16)}${result.reused ? "  (reused)" : ""}`);
         done[recipe.name] = result;

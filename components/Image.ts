@@ -125,14 +125,15 @@ export class Image extends pulumi.ComponentResource {
             logUrn: urnLabel(`${name}-validation`, dynamicType("ImageValidation"), this),
         }, { parent: this });
         pulumi.log.info(`${name}: build key ${plan.buildKey.slice(0, 16)} (a build is reused while its key stays the same)`, this, undefined, true);
-        if (stack.buildCache?.pull) this.sayWhereFrom(name, plan.buildKey, plan.request.buildsDir, stack.buildCache.input);
+        // In a preview only (up's own preview step included): in the update the build's provider looks the key up itself.
+        if (stack.buildCache?.pull && pulumi.runtime.isDryRun()) this.sayWhereFrom(name, plan.buildKey, plan.request.buildsDir, stack.buildCache.input);
         // Entries are signed with the evidence key; without one (a preview in a PR check) there is nothing to push.
         if (stack.buildCache?.push && stack.evidence.sign) {
             new BuildCacheEntry(`${name}-build-cache`, {
                 cache: stack.buildCache.input, sign: pulumi.output(stack.evidence.sign) as pulumi.Output<SigningOptions>,
                 name, buildKey: plan.buildKey, version: build.version, format: artifactFormat(recipe), sha256: build.sha256, size: build.size,
-                virtualSize: build.virtualSize, durationSeconds: build.durationSeconds, artifact: build.path, buildJsonPath: build.buildJsonPath,
-                pkgManifestPath: build.pkgManifestPath, logPath: build.logPath,
+                virtualSize: build.virtualSize, durationSeconds: build.durationSeconds, artifact: build.path, buildJson: build.buildJsonPath,
+                pkgManifest: build.pkgManifestPath, buildLog: build.logPath,
                 buildEvidence: build.evidencePath.apply((p) => p ?? undefined) as pulumi.Output<string | undefined>,
                 validationEvidence: validation.evidencePath,
                 gate: pulumi.all([validation.passed, validation.checksRan, validation.checks, validation.boot, validation.bootReportKey]).apply(([passed, checksRan, checks, boot, reportKey]) => ({
@@ -150,7 +151,7 @@ export class Image extends pulumi.ComponentResource {
     }
 
     /**
-     * Preview (and up) says where a build of this key will come from: this machine's builds, the shared build cache
+     * Preview says where a build of this key will come from: this machine's builds, the shared build cache
      * (verified when it is pulled), or a build here. The engine creates the build only when the key is new to the stack.
      */
     private sayWhereFrom(name: string, buildKey: string, buildsDir: string, input: pulumi.Output<BuildCacheInput>): void {

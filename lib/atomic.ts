@@ -81,3 +81,12 @@ export function explainFsError(err: unknown, file: string, need?: number): Error
             return e instanceof Error ? e : new Error(String(err));
     }
 }
+
+/** `to` as a hard link of `from`, or a copy where a link cannot be made (another file system): the source is never touched. */
+export function linkOrCopy(from: string, to: string): void {
+    try {
+        fs.linkSync(from, to);
+    } catch {
+        fs.copyFileSync(from, to);
+    }
+}

@@ -36,7 +36,7 @@ import { evidenceRunDir, signFile, verifyPacket, type SigningOptions } from "./e
 import { bootReportFile } from "./validation/bootCheck";
 import { STATEMENT_TYPE } from "./evidence/provenance";
 import { fetchBlob, fetchManifest, orasPush, pull, reference, TITLE, type Manifest, type OciTarget } from "./publish/oci";
-import { writeFileAtomic } from "./atomic";
+import { linkOrCopy, writeFileAtomic } from "./atomic";
 import type { ArtifactFormat } from "./recipe";
 // Types only: the build store is lib/stages's (adoptBuild), and the caller hands its adopt in.
 import type { AdoptedBuild, BuildResult } from "./stages/pipeline";
@@ -151,6 +151,15 @@ export interface EntrySource {
     gate: EntryGate;
 }
 
+/** The entry of a finished build (lib/stages/pipeline.ts BuildResult), its evidence packets and the gate it passed. */
+export function entrySourceOf(r: BuildResult, gate: EntryGate, evidence: { build?: string; validation?: string } = {}): EntrySource {
+    return {
+        name: r.name, buildKey: r.buildKey, version: r.version, format: r.format, sha256: r.sha256, size: r.size, virtualSize: r.virtualSize,
+        durationSeconds: r.durationSeconds, artifact: r.path, buildJson: r.buildJsonPath, pkgManifest: r.pkgManifestPath, buildLog: r.logPath,
+        buildEvidence: evidence.build, validationEvidence: evidence.validation, gate,
+    };
+}
+
 export interface EntryStatement {
     _type: string;
     subject: Array<{ name: string; digest: { sha256: string } }>;
@@ -174,17 +183,6 @@ function mediaTypeOf(vendor: string, file: string, format: string, artifact: str
     if (file.endsWith(".json")) return "application/json";
     if (file.endsWith(".tar")) return "application/x-tar";
     return "text/plain";
-}
-
-/** A link (or copy) of `from` named `name` in `dir`: oras titles a layer with the file's name. */
-function place(from: string, dir: string, name: string): string {
-    const to = path.join(dir, name);
-    try {
-        fs.linkSync(from, to);
-    } catch {
-        fs.copyFileSync(from, to);
-    }
-    return to;
 }
 
 /** A packet directory as a tar that is the same bytes for the same files (names sorted, owners and times cleared). */
@@ -258,10 +256,11 @@ export async function pushEntry(s: BuildCacheSettings, src: EntrySource, sign: S
             { name: artifact, sha256: src.sha256 }, // hashed once, when it was built; the registry's digest is checked below
             { name: "build.json" }, { name: "pkg-manifest.txt" }, { name: "build.log" },
         ];
-        place(src.artifact, stage, artifact);
-        place(src.buildJson, stage, "build.json");
-        place(src.pkgManifest, stage, "pkg-manifest.txt");
-        place(src.buildLog, stage, "build.log");
+        // Linked in under the names oras titles the layers with.
+        linkOrCopy(src.artifact, path.join(stage, artifact));
+        linkOrCopy(src.buildJson, path.join(stage, "build.json"));
+        linkOrCopy(src.pkgManifest, path.join(stage, "pkg-manifest.txt"));
+        linkOrCopy(src.buildLog, path.join(stage, "build.log"));
         if (src.buildEvidence) {
             await tarPacket(src.buildEvidence, path.join(stage, EVIDENCE_BUILD));
             files.push({ name: EVIDENCE_BUILD });

@@ -3,32 +3,17 @@
 // left as it is and nothing is sent. Destroy leaves the entry: the cache is shared by every stack and machine, and
 // the registry's retention, not one stack, decides when an entry goes.
 import * as pulumi from "@pulumi/pulumi";
-import { buildCacheSettings, pushEntry, type BuildCacheInput, type EntryGate } from "../lib/buildCache";
+import { buildCacheSettings, pushEntry, type BuildCacheInput, type EntrySource } from "../lib/buildCache";
 import type { SigningOptions } from "../lib/evidence/packet";
 import { dynamicResource, keyedDiff } from "./dynamic";
 import { engineReporter } from "./progress";
 
-export interface BuildCacheEntryInputs {
+/** The entry as lib/buildCache.ts pushes it (the build's files, its evidence, the gate it passed), and how. */
+export interface BuildCacheEntryInputs extends EntrySource {
     /** Secret: it holds the registry password. */
     cache: BuildCacheInput;
     /** The evidence key that signs the entry; its passphrase is secret. */
     sign: SigningOptions;
-    name: string;
-    buildKey: string;
-    version: string;
-    format: string;
-    sha256: string;
-    size: number;
-    virtualSize: number;
-    durationSeconds: number;
-    artifact: string;
-    buildJsonPath: string;
-    pkgManifestPath: string;
-    logPath: string;
-    /** Evidence packet directories of the build and of its gate. */
-    buildEvidence?: string;
-    validationEvidence: string;
-    gate: EntryGate;
     logUrn?: string;
 }
 
@@ -45,11 +30,8 @@ export interface BuildCacheEntryOutputs {
 async function push(i: BuildCacheEntryInputs): Promise<BuildCacheEntryOutputs> {
     const report = engineReporter(i.logUrn);
     if (!i.gate.passed) throw new Error(`${i.name}: a build that did not pass its gate never goes to the build cache`);
-    const r = await pushEntry(buildCacheSettings(i.cache), {
-        name: i.name, buildKey: i.buildKey, version: i.version, format: i.format, sha256: i.sha256, size: i.size, virtualSize: i.virtualSize,
-        durationSeconds: i.durationSeconds, artifact: i.artifact, buildJson: i.buildJsonPath, pkgManifest: i.pkgManifestPath, buildLog: i.logPath,
-        buildEvidence: i.buildEvidence, validationEvidence: i.validationEvidence, gate: i.gate,
-    }, i.sign, report);
+    const { cache, sign, logUrn: _logUrn, ...entry } = i;
+    const r = await pushEntry(buildCacheSettings(cache), entry, sign, report);
     return { name: i.name, buildKey: i.buildKey, sha256: i.sha256, ref: r.ref, manifestDigest: r.manifestDigest, uploaded: r.uploaded };
 }
 

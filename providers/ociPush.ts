@@ -6,6 +6,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { linkOrCopy } from "../lib/atomic";
 import { refusedCredentials } from "../lib/errors";
 import { attach, deleteTag, fetchManifest, IN_TOTO_MEDIA_TYPE, pushArtifact, referrers, type OciTarget } from "../lib/publish/oci";
 import {dynamicResource, keyedDiff } from "./dynamic";
@@ -50,11 +51,7 @@ function named(file: string, title: string): { path: string; cleanup: () => void
     if (path.basename(file) === title) return { path: file, cleanup: () => undefined };
     const dir = fs.mkdtempSync(path.join(path.dirname(file), ".oci-"));
     const p = path.join(dir, title);
-    try {
-        fs.linkSync(file, p);
-    } catch {
-        fs.copyFileSync(file, p);
-    }
+    linkOrCopy(file, p);
     return { path: p, cleanup: () => fs.rmSync(dir, { recursive: true, force: true }) };
 }
 
